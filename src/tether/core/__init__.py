@@ -1,0 +1,1 @@
+"""Transport-independent execution of responses: chains, turns, the Responses resource."""

@@ -1,0 +1,264 @@
+"""The Responses resource: create, retrieve, delete, cancel, list input items, count, compact.
+
+Transports call these and render what comes back; every client error is an `ApiError` raised
+before a response exists. A response in flight lives in `self.running` with its `EventLog`, so a
+streaming reader, a poller and a canceller all see the same events. Once it is terminal it is
+stored (when `store: true`) and only then leaves `running`, so a reader never finds it in neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tether.backends.base import Backend, Cancellation, ContextOverflow, Generation
+from tether.core import chain, turn
+from tether.core.event_log import EventLog
+from tether.protocol import compaction, errors, ids
+from tether.protocol.events import Event, ResponseEvents
+from tether.protocol.items import Item, Message, TextPart
+from tether.protocol.request import CreateRequest
+from tether.protocol.response import Usage, response_object
+from tether.store.base import ItemPage, Store, StoredResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A response between `response.created` and its stored terminal state."""
+
+    request: CreateRequest
+    context: chain.Context
+    events: ResponseEvents
+    log: EventLog
+    cancel: Cancellation
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def id(self) -> str:
+        return str(self.events.response["id"])
+
+    def snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy(self.events.response)
+
+
+class Responses:
+    def __init__(self, backend: Backend, store: Store, served_models: frozenset[str]) -> None:
+        self.backend = backend
+        self.store = store
+        self.served_models = served_models
+        self.running: dict[str, Running] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- create -----------------------------------------------------------------------------------
+
+    async def start(self, request: CreateRequest) -> Running:
+        """Validate against state, emit `response.created`, and run the response in a task."""
+        context = await self._context(request)
+        response_id = ids.response_id()
+        generation = self._generation(request, context, response_id)
+        input_tokens = await self._count(request, context)  # one that cannot fit is refused here
+        response = response_object(
+            request,
+            response_id=response_id,
+            model=str(request.model),
+            created_at=int(time.time()),
+            status="queued" if request.background else "in_progress",
+        )
+        running = Running(request, context, ResponseEvents(response), EventLog(), Cancellation())
+        self.running[response_id] = running
+        await running.log.emit(running.events.created())
+        work = turn.Turn(generation, running.events, self.backend, running.log, running.cancel, input_tokens)
+        task = asyncio.create_task(self._execute(running, work), name=response_id)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return running
+
+    def _check_model(self, model: str | None) -> None:
+        if model not in self.served_models:
+            raise errors.model_not_found(model, ", ".join(sorted(self.served_models)))
+
+    @staticmethod
+    def _generation(request: CreateRequest, context: chain.Context, response_id: str) -> Generation:
+        return Generation(
+            response_id=response_id,
+            parent_id=request.previous_response_id,
+            items=context.items,
+            instructions=request.instructions,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            max_output_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            parallel_tool_calls=request.parallel_tool_calls,
+        )
+
+    async def _execute(self, running: Running, work: turn.Turn) -> None:
+        try:
+            await turn.run(work)
+        finally:
+            await running.log.close()
+            try:
+                if running.request.store:
+                    await self._save(running)
+            except Exception:
+                log.exception("could not store response %s", running.id)
+            finally:
+                self.running.pop(running.id, None)
+                running.done.set()
+
+    async def _save(self, running: Running) -> None:
+        response = running.snapshot()
+        await self.store.save(
+            StoredResponse(
+                id=running.id,
+                previous_response_id=running.request.previous_response_id,
+                status=response["status"],
+                created_at=response["created_at"],
+                response=response,
+                input_items=tuple(item.to_wire() for item in running.context.input),
+                output_items=tuple(response["output"]),
+                events=tuple(running.log.events),
+            )
+        )
+
+    async def finish(self, running: Running) -> dict[str, Any]:
+        """Wait for the terminal state; the final Response object."""
+        await running.done.wait()
+        return running.snapshot()
+
+    # --- read, delete, cancel ---------------------------------------------------------------------
+
+    def _stored_running(self, response_id: str) -> Running | None:
+        """A running response the API may show: `store: false` ones are never visible (§8.8)."""
+        running = self.running.get(response_id)
+        return running if running is not None and running.request.store else None
+
+    async def get(self, response_id: str) -> dict[str, Any]:
+        running = self._stored_running(response_id)
+        if running is not None:
+            return running.snapshot()
+        stored = await self.store.get(response_id)
+        if stored is None:
+            raise errors.response_not_found(response_id)
+        return stored
+
+    async def replay(self, response_id: str, starting_after: int) -> AsyncIterator[Event]:
+        """Events after `starting_after`: live for a running response, else from the store.
+
+        Raises before the first event when the id is unknown, so transports can still answer 404.
+        """
+        running = self._stored_running(response_id)
+        if running is not None:
+            return running.log.follow(starting_after)
+        stored = await self.store.events(response_id, starting_after)
+        if stored is None:
+            raise errors.response_not_found(response_id)
+        return _iterate(stored)
+
+    async def delete(self, response_id: str) -> None:
+        if self._stored_running(response_id) is not None:
+            raise errors.invalid_request(
+                f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
+            )
+        if not await self.store.delete(response_id):
+            raise errors.response_not_found(response_id)
+
+    async def cancel(self, response_id: str) -> dict[str, Any]:
+        """Cancel a background response; idempotent, and a finished one is returned as it is."""
+        running = self._stored_running(response_id)
+        if running is not None:
+            if not running.request.background:
+                raise _not_background(response_id)
+            running.cancel.cancel(turn.CANCELLED)
+            return await self.finish(running)
+        stored = await self.get(response_id)
+        if not stored.get("background"):
+            raise _not_background(response_id)
+        return stored
+
+    async def input_items(
+        self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> ItemPage:
+        running = self._stored_running(response_id)
+        if running is not None:
+            return _page([item.to_wire() for item in running.context.input], after, limit, order)
+        page = await self.store.input_items(response_id, after=after, limit=limit, order=order)
+        if page is None:
+            raise errors.response_not_found(response_id)
+        return page
+
+    # --- counting and compaction ------------------------------------------------------------------
+
+    async def count_input_tokens(self, request: CreateRequest) -> int:
+        return await self._count(request, await self._context(request))
+
+    async def compact(self, request: CreateRequest) -> dict[str, Any]:
+        """A compacted window: the user's messages, then one item standing for everything else."""
+        context = await self._context(request)
+        input_tokens = await self._count(request, context)
+        user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
+        rest = tuple(i for i in context.items if i not in user)
+        item = {"id": ids.compaction_id(), "type": "compaction",
+                "encrypted_content": compaction.encode(rest)}  # fmt: skip
+        return {
+            "id": ids.compaction_id(),
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": [_user_wire(m) for m in user] + [item],
+            "usage": Usage(input_tokens, 0, 0).to_wire(),
+        }
+
+    async def _context(self, request: CreateRequest) -> chain.Context:
+        self._check_model(request.model)
+        return await chain.resolve(request.previous_response_id, request.input, self.store)
+
+    async def _count(self, request: CreateRequest, context: chain.Context) -> int:
+        generation = self._generation(request, context, "count")
+        try:
+            return await self.backend.count_tokens(generation)
+        except ContextOverflow as exc:
+            raise errors.context_overflow(exc.limit, exc.needed) from None
+
+    async def aclose(self) -> None:
+        """Interrupt what is still running and wait for it to be stored."""
+        for running in list(self.running.values()):
+            running.cancel.cancel(turn.INTERRUPTED)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _user_wire(message: Item) -> dict[str, Any]:
+    assert isinstance(message, Message)
+    parts = [TextPart("input_text", p.text).to_wire() if isinstance(p, TextPart) else p.to_wire()
+             for p in message.content]  # fmt: skip
+    return {"type": "message", "role": "user", "content": parts}
+
+
+def _not_background(response_id: str) -> errors.ApiError:
+    return errors.invalid_request(
+        f"Response with id '{response_id}' was not created with 'background: true'; "
+        "only background responses can be cancelled.",
+        None,
+    )
+
+
+def _page(
+    items: list[dict[str, Any]], after: str | None, limit: int, order: Literal["asc", "desc"]
+) -> ItemPage:
+    ordered = items if order == "asc" else items[::-1]
+    if after is not None:
+        positions = [i for i, item in enumerate(ordered) if item.get("id") == after]
+        ordered = ordered[positions[0] + 1 :] if positions else []
+    return ItemPage(items=ordered[:limit], has_more=len(ordered) > limit)
+
+
+async def _iterate(events: list[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event

@@ -1,0 +1,193 @@
+"""Stream events of one response (spec §5), built in order and numbered as they are built (D8).
+
+`ResponseEvents` is a state machine over the response (CREATED → IN_PROGRESS → one terminal
+state) and over its one open output item. A call out of order is our bug, not the client's, and
+raises `EmitterMisuse` naming the state and the call, so a wrong sequence can never reach the wire.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from typing import Any
+
+from tether.protocol.errors import ApiError
+from tether.protocol.response import Usage
+
+Event = dict[str, Any]
+
+
+class EmitterMisuse(AssertionError):
+    """An event was requested in a state that forbids it (a Tether bug)."""
+
+
+class Phase(enum.Enum):
+    NEW = "new"
+    CREATED = "created"
+    IN_PROGRESS = "in_progress"
+    TERMINAL = "terminal"
+
+
+class ResponseEvents:
+    """Builds the events of one response and keeps its Response object current."""
+
+    def __init__(self, response: dict[str, Any], stream_id: str | None = None) -> None:
+        self.response = response
+        self._stream_id = stream_id
+        self._sequence = 0
+        self._phase = Phase.NEW
+        self._open: dict[str, Any] | None = None  # the output item being streamed
+        self._text: list[str] = []
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def output(self) -> list[dict[str, Any]]:
+        return self.response["output"]  # type: ignore[no-any-return]
+
+    @property
+    def has_open_item(self) -> bool:
+        return self._open is not None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def created(self) -> Event:
+        self._expect("created", Phase.NEW)
+        self._phase = Phase.CREATED
+        return self._lifecycle("response.created")
+
+    def in_progress(self) -> Event:
+        self._expect("in_progress", Phase.CREATED)
+        self._phase = Phase.IN_PROGRESS
+        self.response["status"] = "in_progress"
+        return self._lifecycle("response.in_progress")
+
+    def completed(self, usage: Usage, completed_at: int) -> Event:
+        self._terminal("completed", usage)
+        self.response["completed_at"] = completed_at
+        return self._lifecycle("response.completed")
+
+    def incomplete(self, reason: str, usage: Usage) -> Event:
+        self._terminal("incomplete", usage)
+        self.response["incomplete_details"] = {"reason": reason}
+        return self._lifecycle("response.incomplete")
+
+    def failed(self, error: ApiError, usage: Usage) -> Event:
+        self._terminal("failed", usage)
+        self.response["error"] = error.response_error()
+        return self._lifecycle("response.failed")
+
+    def cancelled(self, usage: Usage) -> None:
+        """A background response cancelled through the API: the stream just ends (§6.2)."""
+        self._terminal("cancelled", usage)
+
+    # --- output items -----------------------------------------------------------------------------
+
+    def open_message(self, item_id: str) -> list[Event]:
+        item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant",
+                "content": []}  # fmt: skip
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        added = self._open_item(item)
+        self._text = []
+        return [added, self._item_event("response.content_part.added", content_index=0, part=part)]
+
+    def text_delta(self, delta: str) -> Event:
+        self._expect_open("text_delta", "message")
+        self._text.append(delta)
+        return self._item_event("response.output_text.delta", content_index=0, delta=delta, logprobs=[])
+
+    def close_message(self, status: str = "completed") -> list[Event]:
+        item = self._expect_open("close_message", "message")
+        text = "".join(self._text)
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        events = [
+            self._item_event("response.output_text.done", content_index=0, text=text, logprobs=[]),
+            self._item_event("response.content_part.done", content_index=0, part=part),
+        ]
+        item["content"] = [part]
+        return [*events, self._close_item(status)]
+
+    def open_function_call(self, item_id: str, call_id: str, name: str) -> list[Event]:
+        item = {"id": item_id, "type": "function_call", "status": "in_progress",
+                "call_id": call_id, "name": name, "arguments": ""}  # fmt: skip
+        self._text = []
+        return [self._open_item(item)]
+
+    def arguments_delta(self, delta: str) -> Event:
+        self._expect_open("arguments_delta", "function_call")
+        self._text.append(delta)
+        return self._item_event("response.function_call_arguments.delta", delta=delta)
+
+    def close_function_call(self, status: str = "completed") -> list[Event]:
+        item = self._expect_open("close_function_call", "function_call")
+        item["arguments"] = "".join(self._text)
+        done = self._item_event("response.function_call_arguments.done", arguments=item["arguments"])
+        return [done, self._close_item(status)]
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _open_item(self, item: dict[str, Any]) -> Event:
+        self._expect("open an output item", Phase.IN_PROGRESS)
+        if self._open is not None:
+            raise EmitterMisuse(f"cannot open a {item['type']} while a {self._open['type']} is open")
+        self._open = item
+        self.output.append(item)
+        return self._event(
+            "response.output_item.added",
+            output_index=len(self.output) - 1,
+            item=copy.deepcopy(item),
+        )
+
+    def _close_item(self, status: str) -> Event:
+        assert self._open is not None
+        self._open["status"] = status
+        event = self._event(
+            "response.output_item.done",
+            output_index=len(self.output) - 1,
+            item=copy.deepcopy(self._open),
+        )
+        self._open = None
+        return event
+
+    def _terminal(self, status: str, usage: Usage) -> None:
+        if self._phase not in (Phase.CREATED, Phase.IN_PROGRESS):
+            raise EmitterMisuse(f"cannot end the response as {status} in phase {self._phase.value}")
+        if self._open is not None:
+            # §5.5 F: an item left open by a failure or interruption is listed as incomplete,
+            # without its .done events.
+            self._open["status"] = "incomplete"
+            if self._open["type"] == "message":
+                self._open["content"] = [{"type": "output_text", "text": "".join(self._text),
+                                          "annotations": [], "logprobs": []}]  # fmt: skip
+            else:
+                self._open["arguments"] = "".join(self._text)
+            self._open = None
+        self._phase = Phase.TERMINAL
+        self.response["status"] = status
+        self.response["usage"] = usage.to_wire()
+
+    def _item_event(self, kind: str, **fields: Any) -> Event:
+        assert self._open is not None
+        return self._event(kind, item_id=self._open["id"], output_index=len(self.output) - 1, **fields)
+
+    def _lifecycle(self, kind: str) -> Event:
+        return self._event(kind, response=copy.deepcopy(self.response))
+
+    def _event(self, kind: str, **fields: Any) -> Event:
+        event: Event = {"type": kind, "sequence_number": self._sequence, **fields}
+        if self._stream_id is not None:
+            event["stream_id"] = self._stream_id
+        self._sequence += 1
+        return event
+
+    def _expect(self, call: str, phase: Phase) -> None:
+        if self._phase is not phase:
+            raise EmitterMisuse(f"{call} needs phase {phase.value}, the response is {self._phase.value}")
+
+    def _expect_open(self, call: str, item_type: str) -> dict[str, Any]:
+        if self._open is None or self._open["type"] != item_type:
+            open_type = self._open["type"] if self._open else "nothing"
+            raise EmitterMisuse(f"{call} needs an open {item_type}, {open_type} is open")
+        return self._open

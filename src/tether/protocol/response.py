@@ -1,0 +1,74 @@
+"""The Response object (spec §6.1) and its usage block (§6.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tether.protocol.request import CreateRequest
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "output_tokens": self.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+
+
+def response_object(
+    request: CreateRequest,
+    *,
+    response_id: str,
+    model: str,
+    created_at: int,
+    status: str,
+) -> dict[str, Any]:
+    """A Response with every key of §6.1, as sent in `response.created`.
+
+    Later states change `status`, `output`, `usage`, `error`, `incomplete_details` and
+    `completed_at` on a copy (see `events.ResponseEvents`).
+    """
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "completed_at": None,
+        "status": status,
+        "background": request.background,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": request.max_tool_calls,
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "previous_response_id": request.previous_response_id,
+        "prompt_cache_key": request.prompt_cache_key,
+        "prompt_cache_retention": request.prompt_cache_retention,
+        "reasoning": request.reasoning,
+        "safety_identifier": request.safety_identifier,
+        "service_tier": request.service_tier,
+        "store": request.store,
+        "temperature": request.temperature,
+        "text": request.text,
+        "tool_choice": request.tool_choice_echo,
+        "tools": [tool.to_wire() for tool in request.tools],
+        "top_logprobs": request.top_logprobs,
+        "top_p": request.top_p,
+        "truncation": request.truncation,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "usage": None,
+        "user": request.user,
+        "metadata": request.metadata,
+    }

@@ -1,0 +1,131 @@
+"""Tool definitions and `tool_choice` (spec §4.2, D3).
+
+Tether runs `function` tools. Every other tool type is dropped from what the model sees and from
+the Response's `tools` echo; naming a dropped tool in `tool_choice` is a 400.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tether.protocol.errors import invalid_request
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_EMPTY_OBJECT_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    name: str
+    description: str | None
+    parameters: Mapping[str, Any]
+    strict: bool | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+            "strict": self.strict,
+        }
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """What the model may or must do: `mode` plus the tools it may pick from.
+
+    `names` is None when every offered tool is allowed. A named function is `required` with one
+    name; `allowed_tools` narrows `names` in either mode.
+    """
+
+    mode: Literal["none", "auto", "required"]
+    names: tuple[str, ...] | None = None
+
+    def allowed(self, tools: tuple[FunctionTool, ...]) -> tuple[FunctionTool, ...]:
+        if self.mode == "none":
+            return ()
+        if self.names is None:
+            return tools
+        return tuple(t for t in tools if t.name in self.names)
+
+
+def parse_tools(value: Any) -> tuple[FunctionTool, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise invalid_request("Invalid type for 'tools': expected an array.", "tools")
+    tools: list[FunctionTool] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(value):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+            raise invalid_request(f"Invalid 'tools[{i}]': expected an object with a 'type'.", "tools")
+        if raw["type"] != "function":
+            continue  # D3: tools Tether cannot run are dropped, not rejected
+        tool = _parse_function(raw, i)
+        if tool.name in seen:
+            raise invalid_request(f"Duplicate tool name '{tool.name}' in 'tools'.", "tools")
+        seen.add(tool.name)
+        tools.append(tool)
+    return tuple(tools)
+
+
+def _parse_function(raw: Mapping[str, Any], i: int) -> FunctionTool:
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise invalid_request(
+            f"Invalid 'tools[{i}].name': expected 1-64 letters, digits, '_' or '-', got {name!r}.",
+            "tools",
+        )
+    parameters = raw.get("parameters")
+    if parameters is None:
+        parameters = _EMPTY_OBJECT_SCHEMA
+    if not isinstance(parameters, Mapping):
+        raise invalid_request(f"Invalid 'tools[{i}].parameters': expected a JSON schema.", "tools")
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        raise invalid_request(f"Invalid 'tools[{i}].description': expected a string.", "tools")
+    strict = raw.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid_request(f"Invalid 'tools[{i}].strict': expected a boolean.", "tools")
+    return FunctionTool(name=name, description=description, parameters=parameters, strict=strict)
+
+
+def parse_tool_choice(value: Any, tools: tuple[FunctionTool, ...]) -> ToolChoice:
+    offered = {t.name for t in tools}
+    if value is None or value == "auto":
+        return ToolChoice("auto")
+    if value in ("none", "required"):
+        return ToolChoice(value)
+    if not isinstance(value, Mapping):
+        raise invalid_request(
+            f"Invalid 'tool_choice': expected 'none', 'auto', 'required' or an object, got {value!r}.",
+            "tool_choice",
+        )
+    kind = value.get("type")
+    if kind == "function":
+        name = value.get("name")
+        if name not in offered:
+            raise invalid_request(f"Tool choice '{name}' not found in 'tools' parameter.", "tool_choice")
+        return ToolChoice("required", (str(name),))
+    if kind == "allowed_tools":
+        mode = value.get("mode", "auto")
+        listed = value.get("tools")
+        if mode not in ("auto", "required") or not isinstance(listed, list):
+            raise invalid_request(
+                "Invalid 'tool_choice': allowed_tools needs 'mode' auto|required and 'tools'.",
+                "tool_choice",
+            )
+        names = tuple(t.get("name") if isinstance(t, Mapping) else t for t in listed)
+        missing = [n for n in names if n not in offered]
+        if missing:
+            raise invalid_request(
+                f"Tool choice names tools that are not available: {missing}.", "tool_choice"
+            )
+        return ToolChoice(mode, tuple(str(n) for n in names))
+    raise invalid_request(
+        f"Tool choice of type '{kind}' names a tool this server does not run.", "tool_choice"
+    )

@@ -1,0 +1,206 @@
+"""The HTTP surface (spec §10): each route is parse → core → render.
+
+Client errors arrive as `ApiError` and leave through `api_error`; anything else is logged and
+answered with the generic 500 of the catalogue. Once SSE headers are out, failures go in-band
+as `response.failed` (the turn does that), never as an HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal, cast
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tether.core import turn
+from tether.core.responses import Responses, Running
+from tether.protocol import errors
+from tether.protocol.errors import ApiError
+from tether.protocol.request import parse_create
+from tether.server import sse
+
+INPUT_ITEMS_MAX_LIMIT = 100
+INPUT_ITEMS_DEFAULT_LIMIT = 20
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def responses_of(request: Request) -> Responses:
+    return cast(Responses, request.app.state.responses)
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.invalid_request(f"The request body is not valid JSON: {exc}.") from None
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+async def create(request: Request) -> Response:
+    create_request = parse_create(await read_json(request), "http")
+    responses = responses_of(request)
+    running = await responses.start(create_request)
+    if create_request.stream:
+        return sse.stream(running.log.follow(), on_close=lambda: _interrupt(running))
+    if create_request.background:
+        return JsonResponse(running.snapshot())
+    final = await _finish_unless_disconnected(request, responses, running)
+    if final["status"] == "failed":
+        # §10.2: a non-streaming response that fails during generation is a 500.
+        return api_error(request, errors.backend_failed())
+    return JsonResponse(final)
+
+
+def _interrupt(running: Running) -> None:
+    """D9: a client that leaves a non-background response cancels it."""
+    if not running.request.background and not running.done.is_set():
+        running.cancel.cancel(turn.INTERRUPTED)
+
+
+async def _finish_unless_disconnected(
+    request: Request, responses: Responses, running: Running
+) -> dict[str, Any]:
+    finished = asyncio.ensure_future(responses.finish(running))
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    await asyncio.wait({finished, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    disconnected.cancel()
+    if not finished.done():
+        _interrupt(running)
+    return await finished
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def retrieve(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    responses = responses_of(request)
+    if _bool_param(request, "stream"):
+        after = _int_param(request, "starting_after", default=-1)
+        return sse.stream(await responses.replay(response_id, after))
+    return JsonResponse(await responses.get(response_id))
+
+
+async def delete(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    await responses_of(request).delete(response_id)
+    return JsonResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+async def cancel(request: Request) -> Response:
+    return JsonResponse(await responses_of(request).cancel(request.path_params["response_id"]))
+
+
+async def input_items(request: Request) -> Response:
+    limit = _int_param(request, "limit", default=INPUT_ITEMS_DEFAULT_LIMIT)
+    if not 1 <= limit <= INPUT_ITEMS_MAX_LIMIT:
+        raise errors.invalid_request(
+            f"Invalid 'limit': expected 1 to {INPUT_ITEMS_MAX_LIMIT}, got {limit}.", "limit"
+        )
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise errors.invalid_request(f"Invalid 'order': expected asc or desc, got {order!r}.", "order")
+    page = await responses_of(request).input_items(
+        request.path_params["response_id"],
+        after=request.query_params.get("after"),
+        limit=limit,
+        order=cast(Literal["asc", "desc"], order),
+    )
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": page.items,
+            "first_id": page.items[0]["id"] if page.items else None,
+            "last_id": page.items[-1]["id"] if page.items else None,
+            "has_more": page.has_more,
+        }
+    )
+
+
+async def input_tokens(request: Request) -> Response:
+    count = await responses_of(request).count_input_tokens(parse_create(await read_json(request), "http"))
+    return JsonResponse({"object": "response.input_tokens", "input_tokens": count})
+
+
+async def compact(request: Request) -> Response:
+    body = await read_json(request)
+    if isinstance(body, dict) and not body.get("model"):
+        raise errors.invalid_request("Missing required parameter: 'model'.", "model")
+    return JsonResponse(await responses_of(request).compact(parse_create(body, "http")))
+
+
+async def models(request: Request) -> Response:
+    responses = responses_of(request)
+    created = int(request.app.state.started_at)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "tether"}
+            for name in sorted(responses.served_models)]  # fmt: skip
+    return JsonResponse({"object": "list", "data": data})
+
+
+async def healthz(request: Request) -> Response:
+    return JsonResponse({"status": "ok", "model": responses_of(request).backend.model_id})
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() in ("true", "1")
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.invalid_request(f"Invalid '{name}': expected an integer.", name) from None
+
+
+API_ROUTES = [
+    Route("/responses", create, methods=["POST"]),
+    Route("/responses/input_tokens", input_tokens, methods=["POST"]),
+    Route("/responses/compact", compact, methods=["POST"]),
+    Route("/responses/{response_id}", retrieve, methods=["GET"]),
+    Route("/responses/{response_id}", delete, methods=["DELETE"]),
+    Route("/responses/{response_id}/cancel", cancel, methods=["POST"]),
+    Route("/responses/{response_id}/input_items", input_items, methods=["GET"]),
+    Route("/models", models, methods=["GET"]),
+]
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def api_error(request: Request, exc: Exception) -> Response:
+    error = exc if isinstance(exc, ApiError) else errors.server_error()
+    # A 4xx cannot be fixed by retrying: tell the SDKs not to (spec §10.1).
+    headers = {"x-should-retry": "false"} if error.status < 500 else None
+    return JsonResponse(error.http_body(), status_code=error.status, headers=headers)
+
+
+def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = errors.method_not_allowed(request.method, request.url.path)
+    else:
+        error = errors.not_found_route(request.url.path)
+    return api_error(request, error)
+
+
+def unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this answer, so the server log gets the traceback.
+    return api_error(request, errors.server_error())

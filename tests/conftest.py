@@ -1,0 +1,48 @@
+"""Fixtures: real server processes (scripted, slow scripted, authenticated, local model)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.server_process import TetherServer
+
+SCRIPTED = "tether-scripted"
+LOCAL = "SmolLM2-135M-Instruct"
+
+
+def _serve(tmp: Path, *args: str, **kwargs: object) -> Iterator[TetherServer]:
+    server = TetherServer(tmp / "tether.db", *args, **kwargs).start()  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    yield from _serve(tmp_path_factory.mktemp("scripted"))
+
+
+@pytest.fixture(scope="session")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    """Scripted model that takes 20 ms per output token: long enough to cancel mid-way."""
+    yield from _serve(tmp_path_factory.mktemp("slow"), "--scripted-decode-us", "20000")
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    yield from _serve(tmp_path_factory.mktemp("auth"), api_key="sk-right")
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    yield from _serve(tmp_path_factory.mktemp("local"), model="local")
+
+
+@pytest.fixture
+def client(scripted_server: TetherServer) -> openai.OpenAI:
+    return scripted_server.client()

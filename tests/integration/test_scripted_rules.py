@@ -1,0 +1,66 @@
+"""The scripted model's decision rules (README "Models"), through the official SDK over HTTP."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.conftest import SCRIPTED
+from tests.integration.test_http_create import WEATHER_TOOL
+
+TIME_TOOL = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
+
+
+def output_types(response: object) -> list[str]:
+    return [item.type for item in response.output]  # type: ignore[attr-defined]
+
+
+def test_rule_1_no_callable_tool_means_text(client: openai.OpenAI) -> None:
+    assert output_types(client.responses.create(model=SCRIPTED, input="hi")) == ["message"]
+    only_hosted = client.responses.create(model=SCRIPTED, input="hi", tools=[{"type": "web_search"}])
+    assert output_types(only_hosted) == ["message"]
+    none = client.responses.create(model=SCRIPTED, input="hi", tools=[WEATHER_TOOL], tool_choice="none")
+    assert output_types(none) == ["message"]
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "expected"),
+    [("required", "get_weather"), ({"type": "function", "name": "get_time"}, "get_time")],
+)
+def test_rule_2_required_or_named_calls_that_tool(
+    client: openai.OpenAI, tool_choice: object, expected: str
+) -> None:
+    response = client.responses.create(
+        model=SCRIPTED,
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        tool_choice=tool_choice,  # type: ignore[arg-type]
+        input=[{"type": "function_call", "call_id": "call_x", "name": "get_time", "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "call_x", "output": "noon"}],
+    )  # fmt: skip
+    assert output_types(response) == ["function_call"]
+    assert response.output[0].name == expected  # type: ignore[union-attr]
+
+
+def test_rule_3_auto_calls_the_first_tool_for_a_user_message(client: openai.OpenAI) -> None:
+    response = client.responses.create(model=SCRIPTED, input="Weather?", tools=[WEATHER_TOOL, TIME_TOOL])
+    assert output_types(response) == ["function_call"]
+    assert response.output[0].name == "get_weather"  # type: ignore[union-attr]
+
+
+def test_rule_3_auto_answers_text_after_a_tool_output(client: openai.OpenAI) -> None:
+    call = client.responses.create(model=SCRIPTED, input="Weather?", tools=[WEATHER_TOOL])
+    report = client.responses.create(
+        model=SCRIPTED,
+        previous_response_id=call.id,
+        tools=[WEATHER_TOOL],
+        input=[{"type": "function_call_output", "call_id": call.output[0].call_id, "output": "sun"}],  # type: ignore[union-attr]
+    )
+    assert output_types(report) == ["message"]
+
+
+def test_text_answers_are_deterministic(client: openai.OpenAI) -> None:
+    one = client.responses.create(model=SCRIPTED, input="Same question.", max_output_tokens=7)
+    two = client.responses.create(model=SCRIPTED, input="Same question.", max_output_tokens=7)
+    other = client.responses.create(model=SCRIPTED, input="Other question.", max_output_tokens=7)
+    assert one.output_text == two.output_text != other.output_text
+    assert one.status == "completed" and one.usage is not None and one.usage.output_tokens == 7
