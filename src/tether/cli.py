@@ -16,7 +16,7 @@ from tether.app import build_app
 from tether.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths and URLs stay on one line
 
 MODEL_HELP = """\
 'local' (default): the embedded SmolLM2-135M-Instruct through llama.cpp.
@@ -103,7 +103,7 @@ def _announce(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}/v1"
     auth = f"bearer key ({len(settings.api_keys)} configured)" if settings.auth_enabled else "none"
     console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
-    console.print(f"  model: {settings.model}   store: sqlite {settings.db}   auth: {auth}")
+    console.print(f"  model: {settings.model}\n  store: sqlite {settings.db}\n  auth: {auth}")
 
 
 def main() -> None:
