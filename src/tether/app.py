@@ -11,14 +11,14 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from tether.backends.base import Backend
 from tether.backends.scripted import LatencyProfile, ScriptedBackend
 from tether.config import Settings
 from tether.core.responses import Responses
 from tether.protocol.errors import ApiError
-from tether.server import http
+from tether.server import http, websocket
 from tether.server.auth import BearerAuth, RequestIds
 from tether.store.sqlite import SqliteStore
 
@@ -47,6 +47,7 @@ def build_app(settings: Settings) -> Starlette:
         store = await SqliteStore(settings.db).open()
         served = frozenset({backend.model_id, *settings.model_aliases})
         app.state.responses = Responses(backend, store, served)
+        app.state.settings = settings
         app.state.started_at = time.time()
         try:
             yield
@@ -58,7 +59,8 @@ def build_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/healthz", http.healthz, methods=["GET"]),
-        Mount("/v1", routes=http.API_ROUTES),
+        # §3.1: WebSocket mode shares the create path; an upgrade is a GET with Upgrade headers.
+        Mount("/v1", routes=[*http.API_ROUTES, WebSocketRoute("/responses", websocket.endpoint)]),
     ]
     return Starlette(
         routes=routes,

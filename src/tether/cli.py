@@ -57,6 +57,25 @@ def serve(
     scripted_overhead_ms: Annotated[
         float | None, typer.Option(help="Scripted model: fixed ms per response [0].")
     ] = None,
+    websocket: Annotated[
+        bool | None,
+        typer.Option("--websocket/--no-websocket", help="Serve WebSocket mode [on]; off answers 426."),
+    ] = None,
+    ws_connection_cap_s: Annotated[
+        float | None, typer.Option(help="WebSocket connection lifetime cap in seconds [3600].")
+    ] = None,
+    ws_max_message_bytes: Annotated[
+        int | None, typer.Option(help="Largest inbound WebSocket message [67108864]; over it: 1009.")
+    ] = None,
+    ws_max_active_responses: Annotated[
+        int | None, typer.Option(help="Responses running at once per connection [16].")
+    ] = None,
+    ws_max_named_lanes: Annotated[
+        int | None, typer.Option(help="Distinct stream_id lanes per connection [32].")
+    ] = None,
+    ws_send_queue_events: Annotated[
+        int | None, typer.Option(help="Outbound events queued per connection before generation waits [256].")
+    ] = None,
     shutdown_grace_s: Annotated[
         float | None,
         typer.Option(help="Seconds running responses get to finish at shutdown [10]."),
@@ -70,6 +89,10 @@ def serve(
         "model_aliases": tuple(model_alias) if model_alias else None,
         "n_threads": n_threads, "n_ctx": n_ctx, "scripted_prefill_us": scripted_prefill_us,
         "scripted_decode_us": scripted_decode_us, "scripted_overhead_ms": scripted_overhead_ms,
+        "websocket": websocket, "ws_connection_cap_s": ws_connection_cap_s,
+        "ws_max_message_bytes": ws_max_message_bytes,
+        "ws_max_active_responses": ws_max_active_responses,
+        "ws_max_named_lanes": ws_max_named_lanes, "ws_send_queue_events": ws_send_queue_events,
         "shutdown_grace_s": shutdown_grace_s, "log_level": log_level,
     }  # fmt: skip
     try:
@@ -90,6 +113,11 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,  # over it: close 1009 (spec §3.4)
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        ws_per_message_deflate=True,  # negotiated only when the client offers it
         # Shutdown: stop accepting, give open requests this long, then cancel them; the app's
         # lifespan then interrupts and stores whatever is still running (app.build_app).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),

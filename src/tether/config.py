@@ -37,6 +37,31 @@ class Settings(BaseSettings):
     scripted_prefill_us: float = Field(0.0, ge=0, description="Scripted model: µs per new input token.")
     scripted_decode_us: float = Field(0.0, ge=0, description="Scripted model: µs per output token.")
     scripted_overhead_ms: float = Field(0.0, ge=0, description="Scripted model: ms per response.")
+    # --- WebSocket mode (spec §3, §8.1, §9) ---
+    websocket: bool = Field(True, description="Serve WebSocket mode; off answers upgrades with 426.")
+    ws_max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest inbound message; larger ones close with 1009."
+    )
+    ws_max_active_responses: int = Field(
+        16, ge=1, description="Responses running at once per connection, all lanes (D4)."
+    )
+    ws_max_named_lanes: int = Field(
+        32, ge=0, description="Distinct stream_id lanes per connection, over its life (D4)."
+    )
+    ws_connection_cap_s: float = Field(
+        3600.0, gt=0, description="Connection lifetime cap; past it new work is refused (D5)."
+    )
+    ws_ping_interval_s: float | None = Field(
+        20.0, description="Server pings keep NAT paths open; None disables them."
+    )
+    ws_ping_timeout_s: float | None = Field(
+        20.0, description="Close a connection whose pong is this late; None waits forever."
+    )
+    ws_send_queue_events: int = Field(
+        256,
+        ge=1,
+        description="Events queued per connection before a slow reader makes generation wait.",
+    )
     shutdown_grace_s: float = Field(
         10.0,
         ge=0,

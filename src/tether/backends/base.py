@@ -113,4 +113,9 @@ class Backend(Protocol):
         """Tokens the rendered context of `generation` takes, without generating."""
         ...
 
+    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+        """Warm-up (`generate: false`, D2): make the conversation's context ready for the next
+        turn, without output. Usage has the context's tokens and how many were already cached."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -79,13 +79,17 @@ class ScriptedBackend:
     async def count_tokens(self, generation: Generation) -> int:
         return count_tokens(render(generation))
 
+    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+        """Charges prefill like a turn and caches the context, so the next turn finds it warm."""
+        input_tokens, cached = await self._prefill(generation)
+        self._remember(generation.response_id, input_tokens)
+        return Usage(input_tokens, cached, 0)
+
     async def generate(
         self, generation: Generation, cancel: Cancellation
     ) -> AsyncGenerator[ModelEvent, None]:
-        input_tokens = count_tokens(render(generation))
-        cached = min(self._cached.get(generation.parent_id or "", 0), input_tokens)
-        await self._sleep_us(self.latency.overhead_ms * 1000 + self.latency.prefill_us * (
-            input_tokens - cached))  # fmt: skip
+        await self._sleep_us(self.latency.overhead_ms * 1000)
+        input_tokens, cached = await self._prefill(generation)
         tool = choose_tool(generation)
         pieces = _call_pieces(tool) if tool else _answer_pieces(generation)
         budget = generation.max_output_tokens
@@ -105,6 +109,13 @@ class ScriptedBackend:
         self._remember(generation.response_id, input_tokens + produced)
         usage = Usage(input_tokens, cached, produced)
         yield Finished("length", usage) if produced < len(pieces) else Finished("stop", usage)
+
+    async def _prefill(self, generation: Generation) -> tuple[int, int]:
+        """Sleep for the tokens not cached for this conversation; (input, cached) tokens."""
+        input_tokens = count_tokens(render(generation))
+        cached = min(self._cached.get(generation.parent_id or "", 0), input_tokens)
+        await self._sleep_us(self.latency.prefill_us * (input_tokens - cached))
+        return input_tokens, cached
 
     def _remember(self, response_id: str, tokens: int) -> None:
         self._cached[response_id] = tokens

@@ -3,12 +3,16 @@
 Resolution order (spec §4.1.2 phase 2): the parent (§8.3), then `item_reference` and `compaction`
 items in the input, then every tool output's `call_id` against the chain and the earlier input
 (D10). Each failure is an `ApiError` raised before any response exists.
+
+Where a parent's items come from is a `History`: the store over HTTP (`StoredHistory`); on a
+WebSocket, the connection's cache first and the store behind it (`core.connection_cache`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from tether.protocol import compaction, errors, ids
 from tether.protocol.items import (
@@ -26,7 +30,6 @@ from tether.store.base import Store
 
 # A parent must have finished to be continued; failed and cancelled ones never can (§8.3).
 CHAINABLE_STATUSES = frozenset({"completed", "incomplete"})
-UNFINISHED_STATUSES = frozenset({"queued", "in_progress"})
 
 
 @dataclass(frozen=True)
@@ -41,38 +44,61 @@ class Context:
         return self.history + self.input
 
 
-async def resolve(previous_response_id: str | None, new_input: tuple[Item, ...], store: Store) -> Context:
-    history = await _history(previous_response_id, store) if previous_response_id else ()
-    resolved = await _expand(new_input, store)
-    check_call_ids(history, resolved)
-    return Context(history=history, input=tuple(_with_ids(resolved)))
+class History(Protocol):
+    async def items_of(self, response_id: str) -> tuple[Item, ...]:
+        """The whole context of a finished response: its chain's inputs and outputs, in order.
+
+        Raises `previous_response_not_found`, or a 400 naming an unfinished response.
+        """
+        ...
+
+    async def find_item(self, item_id: str) -> Item | None: ...
 
 
-async def _history(response_id: str, store: Store) -> tuple[Item, ...]:
-    parent = await store.get(response_id)
-    if parent is None or parent.get("status") not in CHAINABLE_STATUSES:
-        if parent is not None and parent.get("status") in UNFINISHED_STATUSES:
-            raise errors.invalid_request(
-                f"Previous response with id '{response_id}' has not finished yet.",
-                "previous_response_id",
-            )
-        raise errors.previous_response_not_found(response_id)
-    chain = await store.chain_items(response_id)
-    if chain is None:
-        raise errors.previous_response_not_found(response_id)
-    return tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain))
+class StoredHistory:
+    """Chains of `store: true` responses, the only ones HTTP can continue (§8.3)."""
+
+    def __init__(self, store: Store, unfinished: Container[str] = frozenset()) -> None:
+        self.store = store
+        self.unfinished = unfinished  # ids running right now: stored only once they end
+
+    async def items_of(self, response_id: str) -> tuple[Item, ...]:
+        if response_id in self.unfinished:
+            raise not_finished(response_id)
+        parent = await self.store.get(response_id)
+        if parent is None or parent.get("status") not in CHAINABLE_STATUSES:
+            raise errors.previous_response_not_found(response_id)
+        chain = await self.store.chain_items(response_id)
+        if chain is None:
+            raise errors.previous_response_not_found(response_id)
+        return tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain))
+
+    async def find_item(self, item_id: str) -> Item | None:
+        stored = await self.store.find_item(item_id)
+        return None if stored is None else parse_item(stored, f"item {item_id}")
 
 
-async def _expand(new_input: tuple[Item, ...], store: Store) -> list[Item]:
+def not_finished(response_id: str) -> errors.ApiError:
+    return errors.invalid_request(
+        f"Previous response with id '{response_id}' has not finished yet.", "previous_response_id"
+    )
+
+
+async def resolve(previous_response_id: str | None, new_input: tuple[Item, ...], history: History) -> Context:
+    chain = await history.items_of(previous_response_id) if previous_response_id else ()
+    resolved = await _expand(new_input, history)
+    check_call_ids(chain, resolved)
+    return Context(history=chain, input=tuple(_with_ids(resolved)))
+
+
+async def _expand(new_input: tuple[Item, ...], history: History) -> list[Item]:
     items: list[Item] = []
     for item in new_input:
         if isinstance(item, ItemReference):
-            stored = await store.find_item(item.id)
-            if stored is None:
-                raise errors.invalid_request(
-                    f"Item with id '{item.id}' not found in stored responses.", "input"
-                )
-            items.append(parse_item(stored, f"item {item.id}"))
+            found = await history.find_item(item.id)
+            if found is None:
+                raise errors.invalid_request(f"Item with id '{item.id}' not found.", "input")
+            items.append(found)
         elif isinstance(item, Compaction):
             items.extend(compaction.decode(item.encrypted_content))
         else:

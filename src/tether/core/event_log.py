@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 Event = dict[str, Any]
+
+
+class EventSink(Protocol):
+    async def emit(self, event: Event) -> None: ...
 
 
 class EventLog:
@@ -50,3 +54,14 @@ class EventLog:
         async with self._changed:
             await self._changed.wait_for(lambda: index < len(self._events) or self._closed)
             return self._events[index:], self._closed
+
+
+class FanOut:
+    """Emits each event to several sinks in turn; a slow one slows the emitter (backpressure)."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = sinks
+
+    async def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            await sink.emit(event)

@@ -9,7 +9,6 @@ stored (when `store: true`) and only then leaves `running`, so a reader never fi
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 from tether.backends.base import Backend, Cancellation, ContextOverflow, Generation
 from tether.core import chain, turn
-from tether.core.event_log import EventLog
+from tether.core.event_log import EventLog, EventSink, FanOut
 from tether.protocol import compaction, errors, ids
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Item, Message, TextPart
@@ -36,7 +35,8 @@ class Running:
     request: CreateRequest
     context: chain.Context
     events: ResponseEvents
-    log: EventLog
+    log: EventLog  # every event, for stream readers and for the store
+    sink: EventSink  # where the turn emits: the log, plus the transport's sender if it has one
     cancel: Cancellation
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -45,7 +45,7 @@ class Running:
         return str(self.events.response["id"])
 
     def snapshot(self) -> dict[str, Any]:
-        return copy.deepcopy(self.events.response)
+        return self.events.snapshot()
 
 
 class Responses:
@@ -54,13 +54,25 @@ class Responses:
         self.store = store
         self.served_models = served_models
         self.running: dict[str, Running] = {}
+        self.history = chain.StoredHistory(store, unfinished=_StoredRunningIds(self.running))
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- create -----------------------------------------------------------------------------------
 
-    async def start(self, request: CreateRequest) -> Running:
-        """Validate against state, emit `response.created`, and run the response in a task."""
-        context = await self._context(request)
+    async def start(
+        self,
+        request: CreateRequest,
+        *,
+        history: chain.History | None = None,
+        stream_id: str | None = None,
+        sender: EventSink | None = None,
+    ) -> Running:
+        """Validate against state, emit `response.created`, and run the response in a task.
+
+        `history` resolves the parent (the store by default; a WebSocket passes its cache),
+        `stream_id` goes on every event (D4), `sender` receives the events as they are made.
+        """
+        context = await self._context(request, history or self.history)
         response_id = ids.response_id()
         generation = self._generation(request, context, response_id)
         input_tokens = await self._count(request, context)  # one that cannot fit is refused here
@@ -71,10 +83,15 @@ class Responses:
             created_at=int(time.time()),
             status="queued" if request.background else "in_progress",
         )
-        running = Running(request, context, ResponseEvents(response), EventLog(), Cancellation())
+        log = EventLog()
+        sink = FanOut(log, sender) if sender is not None else log
+        events = ResponseEvents(response, stream_id)
+        running = Running(request, context, events, log, sink, Cancellation())
         self.running[response_id] = running
-        await running.log.emit(running.events.created())
-        work = turn.Turn(generation, running.events, self.backend, running.log, running.cancel, input_tokens)
+        await sink.emit(events.created())
+        work = turn.Turn(
+            generation, events, self.backend, sink, running.cancel, input_tokens, request.generate
+        )
         task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -197,11 +214,11 @@ class Responses:
     # --- counting and compaction ------------------------------------------------------------------
 
     async def count_input_tokens(self, request: CreateRequest) -> int:
-        return await self._count(request, await self._context(request))
+        return await self._count(request, await self._context(request, self.history))
 
     async def compact(self, request: CreateRequest) -> dict[str, Any]:
         """A compacted window: the user's messages, then one item standing for everything else."""
-        context = await self._context(request)
+        context = await self._context(request, self.history)
         input_tokens = await self._count(request, context)
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)
@@ -215,9 +232,9 @@ class Responses:
             "usage": Usage(input_tokens, 0, 0).to_wire(),
         }
 
-    async def _context(self, request: CreateRequest) -> chain.Context:
+    async def _context(self, request: CreateRequest, history: chain.History) -> chain.Context:
         self._check_model(request.model)
-        return await chain.resolve(request.previous_response_id, request.input, self.store)
+        return await chain.resolve(request.previous_response_id, request.input, history)
 
     async def _count(self, request: CreateRequest, context: chain.Context) -> int:
         generation = self._generation(request, context, "count")
@@ -232,6 +249,17 @@ class Responses:
             running.cancel.cancel(turn.INTERRUPTED)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _StoredRunningIds:
+    """Ids of running `store: true` responses: chaining from one is 'not finished yet'."""
+
+    def __init__(self, running: dict[str, Running]) -> None:
+        self.running = running
+
+    def __contains__(self, response_id: object) -> bool:
+        found = self.running.get(str(response_id))
+        return found is not None and found.request.store
 
 
 def _user_wire(message: Item) -> dict[str, Any]:

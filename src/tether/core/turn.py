@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from tether.backends.base import (
     Backend,
@@ -25,18 +24,15 @@ from tether.backends.base import (
     ToolCallDelta,
     ToolCallStarted,
 )
+from tether.core.event_log import EventSink
 from tether.protocol import errors, ids
-from tether.protocol.events import Event, ResponseEvents
+from tether.protocol.events import ResponseEvents
 from tether.protocol.response import Usage
 
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
-
-
-class EventSink(Protocol):
-    async def emit(self, event: Event) -> None: ...
 
 
 @dataclass
@@ -47,6 +43,7 @@ class Turn:
     sink: EventSink
     cancel: Cancellation
     input_tokens: int  # counted before the turn started, for usage when it ends early
+    generate: bool = True  # False: a warm-up (D2), which prepares the context and ends
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
 
@@ -55,11 +52,13 @@ class Turn:
 
 
 async def run(turn: Turn) -> None:
-    """Drive `turn` from `response.in_progress` to its terminal event."""
-    events = turn.events
-    await turn.sink.emit(events.in_progress())
+    """Drive `turn` from `response.created` to its terminal event."""
     try:
-        await _stream(turn)
+        if turn.generate:
+            await turn.sink.emit(turn.events.in_progress())
+            await _stream(turn)
+        else:
+            await _warm_up(turn)
     except BackendError as exc:
         log.warning("backend failed on %s: %s", turn.generation.response_id, exc)
         await _fail(turn)
@@ -70,6 +69,15 @@ async def run(turn: Turn) -> None:
         return
     if turn.usage is None:  # stopped by the cancellation, without `Finished`
         await _end_cancelled(turn)
+
+
+async def _warm_up(turn: Turn) -> None:
+    """D2: exactly `response.created` then `response.completed`, no output; the backend prepares
+    the context (the local engine prefills it) so the next turn starts warm."""
+    usage = await turn.backend.prepare(turn.generation, turn.cancel)
+    if not turn.cancel.is_set:
+        turn.usage = usage
+        await turn.sink.emit(turn.events.completed(usage, int(time.time())))
 
 
 async def _stream(turn: Turn) -> None:

@@ -46,6 +46,18 @@ class ApiError(Exception):
             "sequence_number": sequence_number,
         }
 
+    def ws_event(self, stream_id: str | None = None) -> dict[str, Any]:
+        """The WebSocket `error` event: nested, always with `status` (§7.1)."""
+        event: dict[str, Any] = {"type": "error", "status": self.status, "error": self.ws_payload()}
+        if stream_id is not None:
+            event["stream_id"] = stream_id
+        return event
+
+    def ws_payload(self) -> dict[str, Any]:
+        # The Open Responses schema wants a string code on WS errors, even for a 404.
+        return {"type": self.type, "code": self.code or self.type, "message": self.message,
+                "param": self.param}  # fmt: skip
+
     def response_error(self) -> dict[str, Any]:
         """The `error` field of a failed Response object (§7.4)."""
         return {"code": self.code, "message": self.message}
@@ -126,3 +138,59 @@ def backend_failed() -> ApiError:
 
 def context_overflow(limit: int, needed: int) -> ApiError:
     return invalid_request(f"The input needs {needed} tokens but the model's context holds {limit}.", "input")
+
+
+# --- WebSocket connection-level errors (§3.6, §7.3) -----------------------------------------------
+
+
+def invalid_json(detail: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", "invalid_json",
+                    f"Could not parse the message as JSON: {detail}.", None)  # fmt: skip
+
+
+def binary_frame() -> ApiError:
+    message = "Binary frames are not supported: send each event as a JSON text frame."
+    return ApiError(400, "invalid_request_error", "invalid_json", message, None)
+
+
+def missing_event_type() -> ApiError:
+    return invalid_request("Every event needs a string 'type'.", "type")
+
+
+def unknown_event_type(event_type: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", "unknown_event_type",
+                    f"Unknown event type '{event_type}'.", "type")  # fmt: skip
+
+
+def unsupported_event(event_type: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", "unsupported_event",
+                    f"The event '{event_type}' is not supported by this server yet.", "type")  # fmt: skip
+
+
+def invalid_stream_id() -> ApiError:
+    return ApiError(
+        400, "invalid_request_error", "invalid_stream_id",
+        "The 'stream_id' field must be a non-empty string with at most 256 characters and may "
+        "only contain letters, numbers, underscores, hyphens, and periods.",
+        "stream_id",
+    )  # fmt: skip
+
+
+def stream_limit_reached(max_lanes: int) -> ApiError:
+    return ApiError(
+        400, "invalid_request_error", "websocket_stream_limit_reached",
+        f"Maximum number of distinct stream IDs ({max_lanes}) reached for this connection. "
+        "Reuse an existing stream_id or open a new websocket connection.",
+        "stream_id",
+    )  # fmt: skip
+
+
+def connection_limit_reached(cap_s: float) -> ApiError:
+    """D5, in OpenAI's words; the number is the configured cap."""
+    span = f"{cap_s / 60:g} minutes" if cap_s % 60 == 0 else f"{cap_s:g} seconds"
+    return ApiError(
+        400, "invalid_request_error", "websocket_connection_limit_reached",
+        f"Responses websocket connection limit reached ({span}). "
+        "Create a new websocket connection to continue.",
+        None,
+    )  # fmt: skip

@@ -51,6 +51,13 @@ class ResponseEvents:
     def has_open_item(self) -> bool:
         return self._open is not None
 
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the Response as it stands, the open item showing what it holds so far."""
+        response = copy.deepcopy(self.response)
+        if self._open is not None:
+            self._fill(response["output"][-1])
+        return response
+
     # --- lifecycle --------------------------------------------------------------------------------
 
     def created(self) -> Event:
@@ -158,15 +165,19 @@ class ResponseEvents:
             # §5.5 F: an item left open by a failure or interruption is listed as incomplete,
             # without its .done events.
             self._open["status"] = "incomplete"
-            if self._open["type"] == "message":
-                self._open["content"] = [{"type": "output_text", "text": "".join(self._text),
-                                          "annotations": [], "logprobs": []}]  # fmt: skip
-            else:
-                self._open["arguments"] = "".join(self._text)
+            self._fill(self._open)
             self._open = None
         self._phase = Phase.TERMINAL
         self.response["status"] = status
         self.response["usage"] = usage.to_wire()
+
+    def _fill(self, item: dict[str, Any]) -> None:
+        """Put the streamed text into the open item (or its copy)."""
+        text = "".join(self._text)
+        if item["type"] == "message":
+            item["content"] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+        else:
+            item["arguments"] = text
 
     def _item_event(self, kind: str, **fields: Any) -> Event:
         assert self._open is not None

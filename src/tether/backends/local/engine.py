@@ -137,6 +137,18 @@ class LocalBackend:
         finally:
             abandoned.set()
 
+    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+        """Warm-up (`generate: false`): prefill the conversation so the next turn starts warm."""
+        tokens = await asyncio.wrap_future(
+            self._submit(self._tokenizer_thread, self._chatml.render, generation)
+        )
+        if len(tokens) + MIN_OUTPUT_TOKENS > self.n_ctx:
+            raise ContextOverflow(self.n_ctx, len(tokens) + MIN_OUTPUT_TOKENS)
+        cached = await asyncio.wrap_future(
+            self._submit(self._model_thread, self._prefill, tokens, lambda: cancel.is_set)
+        )
+        return Usage(input_tokens=len(tokens), cached_tokens=cached or 0, output_tokens=0)
+
     async def aclose(self) -> None:
         """Stop running work (its consumers get `BackendUnavailable`) and free the model."""
         if self._closing.is_set():
@@ -191,7 +203,8 @@ class LocalBackend:
     def _run(self, job: _Job, stopped: Callable[[], bool], emit: Callable[[_Handoff], None]) -> bool:
         """Generate `job`; True once `Finished` is emitted, False if stopped first."""
         try:
-            cached = self._prefill(job.prompt, stopped)
+            # `Llama.generate` must decode at least one token to sample from: leave it the last.
+            cached = self._prefill(job.prompt[:-1], stopped)
             if cached is None:
                 return False
             produced, reason, output = self._decode(job, stopped, emit)
@@ -210,19 +223,18 @@ class LocalBackend:
         emit(Finished(reason, usage))
         return True
 
-    def _prefill(self, prompt: list[int], stopped: Callable[[], bool]) -> int | None:
-        """Bring the context to `prompt[:-1]`, keeping the prefix it already holds.
+    def _prefill(self, tokens: list[int], stopped: Callable[[], bool]) -> int | None:
+        """Bring the context to exactly `tokens`, keeping the prefix it already holds.
 
-        Returns that kept length, or None if stopped. The last prompt token is left for
-        `Llama.generate`, which needs to decode at least one token to sample from."""
+        Returns that kept length, or None if stopped."""
         llm = self._llm
         held = llm.input_ids[: llm.n_tokens].tolist()
-        cached = _common_prefix(held, prompt[:-1])
+        cached = _common_prefix(held, tokens)
         llm.n_tokens = cached  # `eval` drops the KV from here on
-        for start in range(cached, len(prompt) - 1, _PREFILL_SLICE):
+        for start in range(cached, len(tokens), _PREFILL_SLICE):
             if stopped():
                 return None
-            llm.eval(prompt[start : min(start + _PREFILL_SLICE, len(prompt) - 1)])
+            llm.eval(tokens[start : min(start + _PREFILL_SLICE, len(tokens))])
         return cached
 
     def _decode(

@@ -1,0 +1,77 @@
+"""A WebSocket connection's memory of its responses (spec §8.2): never written anywhere.
+
+Each lane keeps its latest response that ended `completed` or `incomplete` (warm-ups included),
+and the connection keeps a few more recent ones. A `previous_response_id` resolves here first,
+then in the store (for `store: true` responses), else `previous_response_not_found` (D1).
+A `store: false` response therefore exists only on the connection that made it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tether.core.chain import History, not_finished
+from tether.protocol.items import Item
+
+Lane = str | None  # None is the default lane
+RECENT_RESPONSES = 8
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    id: str
+    items: tuple[Item, ...]  # its whole context: the chain's inputs and outputs, then its own
+
+
+class ConnectionCache:
+    def __init__(self, fallback: History, recent: int = RECENT_RESPONSES) -> None:
+        self.fallback = fallback
+        self.latest: dict[Lane, CachedResponse] = {}
+        self.recent: OrderedDict[str, CachedResponse] = OrderedDict()
+        self.recent_limit = recent
+        self.in_flight: set[str] = set()  # started on this connection, not finished yet
+
+    def remember(self, lane: Lane, response: CachedResponse) -> None:
+        """A response on `lane` ended well: it becomes the lane's latest (§8.2 rule 1)."""
+        self.latest[lane] = response
+        self.recent[response.id] = response
+        self.recent.move_to_end(response.id)
+        while len(self.recent) > self.recent_limit:
+            self.recent.popitem(last=False)
+
+    def is_latest(self, lane: Lane, response_id: str | None) -> bool:
+        latest = self.latest.get(lane)
+        return latest is not None and latest.id == response_id
+
+    def evict(self, response_id: str) -> None:
+        """§8.2 rule 4: stale state is never reused; a stored copy can still be hydrated."""
+        self.recent.pop(response_id, None)
+        for lane in [lane for lane, cached in self.latest.items() if cached.id == response_id]:
+            del self.latest[lane]
+
+    def clear(self) -> None:
+        self.latest.clear()
+        self.recent.clear()
+
+    def _cached(self) -> Iterator[CachedResponse]:
+        yield from self.latest.values()
+        yield from reversed(self.recent.values())
+
+    # --- History ----------------------------------------------------------------------------------
+
+    async def items_of(self, response_id: str) -> tuple[Item, ...]:
+        if response_id in self.in_flight:
+            raise not_finished(response_id)
+        for cached in self._cached():
+            if cached.id == response_id:
+                return cached.items
+        return await self.fallback.items_of(response_id)
+
+    async def find_item(self, item_id: str) -> Item | None:
+        for cached in self._cached():
+            for item in cached.items:
+                if getattr(item, "id", None) == item_id:
+                    return item
+        return await self.fallback.find_item(item_id)

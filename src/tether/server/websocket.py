@@ -1,0 +1,207 @@
+"""WebSocket mode (spec §3, §8): the shell around `session.Session`.
+
+It alone touches the socket, the clock and tasks. Frames go into the session; its actions are
+performed here: `Send` through the connection's one bounded sender, `StartTurn` as a task per
+running lane, `Close` after the sender has flushed. A turn starts with phase 2 of §4.1.2 (body,
+chain, D10), resolving parents in the connection's cache before the store.
+
+On disconnect (D9), for any reason: running responses are cancelled (a `store: true` one is kept
+as `incomplete` / `interrupted`), queued creates are dropped, and the cache dies with the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tether.config import Settings
+from tether.core import turn
+from tether.core.connection_cache import CachedResponse, ConnectionCache
+from tether.core.event_log import Event
+from tether.core.responses import Responses, Running
+from tether.protocol import errors
+from tether.protocol.errors import ApiError
+from tether.protocol.items import parse_item
+from tether.protocol.request import parse_create
+from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()  # sentinel that ends the sender
+
+
+class Sender:
+    """The connection's one outbound queue, bounded: a slow reader makes generation wait (§8)."""
+
+    def __init__(self, websocket: WebSocket, max_events: int) -> None:
+        self.websocket = websocket
+        self.queue: asyncio.Queue[Event | object] = asyncio.Queue(max_events)
+        self.closed = False
+        self.close_with = (1000, "")
+
+    async def emit(self, event: Event) -> None:
+        if not self.closed:
+            await self.queue.put(event)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then the close frame."""
+        self.close_with = (code, reason)
+        await self.queue.put(_CLOSE)
+
+    def abandon(self) -> None:
+        """The peer is gone: drop queued events and never block an emitter again."""
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def run(self) -> None:
+        while (event := await self.queue.get()) is not _CLOSE:
+            await self.websocket.send_text(orjson.dumps(event).decode())
+        self.closed = True
+        code, reason = self.close_with
+        await self.websocket.close(code, reason)
+
+
+@dataclass
+class LaneTurn:
+    task: asyncio.Task[None]
+    running: Running | None = None
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, responses: Responses, settings: Settings) -> None:
+        self.websocket = websocket
+        self.responses = responses
+        self.loop = asyncio.get_running_loop()
+        limits = SessionLimits(
+            max_active=settings.ws_max_active_responses,
+            max_named_lanes=settings.ws_max_named_lanes,
+            cap_s=settings.ws_connection_cap_s,
+        )
+        self.session = Session(limits, opened_at=self.loop.time())
+        self.cache = ConnectionCache(fallback=responses.history)
+        self.sender = Sender(websocket, settings.ws_send_queue_events)
+        self.lanes: dict[LaneKey, LaneTurn] = {}
+        self.gone = False
+
+    async def serve(self) -> None:
+        sender = asyncio.create_task(self.sender.run(), name="ws-sender")
+        cap = self.loop.call_later(self.session.limits.cap_s, self._cap_reached)
+        try:
+            while not sender.done():
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    actions = self.session.receive_text(message["text"], self.loop.time())
+                else:
+                    actions = self.session.receive_binary()
+                await self._perform(actions)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            cap.cancel()
+            await self._disconnected(sender)
+
+    async def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                await self.sender.emit(action.event)
+            elif isinstance(action, StartTurn):
+                if not self.gone:
+                    self._start(action.lane, action.body)
+            elif isinstance(action, Close):
+                await self.sender.close(action.code, action.reason)
+
+    def _cap_reached(self) -> None:
+        task = asyncio.create_task(self._perform(self.session.cap_reached()))
+        task.add_done_callback(_log_failure)
+
+    # --- turns ------------------------------------------------------------------------------------
+
+    def _start(self, lane: LaneKey, body: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._turn(lane, body), name=f"ws-lane-{lane}")
+        task.add_done_callback(_log_failure)
+        self.lanes[lane] = LaneTurn(task)
+
+    async def _turn(self, lane: LaneKey, body: dict[str, Any]) -> None:
+        parent = body.get("previous_response_id")
+        try:
+            await self._respond(lane, body, parent if isinstance(parent, str) else None)
+        finally:
+            self.lanes.pop(lane, None)
+            if not self.gone:
+                await self._perform(self.session.turn_finished(lane))
+
+    async def _respond(self, lane: LaneKey, body: dict[str, Any], parent: str | None) -> None:
+        try:
+            request = parse_create(body, "ws")
+            running = await self.responses.start(
+                request, history=self.cache, stream_id=lane, sender=self.sender
+            )
+        except ApiError as error:
+            await self.sender.emit(error.ws_event(lane))
+            self._evict_failed_parent(lane, parent)
+            return
+        except Exception:
+            log.exception("could not start a response on lane %r", lane)
+            await self.sender.emit(errors.server_error().ws_event(lane))
+            self._evict_failed_parent(lane, parent)
+            return
+        self.lanes[lane].running = running
+        self.cache.in_flight.add(running.id)
+        final = await self.responses.finish(running)
+        self.cache.in_flight.discard(running.id)
+        if final["status"] in ("completed", "incomplete"):
+            outputs = tuple(parse_item(item, "output") for item in final["output"])
+            self.cache.remember(lane, CachedResponse(running.id, running.context.items + outputs))
+        elif final["status"] == "failed":
+            self._evict_failed_parent(lane, parent)
+
+    def _evict_failed_parent(self, lane: LaneKey, parent: str | None) -> None:
+        """§8.2 rule 4 (and D10): a failed same-lane continuation evicts its parent; a failed
+        fork from another lane leaves that lane's latest alone (rule 5)."""
+        if parent is not None and self.cache.is_latest(lane, parent):
+            self.cache.evict(parent)
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    async def _disconnected(self, sender: asyncio.Task[None]) -> None:
+        self.gone = True
+        lanes = list(self.lanes.values())
+        for lane in lanes:
+            if lane.running is not None:
+                lane.running.cancel.cancel(turn.INTERRUPTED)
+        self.sender.abandon()
+        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        self.cache.clear()
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    settings = cast(Settings, websocket.app.state.settings)
+    if not settings.websocket:
+        await websocket.send_denial_response(_upgrade_required())
+        return
+    await websocket.accept()
+    await Connection(websocket, websocket.app.state.responses, settings).serve()
+
+
+def _upgrade_required() -> JSONResponse:
+    # §3.3: 426 makes Codex switch the session to HTTP at once instead of retrying.
+    error = ApiError(426, "invalid_request_error", "websocket_disabled", "WebSocket mode is disabled.", None)
+    return JSONResponse(error.http_body(), status_code=426)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("websocket task failed", exc_info=task.exception())

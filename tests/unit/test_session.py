@@ -1,0 +1,150 @@
+"""The WebSocket connection state machine, fed strings and a fake clock (§3.6-3.8, §4.1.2, §8.1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tether.server.session import Close, Send, Session, SessionLimits, StartTurn, State
+
+
+def create(**fields: Any) -> str:
+    return json.dumps({"type": "response.create", "model": "m", **fields})
+
+
+def session(**limits: Any) -> Session:
+    return Session(SessionLimits(**limits), opened_at=0.0)
+
+
+def assert_error(actions: list[Any], code: str, param: str | None = None, **envelope: Any) -> None:
+    assert len(actions) >= 1 and isinstance(actions[0], Send)
+    event = actions[0].event
+    assert event["type"] == "error" and event["status"] == 400
+    assert event["error"]["code"] == code and event["error"]["param"] == param
+    assert "sequence_number" not in event
+    for key, value in envelope.items():
+        assert event.get(key) == value
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "param"),
+    [
+        ("{not json", "invalid_json", None),
+        ("[1, 2]", "invalid_json", None),
+        ('{"no": "type"}', "invalid_request_error", "type"),
+        ('{"type": "response.cancel"}', "unknown_event_type", "type"),
+        ('{"type": "response.append", "input": []}', "unknown_event_type", "type"),
+        (
+            '{"type": "response.steer", "previous_response_id": "r", "input": "x"}',
+            "unsupported_event",
+            "type",
+        ),
+    ],
+)
+def test_malformed_frames_get_an_error_and_the_session_stays_open(frame: str, code: str, param: str) -> None:
+    """D6."""
+    s = session()
+    assert_error(s.receive_text(frame, now=1), code, param)
+    assert s.state is State.OPEN
+    assert s.receive_text(create(), now=1) == [StartTurn(None, json.loads(create()))]
+
+
+def test_a_binary_frame_gets_an_error() -> None:
+    assert_error(session().receive_binary(), "invalid_json")
+
+
+@pytest.mark.parametrize("stream_id", ["", "a b", "x" * 257, 7, "ü"])
+def test_an_invalid_stream_id_is_refused_without_echo(stream_id: object) -> None:
+    actions = session().receive_text(create(stream_id=stream_id), now=1)
+    assert_error(actions, "invalid_stream_id", "stream_id")
+    assert "stream_id" not in actions[0].event  # type: ignore[union-attr]
+
+
+def test_stream_id_of_256_characters_and_null_are_valid() -> None:
+    s = session()
+    assert isinstance(s.receive_text(create(stream_id="x" * 256), now=1)[0], StartTurn)
+    assert s.receive_text(create(stream_id=None), now=1)[0] == StartTurn(
+        None, json.loads(create(stream_id=None))
+    )
+
+
+def test_the_33rd_named_lane_is_refused_with_its_stream_id() -> None:
+    """D4: 32 named lanes (the default lane does not count), counted for the connection's life."""
+    s = session(max_active=64)
+    for i in range(32):
+        assert isinstance(s.receive_text(create(stream_id=f"lane-{i}"), now=1)[0], StartTurn)
+    assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)
+    actions = s.receive_text(create(stream_id="lane-32"), now=1)
+    assert_error(actions, "websocket_stream_limit_reached", "stream_id", stream_id="lane-32")
+    s.turn_finished("lane-0")
+    assert_error(
+        s.receive_text(create(stream_id="lane-33"), now=1), "websocket_stream_limit_reached", "stream_id"
+    )
+    assert s.receive_text(create(stream_id="lane-0"), now=1) != []  # an existing lane is reused
+
+
+def test_a_lane_is_fifo_and_never_overlaps() -> None:
+    s = session()
+    first, second = create(input="1"), create(input="2")
+    assert s.receive_text(first, now=1) == [StartTurn(None, json.loads(first))]
+    assert s.receive_text(second, now=1) == []  # queued silently
+    assert s.turn_finished(None) == [StartTurn(None, json.loads(second))]
+    assert s.turn_finished(None) == []
+
+
+def test_at_most_16_run_and_the_longest_waiting_lane_starts_next() -> None:
+    s = session()
+    for i in range(16):
+        assert len(s.receive_text(create(stream_id=f"l{i}"), now=1)) == 1
+    assert s.receive_text(create(stream_id="late-a"), now=1) == []
+    assert s.receive_text(create(stream_id="late-b"), now=1) == []
+    assert s.active == 16
+    started = s.turn_finished("l3")
+    assert [a.lane for a in started] == ["late-a"]  # type: ignore[union-attr]
+    assert [a.lane for a in s.turn_finished("l4")] == ["late-b"]  # type: ignore[union-attr]
+
+
+def test_limits_are_configurable_at_n_and_n_plus_one() -> None:
+    s = session(max_active=2, max_named_lanes=1)
+    assert len(s.receive_text(create(stream_id="a"), now=1)) == 1
+    assert_error(s.receive_text(create(stream_id="b"), now=1), "websocket_stream_limit_reached", "stream_id")
+    assert len(s.receive_text(create(), now=1)) == 1
+    assert s.receive_text(create(), now=1) == []  # the default lane is busy
+
+
+def test_an_idle_connection_past_the_cap_gets_the_error_then_1001() -> None:
+    """D5."""
+    s = session(cap_s=60)
+    actions = s.cap_reached()
+    assert_error(actions, "websocket_connection_limit_reached")
+    assert "(1 minutes)" in actions[0].event["error"]["message"]  # type: ignore[union-attr]
+    assert actions[1] == Close(1001, "connection limit reached")
+    assert s.state is State.CLOSING
+
+
+def test_the_cap_never_cuts_running_or_queued_work() -> None:
+    s = session(cap_s=10)
+    s.receive_text(create(), now=1)
+    s.receive_text(create(input="queued"), now=2)
+    assert s.cap_reached() == []
+    assert s.state is State.DRAINING
+    late = s.receive_text(create(stream_id="side"), now=11)
+    assert_error(late, "websocket_connection_limit_reached", None, stream_id="side")
+    assert len(late) == 1
+    assert s.turn_finished(None) == [StartTurn(None, json.loads(create(input="queued")))]
+    assert s.turn_finished(None) == [Close(1001, "connection limit reached")]
+
+
+def test_a_create_after_the_cap_is_refused_even_before_the_timer_fires() -> None:
+    s = session(cap_s=10)
+    actions = s.receive_text(create(), now=10.5)
+    assert_error(actions, "websocket_connection_limit_reached")
+    assert actions[1] == Close(1001, "connection limit reached")
+    assert "(10 seconds)" in actions[0].event["error"]["message"]  # type: ignore[union-attr]
+
+
+def test_turn_finished_on_an_idle_lane_is_a_bug() -> None:
+    with pytest.raises(AssertionError):
+        session().turn_finished(None)

@@ -1,0 +1,50 @@
+"""A raw `websockets` client for WebSocket-mode tests: send events, read them back by lane."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import SCRIPTED
+from tests.server_process import TetherServer
+
+TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
+
+
+class RawSocket:
+    def __init__(self, server: TetherServer, **options: Any) -> None:
+        url = server.base_url.replace("http://", "ws://") + "/responses"
+        headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else None
+        self.ws: ClientConnection = connect(url, max_size=None, additional_headers=headers, **options)
+
+    def __enter__(self) -> RawSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ws.close()
+
+    def send(self, event: dict[str, Any] | str | bytes) -> None:
+        self.ws.send(event if isinstance(event, str | bytes) else json.dumps(event))
+
+    def recv(self, timeout: float = 30) -> dict[str, Any]:
+        message = self.ws.recv(timeout=timeout)
+        assert isinstance(message, str), "the server sends text frames only"
+        event: dict[str, Any] = json.loads(message)
+        return event
+
+    def create(self, **fields: Any) -> None:
+        self.send({"type": "response.create", "model": SCRIPTED, **fields})
+
+    def until_done(self) -> list[dict[str, Any]]:
+        """Events up to and including one terminal event or error (single lane in flight)."""
+        events = []
+        while True:
+            events.append(self.recv())
+            if events[-1]["type"] in TERMINAL or events[-1]["type"] == "error":
+                return events
+
+    def turn(self, **fields: Any) -> list[dict[str, Any]]:
+        self.create(**fields)
+        return self.until_done()
