@@ -244,6 +244,25 @@ def test_cancellation_ends_the_stream_without_finished(backend: LocalBackend) ->
 
 
 @pytest.mark.local_model
+def test_a_slow_consumer_makes_the_model_wait(backend: LocalBackend) -> None:
+    """Backpressure: the model thread runs at most a bounded number of tokens ahead."""
+    gen = generation((user("What is the capital of France?"),), max_output_tokens=1000)
+    prompt_tokens = asyncio.run(backend.count_tokens(gen))
+    cancel = Cancellation()
+
+    async def read_one_then_idle() -> int:
+        stream = backend.generate(gen, cancel)
+        await anext(stream)
+        await asyncio.sleep(3)  # ~300 tokens' worth of decoding, were nothing holding it back
+        ahead = backend._llm.n_tokens - prompt_tokens
+        cancel.cancel("done looking")
+        await stream.aclose()
+        return ahead
+
+    assert asyncio.run(read_one_then_idle()) <= 64 + 2  # the credits, the one read, one in hand
+
+
+@pytest.mark.local_model
 def test_continuation_reuses_the_cached_prefix(backend: LocalBackend) -> None:
     first_items = (user("Name a color."),)
     first = collect(backend, generation(first_items, max_output_tokens=16))

@@ -49,6 +49,10 @@ MIN_OUTPUT_TOKENS = 64
 # measured: slices of 64 prefill as fast as the default batch of 512.
 _PREFILL_SLICE = 64
 
+# Tokens the model thread may run ahead of the consumer (see `generate`).
+_HANDOFF_EVENTS = 64
+_CREDIT_POLL_S = 0.1  # how often a waiting model thread checks for a cancellation
+
 _T = TypeVar("_T")
 
 # What the worker hands the consumer: events, an error to raise, or None for "no more".
@@ -116,8 +120,16 @@ class LocalBackend:
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Handoff] = asyncio.Queue()
         abandoned = threading.Event()  # set when the consumer stops listening
+        # Credits bound the tokens in flight: when the consumer (and so the client) is slow,
+        # the model thread waits here instead of filling memory. The end of the stream and
+        # errors need no credit, so they always get through.
+        credits = threading.Semaphore(_HANDOFF_EVENTS)
 
         def emit(item: _Handoff) -> None:
+            if isinstance(item, TextDelta | ToolCallStarted | ToolCallDelta):
+                while not credits.acquire(timeout=_CREDIT_POLL_S):
+                    if abandoned.is_set() or cancel.is_set:
+                        return
             try:
                 loop.call_soon_threadsafe(handoff.put_nowait, item)
             except RuntimeError:  # the loop is closed: nobody is left to listen
@@ -134,6 +146,7 @@ class LocalBackend:
                 if cancel.is_set:
                     return
                 yield item
+                credits.release()
         finally:
             abandoned.set()
 
