@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -125,6 +126,22 @@ def serve(
     server = uvicorn.Server(config)
     _announce(settings)
     server.run()
+
+
+@app.command()
+def chat(
+    url: Annotated[
+        str, typer.Option(help="The server's WebSocket URL.")
+    ] = "ws://127.0.0.1:8000/v1/responses",
+    model: Annotated[str, typer.Option(help="Model name to send.")] = "SmolLM2-135M-Instruct",
+    api_key: Annotated[str | None, typer.Option(envvar="TETHER_API_KEY", help="Bearer key.")] = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Store the responses [no].")] = False,
+    instructions: Annotated[str | None, typer.Option(help="Instructions sent with every turn.")] = None,
+) -> None:
+    """Chat with a server over one WebSocket; each turn shows its latency and cached tokens."""
+    from tether import chat as chat_client  # the client needs none of the server's imports
+
+    chat_client.run(url, model, api_key, store, instructions, sys.stdin)
 
 
 def _announce(settings: Settings) -> None:
