@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 ARGS ?=
 
-.PHONY: serve test lint unit clean
+.PHONY: serve test test-codex lint unit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ lint: $(VENV)/.test-installed
 
 test: lint
 	$(PY) -m pytest -q
+
+# Codex CLI end to end over WebSocket. Its npm package is ~400 MB, so it has its own target.
+CODEX_DIR := .cache/codex
+CODEX_VERSION ?= 0.169.0
+$(CODEX_DIR)/node_modules/.bin/codex:
+	mkdir -p $(CODEX_DIR)
+	cd $(CODEX_DIR) && npm install --no-audit --no-fund --silent @openai/codex@$(CODEX_VERSION)
+
+test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
+	$(PY) -m pytest -q -m codex
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q tests/unit

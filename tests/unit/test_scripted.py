@@ -19,7 +19,7 @@ def test_a_token_is_four_utf8_bytes_rounded_up() -> None:
         ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}, lambda v: v == {"n": 3}),
         ({"type": "string", "enum": ["red", "blue"]}, lambda v: v == "red"),
         ({"type": "array", "items": {"type": "boolean"}, "minItems": 2}, lambda v: v == [True, True]),
-        ({"type": ["null", "number"]}, lambda v: isinstance(v, float)),
+        ({"type": ["null", "number"]}, lambda v: isinstance(v, int | float)),
         ({"anyOf": [{"type": "string", "minLength": 10}, {"type": "integer"}]}, lambda v: len(v) >= 10),
         ({"properties": {"a": {"const": 5}}}, lambda v: v == {"a": 5}),
     ],

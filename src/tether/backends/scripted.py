@@ -209,7 +209,8 @@ def example_value(schema: Mapping[str, Any]) -> Any:
     if kind == "integer":
         return int(schema.get("minimum", 1))
     if kind == "number":
-        return float(schema.get("minimum", 1.5))
+        # Integral: a JSON number either way, and clients that parse it as an integer accept it.
+        return schema.get("minimum", 1)
     if kind == "boolean":
         return True
     if kind == "null":
