@@ -4,77 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from agents import (
-    Agent,
-    FunctionToolResult,
-    ModelSettings,
-    RunContextWrapper,
-    Runner,
-    ToolsToFinalOutputResult,
-    function_tool,
-    set_default_openai_api,
-    set_default_openai_client,
-    set_default_openai_responses_transport,
-    set_tracing_disabled,
-)
+from agents import Runner
 
-from tests.conftest import SCRIPTED
+from tests.agents_support import counting_agent, use_server, weather_agent
 from tests.server_process import TetherServer
 
 
 @pytest.fixture
 def agents_over_http(scripted_server: TetherServer) -> Iterator[None]:
-    set_tracing_disabled(True)
-    set_default_openai_client(scripted_server.async_client(), use_for_tracing=False)
-    set_default_openai_api("responses")
-    set_default_openai_responses_transport("http")
-    yield
+    yield from use_server(scripted_server, "http")
 
 
 def test_runner_completes_a_three_tool_call_loop(agents_over_http: None) -> None:
-    calls: list[dict[str, int]] = []
-
-    @function_tool
-    def add(a: int, b: int) -> int:
-        """Add two integers."""
-        calls.append({"a": a, "b": b})
-        return a + b
-
-    def stop_after_three(
-        context: RunContextWrapper[Any], results: list[FunctionToolResult]
-    ) -> ToolsToFinalOutputResult:
-        done = len(calls) >= 3
-        return ToolsToFinalOutputResult(is_final_output=done, final_output=f"{len(calls)} sums")
-
-    agent = Agent(
-        name="calc",
-        instructions="Always use the add tool.",
-        model=SCRIPTED,
-        tools=[add],
-        model_settings=ModelSettings(tool_choice="required"),
-        reset_tool_choice=False,
-        tool_use_behavior=stop_after_three,
-    )
-    result = asyncio.run(Runner.run(agent, "Add some numbers.", max_turns=6))
+    calls: list[int] = []
+    result = asyncio.run(Runner.run(counting_agent(calls, 3), "Add some numbers.", max_turns=6))
     assert result.final_output == "3 sums"
-    assert len(calls) == 3 and all(isinstance(c["a"], int) for c in calls)
+    assert len(calls) == 3 and all(isinstance(c, int) for c in calls)
     assert len(result.raw_responses) == 3
 
 
 def test_runner_calls_a_tool_then_reports_under_auto(agents_over_http: None) -> None:
     """The scripted agent rule: a tool for the user's task, then text after its output."""
     seen: list[str] = []
-
-    @function_tool
-    def lookup(city: str) -> str:
-        """Look a city up."""
-        seen.append(city)
-        return "sunny"
-
-    agent = Agent(name="weather", instructions="Use tools.", model=SCRIPTED, tools=[lookup])
+    agent = weather_agent(seen)
 
     async def two_runs() -> None:
         result = await Runner.run(agent, "Weather in Oslo?", max_turns=4)

@@ -143,6 +143,12 @@ def context_overflow(limit: int, needed: int) -> ApiError:
 # --- WebSocket connection-level errors (§3.6, §7.3) -----------------------------------------------
 
 
+def websocket_disabled() -> ApiError:
+    """426 on the upgrade: Codex then switches the session to HTTP at once (§3.3)."""
+    return ApiError(426, "invalid_request_error", "websocket_disabled",
+                    "WebSocket mode is disabled on this server; use HTTP.", None)  # fmt: skip
+
+
 def invalid_json(detail: str) -> ApiError:
     return ApiError(400, "invalid_request_error", "invalid_json",
                     f"Could not parse the message as JSON: {detail}.", None)  # fmt: skip

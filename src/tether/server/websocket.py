@@ -197,9 +197,8 @@ async def endpoint(websocket: WebSocket) -> None:
 
 
 def _upgrade_required() -> JSONResponse:
-    # §3.3: 426 makes Codex switch the session to HTTP at once instead of retrying.
-    error = ApiError(426, "invalid_request_error", "websocket_disabled", "WebSocket mode is disabled.", None)
-    return JSONResponse(error.http_body(), status_code=426)
+    error = errors.websocket_disabled()
+    return JSONResponse(error.http_body(), status_code=error.status)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
