@@ -36,7 +36,11 @@ async def load_backend(settings: Settings) -> Backend:
 
     model_path = None if settings.model == "local" else Path(settings.model)
     return await asyncio.to_thread(
-        LocalBackend.load, model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads
+        LocalBackend.load,
+        model_path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        kv_cache_bytes=settings.kv_cache_bytes,
     )
 
 

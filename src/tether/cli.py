@@ -49,6 +49,9 @@ def serve(
     ] = None,
     n_threads: Annotated[int | None, typer.Option(help="Engine CPU threads [2].")] = None,
     n_ctx: Annotated[int | None, typer.Option(help="Engine context window in tokens [8192].")] = None,
+    kv_cache_bytes: Annotated[
+        int | None, typer.Option(help="Engine memory for KV snapshots of idle conversations [2 GiB].")
+    ] = None,
     scripted_prefill_us: Annotated[
         float | None, typer.Option(help="Scripted model: µs per uncached input token [0].")
     ] = None,
@@ -84,18 +87,10 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="Log level [info].")] = None,
 ) -> None:
     """Serve the Responses API."""
-    overrides: dict[str, Any] = {
-        "host": host, "port": port, "model": model, "db": db,
-        "api_keys": tuple(api_key) if api_key else None,
-        "model_aliases": tuple(model_alias) if model_alias else None,
-        "n_threads": n_threads, "n_ctx": n_ctx, "scripted_prefill_us": scripted_prefill_us,
-        "scripted_decode_us": scripted_decode_us, "scripted_overhead_ms": scripted_overhead_ms,
-        "websocket": websocket, "ws_connection_cap_s": ws_connection_cap_s,
-        "ws_max_message_bytes": ws_max_message_bytes,
-        "ws_max_active_responses": ws_max_active_responses,
-        "ws_max_named_lanes": ws_max_named_lanes, "ws_send_queue_events": ws_send_queue_events,
-        "shutdown_grace_s": shutdown_grace_s, "log_level": log_level,
-    }  # fmt: skip
+    # Each flag is named after its setting; the two repeatable ones are singular on the CLI.
+    overrides: dict[str, Any] = dict(locals())
+    overrides["api_keys"] = tuple(overrides.pop("api_key") or ()) or None
+    overrides["model_aliases"] = tuple(overrides.pop("model_alias") or ()) or None
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     )
     n_threads: int = Field(2, ge=1, description="CPU threads for the embedded engine.")
     n_ctx: int = Field(8192, ge=256, description="Context window of the embedded engine (tokens).")
+    kv_cache_bytes: int = Field(
+        2 * 1024**3,
+        ge=0,
+        description="Memory for KV snapshots of conversations not resident in the engine (LRU; "
+        "those a live WebSocket lane will continue go last). Evicted ones are re-prefilled.",
+    )
     scripted_prefill_us: float = Field(0.0, ge=0, description="Scripted model: µs per new input token.")
     scripted_decode_us: float = Field(0.0, ge=0, description="Scripted model: µs per output token.")
     scripted_overhead_ms: float = Field(0.0, ge=0, description="Scripted model: ms per response.")

@@ -94,9 +94,14 @@ def test_allowed_tools_are_described_with_the_call_format() -> None:
     assert '<tool_call>\n{"name": "<function name>"' in system.content
 
 
-def test_tool_choice_none_hides_the_tools() -> None:
-    system = next(blocks(generation((), tools=(WEATHER,), tool_choice=ToolChoice("none"))))
-    assert system.content == DEFAULT_SYSTEM
+def test_the_system_block_does_not_change_with_tool_choice() -> None:
+    """Agents switch `required` to `auto` between turns; the cached prefix must survive that."""
+    systems = {
+        next(blocks(generation((), tools=(WEATHER,), tool_choice=ToolChoice(mode)))).content
+        for mode in ("none", "auto", "required")
+    }
+    assert len(systems) == 1 and "get_weather" in systems.pop()
+    assert next(blocks(generation(()))).content == DEFAULT_SYSTEM
 
 
 def test_unresolved_references_are_refused() -> None:

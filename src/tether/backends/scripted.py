@@ -128,6 +128,12 @@ class ScriptedBackend:
         if microseconds > 0:
             await asyncio.sleep(microseconds / 1e6)
 
+    def hold(self, response_id: str) -> None:
+        """Nothing to do: a cached conversation here is one integer, and thousands are kept."""
+
+    def release(self, response_id: str) -> None:
+        """See `hold`."""
+
     async def aclose(self) -> None:
         self._cached.clear()
 

@@ -11,12 +11,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from tether.core.chain import History, not_finished
 from tether.protocol.items import Item
 
 Lane = str | None  # None is the default lane
 RECENT_RESPONSES = 8
+
+
+class Warmth(Protocol):
+    """The backend's side of it: keep the state of what a live lane will continue (its KV)."""
+
+    def hold(self, response_id: str) -> None: ...
+
+    def release(self, response_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -26,8 +35,9 @@ class CachedResponse:
 
 
 class ConnectionCache:
-    def __init__(self, fallback: History, recent: int = RECENT_RESPONSES) -> None:
+    def __init__(self, fallback: History, warmth: Warmth, recent: int = RECENT_RESPONSES) -> None:
         self.fallback = fallback
+        self.warmth = warmth
         self.latest: dict[Lane, CachedResponse] = {}
         self.recent: OrderedDict[str, CachedResponse] = OrderedDict()
         self.recent_limit = recent
@@ -35,7 +45,11 @@ class ConnectionCache:
 
     def remember(self, lane: Lane, response: CachedResponse) -> None:
         """A response on `lane` ended well: it becomes the lane's latest (§8.2 rule 1)."""
+        replaced = self.latest.get(lane)
         self.latest[lane] = response
+        self.warmth.hold(response.id)
+        if replaced is not None:
+            self._release_unless_latest(replaced.id)
         self.recent[response.id] = response
         self.recent.move_to_end(response.id)
         while len(self.recent) > self.recent_limit:
@@ -50,10 +64,17 @@ class ConnectionCache:
         self.recent.pop(response_id, None)
         for lane in [lane for lane, cached in self.latest.items() if cached.id == response_id]:
             del self.latest[lane]
+        self.warmth.release(response_id)
 
     def clear(self) -> None:
+        for cached in self.latest.values():
+            self.warmth.release(cached.id)
         self.latest.clear()
         self.recent.clear()
+
+    def _release_unless_latest(self, response_id: str) -> None:
+        if all(cached.id != response_id for cached in self.latest.values()):
+            self.warmth.release(response_id)
 
     def _cached(self) -> Iterator[CachedResponse]:
         yield from self.latest.values()

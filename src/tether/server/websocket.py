@@ -86,7 +86,7 @@ class Connection:
             cap_s=settings.ws_connection_cap_s,
         )
         self.session = Session(limits, opened_at=self.loop.time())
-        self.cache = ConnectionCache(fallback=responses.history)
+        self.cache = ConnectionCache(fallback=responses.history, warmth=responses.backend)
         self.sender = Sender(websocket, settings.ws_send_queue_events)
         self.lanes: dict[LaneKey, LaneTurn] = {}
         self.gone = False

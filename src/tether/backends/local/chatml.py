@@ -36,6 +36,8 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 # to produce the JSON and the turn reads exactly like the format the system block describes.
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 TOOL_CALL_OPEN = "<tool_call>\n"
+TOOL_CALL_CLOSE = "\n</tool_call>"
+END_OF_TURN = "<|im_end|>\n"
 
 ChatRole = Literal["system", "user", "assistant"]
 # ChatML has no developer role; the model reads developer messages as system ones.
@@ -58,7 +60,7 @@ class Block:
 
     @property
     def footer(self) -> str:
-        return "<|im_end|>\n"
+        return END_OF_TURN
 
 
 class Vocab(Protocol):
@@ -88,7 +90,10 @@ def to_text(rendered: Iterable[Block]) -> str:
 
 
 def system_text(generation: Generation) -> str:
-    tools = generation.tool_choice.allowed(generation.tools)
+    # Every offered tool is described whatever `tool_choice` says (the grammar enforces the
+    # choice): agents flip `required` to `auto` between turns, and a system block that changed
+    # with it would throw the whole cached prefix away.
+    tools = generation.tools
     parts = [p for p in (generation.instructions, _tools_text(tools) if tools else None) if p]
     return "\n\n".join(parts) if parts else DEFAULT_SYSTEM
 
@@ -101,19 +106,38 @@ class ChatML:
         (self.end_of_turn,) = self._special("<|im_end|>")  # the model closes its turn with it
 
     def render(self, generation: Generation) -> list[int]:
-        tokens: list[int] = []
-        for block in blocks(generation):
-            tokens += self._special(block.header)
-            tokens += self._plain(block.content)
-            tokens += self._special(block.footer)
-        return tokens
+        """The system block and every item: what a warm-up prefills."""
+        return self.system(generation) + self.items(generation.items)
 
     def prompt(self, generation: Generation) -> list[int]:
         """`render` plus the opening of the assistant turn the model is to write."""
-        tokens = self.render(generation) + self._special(ASSISTANT_HEADER)
+        return self.render(generation) + self.opening(generation)
+
+    def system(self, generation: Generation) -> list[int]:
+        return self._block(Block("system", system_text(generation)))
+
+    def items(self, items: Iterable[Item]) -> list[int]:
+        tokens: list[int] = []
+        for item in items:
+            block = _item_block(item)
+            if block is not None:
+                tokens += self._block(block)
+        return tokens
+
+    def opening(self, generation: Generation) -> list[int]:
+        """Opens the model's turn; a forced tool call also opens the call."""
+        tokens = self._special(ASSISTANT_HEADER)
         if forced_tools(generation):
             tokens += self._plain(TOOL_CALL_OPEN)
         return tokens
+
+    def closing(self, tool_call: bool) -> list[int]:
+        """What follows the model's own tokens to close its turn as the rendering would."""
+        tokens = self._plain(TOOL_CALL_CLOSE) if tool_call else []
+        return tokens + self._special(END_OF_TURN)
+
+    def _block(self, block: Block) -> list[int]:
+        return self._special(block.header) + self._plain(block.content) + self._special(block.footer)
 
     def _special(self, text: str) -> list[int]:
         return list(self._vocab.tokenize(text.encode(), add_bos=False, special=True))
@@ -144,7 +168,7 @@ def tool_call_text(name: str, arguments: str) -> str:
         body = json.dumps({"name": name, "arguments": json.loads(arguments)}, ensure_ascii=False)
     except ValueError:
         body = f'{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": {arguments}}}'
-    return f"{TOOL_CALL_OPEN}{body}\n</tool_call>"
+    return f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"
 
 
 def _tools_text(tools: tuple[FunctionTool, ...]) -> str:

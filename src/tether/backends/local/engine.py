@@ -5,9 +5,11 @@ queue in arrival order. Tokenising (for prompts and `count_tokens`) runs on a se
 that a long generation does not delay another request's context check. The event loop only moves
 events: the worker hands each one over with `call_soon_threadsafe`.
 
-Prompt reuse: `Llama.generate` keeps whatever prefix of the new prompt the context already holds
-and prefills only the rest. Because the ChatML rendering is append-only, a request continuing a
-conversation finds the previous turn's tokens still in the KV; that overlap is `cached_tokens`.
+Incremental turns (`memory.py`): every finished conversation leaves its exact token ids, and a
+continuation's prompt is those ids plus the new items only. The context keeps whatever prefix of
+a new prompt it already holds and prefills the rest. When a different conversation is about to
+displace the resident one, the resident's KV is snapshotted first; when it continues later, its
+snapshot is restored instead of re-prefilled. `cached_tokens` is exactly what was not prefilled.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import threading
+from array import array
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -28,7 +30,6 @@ from tether.backends.base import (
     BackendError,
     BackendUnavailable,
     Cancellation,
-    ContextOverflow,
     Finished,
     Generation,
     ModelEvent,
@@ -38,13 +39,15 @@ from tether.backends.base import (
 )
 from tether.backends.local.chatml import ChatML, forced_tools
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
+from tether.backends.local.jobs import Job, build
+from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords, capture, restore
 from tether.backends.local.model_file import locate
 from tether.protocol.response import Usage
 
 DEFAULT_N_CTX = 8192
 DEFAULT_N_THREADS = 2
-# Room a request without `max_output_tokens` must leave for the answer, or it is refused upfront.
-MIN_OUTPUT_TOKENS = 64
+DEFAULT_KV_CACHE_BYTES = 2 * 1024**3  # ~90k tokens of SmolLM2-135M KV
+TOKEN_RECORDS_MAX_TOKENS = 16 * 1024**2  # 64 MiB of token ids
 # Prefill in slices this long so a cancellation stops a long prompt within a fraction of a second;
 # measured: slices of 64 prefill as fast as the default batch of 512.
 _PREFILL_SLICE = 64
@@ -59,22 +62,16 @@ _T = TypeVar("_T")
 _Handoff = ModelEvent | BaseException | None
 
 
-@dataclass(frozen=True)
-class _Job:
-    prompt: list[int]
-    grammar: LlamaGrammar | None
-    budget: int  # most tokens the answer may take
-    temperature: float
-    top_p: float
-
-
 class LocalBackend:
     """Build with `LocalBackend.load(...)`; close with `await backend.aclose()`."""
 
-    def __init__(self, llm: Llama, model_id: str) -> None:
+    def __init__(self, llm: Llama, model_id: str, kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES) -> None:
         self._llm = llm
         self._model_id = model_id
         self._chatml = ChatML(llm)
+        self.records = TokenRecords(TOKEN_RECORDS_MAX_TOKENS)
+        self.snapshots = KvSnapshots(kv_cache_bytes)
+        self._resident: str | None = None  # the response whose conversation the context holds
         self._end_of_turn = frozenset({self._chatml.end_of_turn, llm.token_eos()})
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-llama")
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-tokenize")
@@ -87,6 +84,7 @@ class LocalBackend:
         *,
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int = DEFAULT_N_THREADS,
+        kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES,
     ) -> LocalBackend:
         """Load the default SmolLM2 file, or the `.gguf` at `model_path` (~0.2 s, mmap).
 
@@ -97,7 +95,7 @@ class LocalBackend:
         if trained is not None and n_ctx > trained:
             llm.close()
             llm = _open(model.path, trained, n_threads)
-        return cls(llm, model.model_id)
+        return cls(llm, model.model_id, kv_cache_bytes)
 
     @property
     def model_id(self) -> str:
@@ -109,14 +107,21 @@ class LocalBackend:
         return int(self._llm.n_ctx())
 
     async def count_tokens(self, generation: Generation) -> int:
-        future = self._submit(self._tokenizer_thread, self._chatml.prompt, generation)
-        prompt = await asyncio.wrap_future(future)
-        return len(prompt)
+        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, True))
+        return len(job.prompt)
+
+    def hold(self, response_id: str) -> None:
+        self.snapshots.hold(response_id)
+
+    def release(self, response_id: str) -> None:
+        self.snapshots.release(response_id)
 
     async def generate(
         self, generation: Generation, cancel: Cancellation
     ) -> AsyncGenerator[ModelEvent, None]:
-        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation))
+        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, True))
+        forced = forced_tools(generation)
+        grammar = tool_call_grammar(forced) if forced else None
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Handoff] = asyncio.Queue()
         abandoned = threading.Event()  # set when the consumer stops listening
@@ -138,7 +143,7 @@ class LocalBackend:
         def stopped() -> bool:
             return cancel.is_set or abandoned.is_set() or self._closing.is_set()
 
-        self._submit(self._model_thread, self._work, job, stopped, emit)
+        self._submit(self._model_thread, self._work, job, grammar, stopped, emit)
         try:
             while (item := await handoff.get()) is not None:
                 if isinstance(item, BaseException):
@@ -152,15 +157,11 @@ class LocalBackend:
 
     async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
         """Warm-up (`generate: false`): prefill the conversation so the next turn starts warm."""
-        tokens = await asyncio.wrap_future(
-            self._submit(self._tokenizer_thread, self._chatml.render, generation)
-        )
-        if len(tokens) + MIN_OUTPUT_TOKENS > self.n_ctx:
-            raise ContextOverflow(self.n_ctx, len(tokens) + MIN_OUTPUT_TOKENS)
+        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, False))
         cached = await asyncio.wrap_future(
-            self._submit(self._model_thread, self._prefill, tokens, lambda: cancel.is_set)
+            self._submit(self._model_thread, self._warm, job, lambda: cancel.is_set)
         )
-        return Usage(input_tokens=len(tokens), cached_tokens=cached or 0, output_tokens=0)
+        return Usage(input_tokens=len(job.prompt), cached_tokens=cached or 0, output_tokens=0)
 
     async def aclose(self) -> None:
         """Stop running work (its consumers get `BackendUnavailable`) and free the model."""
@@ -185,27 +186,20 @@ class LocalBackend:
 
     # --- on the tokenizer thread ------------------------------------------------------------------
 
-    def _job(self, generation: Generation) -> _Job:
-        prompt = self._chatml.prompt(generation)
-        limit = self.n_ctx
-        wanted = generation.max_output_tokens
-        needed = len(prompt) + (MIN_OUTPUT_TOKENS if wanted is None else wanted)
-        if needed > limit:
-            raise ContextOverflow(limit, needed)
-        forced = forced_tools(generation)
-        return _Job(
-            prompt=prompt,
-            grammar=tool_call_grammar(forced) if forced else None,
-            budget=limit - len(prompt) if wanted is None else wanted,
-            temperature=generation.temperature,
-            top_p=generation.top_p,
-        )
+    def _job(self, generation: Generation, opening: bool) -> Job:
+        return build(generation, self._chatml, self.records, self.n_ctx, opening=opening)
 
     # --- on the model thread ----------------------------------------------------------------------
 
-    def _work(self, job: _Job, stopped: Callable[[], bool], emit: Callable[[_Handoff], None]) -> None:
+    def _work(
+        self,
+        job: Job,
+        grammar: LlamaGrammar | None,
+        stopped: Callable[[], bool],
+        emit: Callable[[_Handoff], None],
+    ) -> None:
         try:
-            finished = not self._closing.is_set() and self._run(job, stopped, emit)
+            finished = not self._closing.is_set() and self._run(job, grammar, stopped, emit)
             if not finished and self._closing.is_set():
                 emit(BackendUnavailable("the local model was shut down"))
         except Exception as exc:  # every failure must reach the consumer, not the executor
@@ -213,28 +207,71 @@ class LocalBackend:
         finally:
             emit(None)
 
-    def _run(self, job: _Job, stopped: Callable[[], bool], emit: Callable[[_Handoff], None]) -> bool:
+    def _run(
+        self,
+        job: Job,
+        grammar: LlamaGrammar | None,
+        stopped: Callable[[], bool],
+        emit: Callable[[_Handoff], None],
+    ) -> bool:
         """Generate `job`; True once `Finished` is emitted, False if stopped first."""
         try:
             # `Llama.generate` must decode at least one token to sample from: leave it the last.
-            cached = self._prefill(job.prompt[:-1], stopped)
+            cached = self._load(job, job.prompt[:-1], stopped)
             if cached is None:
                 return False
-            produced, reason, output = self._decode(job, stopped, emit)
+            produced, reason, output = self._decode(job, grammar, stopped, emit)
         except Exception as exc:
-            # The context may hold a half-written batch: forget it, the next prompt prefills anew.
-            self._llm.n_tokens = 0
+            self._forget_context()  # it may hold a half-written batch
             raise BackendError(f"the local model failed: {exc}") from exc
         if stopped():
             return False
-        if job.grammar is not None:
-            for event in _tool_call_events(output, reason):
-                emit(event)
-        elif output:
-            emit(TextDelta(output))
+        events = _tool_call_events(output, reason) if grammar is not None else []
+        if grammar is None and output:
+            events = [TextDelta(output)]
+        for event in events:
+            emit(event)
+        if produced:  # an output item exists: remember the conversation with it
+            self._remember(job, self._chatml.closing(tool_call=job.tool_call), items=job.items + 1)
         usage = Usage(input_tokens=len(job.prompt), cached_tokens=cached, output_tokens=produced)
         emit(Finished(reason, usage))
         return True
+
+    def _warm(self, job: Job, stopped: Callable[[], bool]) -> int | None:
+        """A warm-up's prefill; the conversation is then resident and remembered."""
+        try:
+            cached = self._load(job, job.prompt, stopped)
+        except Exception as exc:
+            self._forget_context()
+            raise BackendError(f"the local model failed: {exc}") from exc
+        if cached is not None:
+            self._remember(job, [], items=job.items)
+        return cached
+
+    def _load(self, job: Job, tokens: list[int], stopped: Callable[[], bool]) -> int | None:
+        """Make the context hold `tokens`; returns how many were already there (not prefilled).
+
+        The resident conversation is snapshotted first if `tokens` would displace part of it; the
+        parent's snapshot is restored when it covers more than the resident prefix does."""
+        llm = self._llm
+        common = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        if self._resident is not None and common < llm.n_tokens:
+            self.snapshots.put(self._resident, capture(llm))
+        self._resident = None
+        snapshot = self.snapshots.get(job.parent_id) if job.reuses_parent else None
+        if snapshot is not None and common < snapshot.n_tokens <= len(tokens):
+            restore(llm, snapshot, tokens)
+        return self._prefill(tokens, stopped)
+
+    def _remember(self, job: Job, closing: list[int], items: int) -> None:
+        llm = self._llm
+        tokens = array("i", llm.input_ids[: llm.n_tokens].tolist() + closing)
+        self.records.put(job.response_id, TokenRecord(tokens, job.system_len, items))
+        self._resident = job.response_id
+
+    def _forget_context(self) -> None:
+        self._llm.n_tokens = 0
+        self._resident = None
 
     def _prefill(self, tokens: list[int], stopped: Callable[[], bool]) -> int | None:
         """Bring the context to exactly `tokens`, keeping the prefix it already holds.
@@ -251,7 +288,11 @@ class LocalBackend:
         return cached
 
     def _decode(
-        self, job: _Job, stopped: Callable[[], bool], emit: Callable[[_Handoff], None]
+        self,
+        job: Job,
+        grammar: LlamaGrammar | None,
+        stopped: Callable[[], bool],
+        emit: Callable[[_Handoff], None],
     ) -> tuple[int, Literal["stop", "length"], str]:
         """Sample until the end of the turn, the budget or a stop.
 
@@ -271,7 +312,7 @@ class LocalBackend:
             min_p=0.0,
             typical_p=1.0,
             repeat_penalty=1.0,
-            grammar=job.grammar,
+            grammar=grammar,
         )
         try:
             for token in tokens:
@@ -284,7 +325,7 @@ class LocalBackend:
                     break
                 produced += 1
                 text = utf8.decode(llm.detokenize([token]))
-                if job.grammar is not None:
+                if grammar is not None:
                     kept.append(text)
                 elif text:
                     emit(TextDelta(text))
