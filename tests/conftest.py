@@ -53,6 +53,13 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherSer
     yield from _serve(tmp_path_factory.mktemp("local"), model="local")
 
 
+@pytest.fixture(scope="session")
+def local_server_without_kv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    """The local model with a KV snapshot budget too small for any snapshot: every displaced
+    conversation must be re-prefilled from its token ids."""
+    yield from _serve(tmp_path_factory.mktemp("local-nokv"), "--kv-cache-bytes", "1000", model="local")
+
+
 @pytest.fixture
 def client(scripted_server: TetherServer) -> openai.OpenAI:
     return scripted_server.client()

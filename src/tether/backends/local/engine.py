@@ -37,6 +37,7 @@ from tether.backends.base import (
     ToolCallDelta,
     ToolCallStarted,
 )
+from tether.backends.local.batches import Span, batches, merged, within
 from tether.backends.local.chatml import ChatML, forced_tools
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
 from tether.backends.local.jobs import Job, build
@@ -72,6 +73,7 @@ class LocalBackend:
         self.records = TokenRecords(TOKEN_RECORDS_MAX_TOKENS)
         self.snapshots = KvSnapshots(kv_cache_bytes)
         self._resident: str | None = None  # the response whose conversation the context holds
+        self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
         self._end_of_turn = frozenset({self._chatml.end_of_turn, llm.token_eos()})
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-llama")
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-tokenize")
@@ -231,6 +233,8 @@ class LocalBackend:
             events = [TextDelta(output)]
         for event in events:
             emit(event)
+        # `Llama.generate` evaluated the prompt's last token and every token it fed back alone.
+        self._singles = merged((*self._singles, (len(job.prompt) - 1, self._llm.n_tokens)))
         if produced:  # an output item exists: remember the conversation with it
             self._remember(job, self._chatml.closing(tool_call=job.tool_call), items=job.items + 1)
         usage = Usage(input_tokens=len(job.prompt), cached_tokens=cached, output_tokens=produced)
@@ -261,30 +265,40 @@ class LocalBackend:
         snapshot = self.snapshots.get(job.parent_id) if job.reuses_parent else None
         if snapshot is not None and common < snapshot.n_tokens <= len(tokens):
             restore(llm, snapshot, tokens)
-        return self._prefill(tokens, stopped)
+            self._singles = within(job.singles, snapshot.n_tokens)
+        return self._prefill(tokens, job.singles, stopped)
 
     def _remember(self, job: Job, closing: list[int], items: int) -> None:
         llm = self._llm
         tokens = array("i", llm.input_ids[: llm.n_tokens].tolist() + closing)
-        self.records.put(job.response_id, TokenRecord(tokens, job.system_len, items))
+        self.records.put(job.response_id, TokenRecord(tokens, job.system_len, items, self._singles))
         self._resident = job.response_id
 
     def _forget_context(self) -> None:
         self._llm.n_tokens = 0
         self._resident = None
+        self._singles = ()
 
-    def _prefill(self, tokens: list[int], stopped: Callable[[], bool]) -> int | None:
+    def _prefill(
+        self, tokens: list[int], singles: tuple[Span, ...], stopped: Callable[[], bool]
+    ) -> int | None:
         """Bring the context to exactly `tokens`, keeping the prefix it already holds.
 
-        Returns that kept length, or None if stopped."""
+        Positions in `singles` are evaluated one at a time, the way they first were, so that
+        recomputed KV matches the original (batches.py). Returns the kept length, or None if
+        stopped. `self._singles` ends up describing every position the context holds."""
         llm = self._llm
         held = llm.input_ids[: llm.n_tokens].tolist()
         cached = _common_prefix(held, tokens)
         llm.n_tokens = cached  # `eval` drops the KV from here on
-        for start in range(cached, len(tokens), _PREFILL_SLICE):
+        evaluated_alone = list(within(self._singles, cached))
+        for start, end in batches(cached, len(tokens), singles, _PREFILL_SLICE):
             if stopped():
                 return None
-            llm.eval(tokens[start : min(start + _PREFILL_SLICE, len(tokens))])
+            llm.eval(tokens[start:end])
+            if end - start == 1:
+                evaluated_alone.append((start, end))
+        self._singles = merged(evaluated_alone)
         return cached
 
     def _decode(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.backends.base import ContextOverflow, Generation
+from tether.backends.local.batches import Span
 from tether.backends.local.chatml import ChatML, forced_tools
 from tether.backends.local.memory import TokenRecords
 
@@ -25,6 +26,7 @@ class Job:
     prompt: list[int]  # a warm-up's is the rendering only; a turn's opens the model's reply
     system_len: int
     reuses_parent: bool  # the prompt starts with the parent's token record
+    singles: tuple[Span, ...]  # positions of the prompt first evaluated one at a time
     items: int  # context items the prompt covers
     budget: int  # most tokens the answer may take
     temperature: float
@@ -56,6 +58,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         prompt=prompt,
         system_len=len(system),
         reuses_parent=reuses,
+        singles=parent.singles if parent is not None and reuses else (),
         items=len(generation.items),
         budget=n_ctx - len(prompt) if wanted is None else wanted,
         temperature=generation.temperature,

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import llama_cpp
 from llama_cpp import Llama
 
+from tether.backends.local.batches import Span
+
 SEQUENCE = 0  # the engine runs one sequence per context
 
 
@@ -35,6 +37,7 @@ class TokenRecord:
     tokens: array[int]  # system block, every item, the response's own output, turn closed
     system_len: int  # tokens of the system block, which a continuation must share to reuse
     items: int  # context items these tokens cover, the response's own output included
+    singles: tuple[Span, ...]  # positions evaluated one at a time (see batches.py)
 
 
 class TokenRecords:
