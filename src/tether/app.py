@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from tether.backends.base import Backend
 from tether.backends.scripted import LatencyProfile, ScriptedBackend
 from tether.config import Settings
+from tether.core.metrics import Metrics
 from tether.core.responses import Responses
 from tether.protocol.errors import ApiError
 from tether.server import http, websocket
@@ -50,7 +51,7 @@ def build_app(settings: Settings) -> Starlette:
         backend = await load_backend(settings)
         store = await SqliteStore(settings.db).open()
         served = frozenset({backend.model_id, *settings.model_aliases})
-        app.state.responses = Responses(backend, store, served)
+        app.state.responses = Responses(backend, store, served, Metrics())
         app.state.settings = settings
         app.state.started_at = time.time()
         try:
@@ -63,6 +64,7 @@ def build_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/healthz", http.healthz, methods=["GET"]),
+        Route("/metrics", http.metrics, methods=["GET"]),
         # §3.1: WebSocket mode shares the create path; an upgrade is a GET with Upgrade headers.
         Mount("/v1", routes=[*http.API_ROUTES, WebSocketRoute("/responses", websocket.endpoint)]),
     ]

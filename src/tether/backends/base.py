@@ -82,6 +82,15 @@ class Finished:
 ModelEvent = TextDelta | ToolCallStarted | ToolCallDelta | Finished
 
 
+@dataclass(frozen=True)
+class CacheStats:
+    """What a backend keeps of idle conversations' model state (KV), for `/metrics`."""
+
+    snapshot_bytes: int = 0
+    snapshots: int = 0
+    evictions: int = 0
+
+
 class Cancellation:
     """Set once to stop a generation; readable from the event loop and from worker threads."""
 
@@ -117,6 +126,8 @@ class Backend(Protocol):
         """Warm-up (`generate: false`, D2): make the conversation's context ready for the next
         turn, without output. Usage has the context's tokens and how many were already cached."""
         ...
+
+    def cache_stats(self) -> CacheStats: ...
 
     def hold(self, response_id: str) -> None:
         """A live connection will likely continue from this response: keep its state warm."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.backends.base import (
+    CacheStats,
     Cancellation,
     Finished,
     Generation,
@@ -127,6 +128,9 @@ class ScriptedBackend:
     async def _sleep_us(microseconds: float) -> None:
         if microseconds > 0:
             await asyncio.sleep(microseconds / 1e6)
+
+    def cache_stats(self) -> CacheStats:
+        return CacheStats()  # it keeps token counts, never model state
 
     def hold(self, response_id: str) -> None:
         """Nothing to do: a cached conversation here is one integer, and thousands are kept."""

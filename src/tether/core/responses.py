@@ -18,6 +18,7 @@ from typing import Any, Literal
 from tether.backends.base import Backend, Cancellation, ContextOverflow, Generation
 from tether.core import chain, turn
 from tether.core.event_log import EventLog, EventSink, FanOut
+from tether.core.metrics import Metrics
 from tether.protocol import compaction, errors, ids
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Item, Message, TextPart
@@ -49,10 +50,14 @@ class Running:
 
 
 class Responses:
-    def __init__(self, backend: Backend, store: Store, served_models: frozenset[str]) -> None:
+    def __init__(
+        self, backend: Backend, store: Store, served_models: frozenset[str], metrics: Metrics
+    ) -> None:
         self.backend = backend
         self.store = store
         self.served_models = served_models
+        self.metrics = metrics
+        metrics.watch_backend(backend.cache_stats)
         self.running: dict[str, Running] = {}
         self.history = chain.StoredHistory(store, unfinished=_StoredRunningIds(self.running))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -66,6 +71,7 @@ class Responses:
         history: chain.History | None = None,
         stream_id: str | None = None,
         sender: EventSink | None = None,
+        transport: str = "http",
     ) -> Running:
         """Validate against state, emit `response.created`, and run the response in a task.
 
@@ -92,7 +98,7 @@ class Responses:
         work = turn.Turn(
             generation, events, self.backend, sink, running.cancel, input_tokens, request.generate
         )
-        task = asyncio.create_task(self._execute(running, work), name=response_id)
+        task = asyncio.create_task(self._execute(running, work, transport), name=response_id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return running
@@ -116,9 +122,10 @@ class Responses:
             parallel_tool_calls=request.parallel_tool_calls,
         )
 
-    async def _execute(self, running: Running, work: turn.Turn) -> None:
+    async def _execute(self, running: Running, work: turn.Turn, transport: str) -> None:
         try:
             await turn.run(work)
+            self._measure(running, work, transport)
         finally:
             await running.log.close()
             try:
@@ -129,6 +136,12 @@ class Responses:
             finally:
                 self.running.pop(running.id, None)
                 running.done.set()
+
+    def _measure(self, running: Running, work: turn.Turn, transport: str) -> None:
+        now = time.monotonic()
+        first = None if work.first_output is None else work.first_output - work.started
+        status = str(running.events.response["status"])
+        self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
 
     async def _save(self, running: Running) -> None:
         response = running.snapshot()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tether.backends.base import (
     Backend,
@@ -46,6 +46,8 @@ class Turn:
     generate: bool = True  # False: a warm-up (D2), which prepares the context and ends
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
+    started: float = field(default_factory=time.monotonic)
+    first_output: float | None = None  # when the first output delta was emitted
 
     def usage_so_far(self) -> Usage:
         return self.usage or Usage(self.input_tokens, 0, self.output_deltas)
@@ -96,6 +98,8 @@ async def _stream(turn: Turn) -> None:
 async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCallDelta) -> None:
     """One model event in, its stream events out."""
     events, emit = turn.events, turn.sink.emit
+    if turn.first_output is None:
+        turn.first_output = time.monotonic()
     if isinstance(model_event, ToolCallStarted):
         await _close_open(turn, "completed")
         call = events.open_function_call(ids.function_call_id(), ids.call_id(), model_event.name)

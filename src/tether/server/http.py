@@ -11,6 +11,7 @@ import asyncio
 from typing import Any, Literal, cast
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -154,6 +155,11 @@ async def models(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return JsonResponse({"status": "ok", "model": responses_of(request).backend.model_id})
+
+
+async def metrics(request: Request) -> Response:
+    registry = responses_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _bool_param(request: Request, name: str) -> bool:

@@ -144,7 +144,7 @@ class Connection:
         try:
             request = parse_create(body, "ws")
             running = await self.responses.start(
-                request, history=self.cache, stream_id=lane, sender=self.sender
+                request, history=self.cache, stream_id=lane, sender=self.sender, transport="ws"
             )
         except ApiError as error:
             await self.sender.emit(error.ws_event(lane))
@@ -193,7 +193,12 @@ async def endpoint(websocket: WebSocket) -> None:
         await websocket.send_denial_response(_upgrade_required())
         return
     await websocket.accept()
-    await Connection(websocket, websocket.app.state.responses, settings).serve()
+    responses: Responses = websocket.app.state.responses
+    responses.metrics.websocket_connections.inc()
+    try:
+        await Connection(websocket, responses, settings).serve()
+    finally:
+        responses.metrics.websocket_connections.dec()
 
 
 def _upgrade_required() -> JSONResponse:

@@ -29,6 +29,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 from tether.backends.base import (
     BackendError,
     BackendUnavailable,
+    CacheStats,
     Cancellation,
     Finished,
     Generation,
@@ -111,6 +112,12 @@ class LocalBackend:
     async def count_tokens(self, generation: Generation) -> int:
         job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, True))
         return len(job.prompt)
+
+    def cache_stats(self) -> CacheStats:
+        snapshots = self.snapshots
+        return CacheStats(
+            snapshot_bytes=snapshots.bytes, snapshots=len(snapshots), evictions=snapshots.evictions
+        )
 
     def hold(self, response_id: str) -> None:
         self.snapshots.hold(response_id)

@@ -106,6 +106,9 @@ class KvSnapshots:
                 self._snapshots.move_to_end(response_id or "")
             return snapshot
 
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
     def hold(self, response_id: str) -> None:
         with self._lock:
             self._held.add(response_id)

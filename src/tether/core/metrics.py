@@ -1,0 +1,96 @@
+"""What the server counts, in Prometheus' terms (served at `GET /metrics`).
+
+Per transport (`http`, `ws`): responses by final status, prefilled and cached input tokens, each
+turn's cache-hit ratio (cached / input tokens), its duration and its time to first output. From
+the backend: bytes of KV snapshots held and snapshots evicted. From the WebSocket shell: open
+connections. One registry per server, so tests and several apps in one process do not collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tether.backends.base import CacheStats
+from tether.protocol.response import Usage
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_RATIOS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.responses = Counter(
+            "tether_responses", "Responses finished, by final status.", ["transport", "status"], registry=r
+        )
+        self.prefilled = Counter(
+            "tether_prefilled_tokens", "Input tokens the model had to prefill.", ["transport"], registry=r
+        )
+        self.cached = Counter(
+            "tether_cached_tokens", "Input tokens found already in the cache.", ["transport"], registry=r
+        )
+        self.hit_ratio = Histogram(
+            "tether_turn_cache_hit_ratio",
+            "Cached / input tokens of a turn.",
+            ["transport"],
+            buckets=_RATIOS,
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "tether_turn_seconds",
+            "From response.created to the terminal event.",
+            ["transport"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.first_output_seconds = Histogram(
+            "tether_time_to_first_token_seconds",
+            "From response.created to the first output delta.",
+            ["transport"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.websocket_connections = Gauge(
+            "tether_websocket_connections", "Open WebSocket connections.", registry=r
+        )
+
+    def turn_finished(
+        self, transport: str, status: str, usage: Usage | None, seconds: float, first_output_s: float | None
+    ) -> None:
+        self.responses.labels(transport, status).inc()
+        self.turn_seconds.labels(transport).observe(seconds)
+        if first_output_s is not None:
+            self.first_output_seconds.labels(transport).observe(first_output_s)
+        if usage is not None and usage.input_tokens > 0:
+            self.prefilled.labels(transport).inc(usage.input_tokens - usage.cached_tokens)
+            self.cached.labels(transport).inc(usage.cached_tokens)
+            self.hit_ratio.labels(transport).observe(usage.cached_tokens / usage.input_tokens)
+
+    def watch_backend(self, stats: Callable[[], CacheStats]) -> None:
+        self.registry.register(_BackendCollector(stats))
+
+
+class _BackendCollector(Collector):
+    """Reads the backend's cache figures at scrape time."""
+
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        yield GaugeMetricFamily(
+            "tether_kv_snapshot_bytes",
+            "Bytes of KV snapshots held for idle conversations.",
+            value=stats.snapshot_bytes,
+        )
+        yield GaugeMetricFamily("tether_kv_snapshots", "KV snapshots held.", value=stats.snapshots)
+        yield CounterMetricFamily(
+            "tether_kv_snapshot_evictions",
+            "KV snapshots evicted or too large to keep.",
+            value=stats.evictions,
+        )
