@@ -1,0 +1,90 @@
+"""Server processes on free loopback ports: Tether itself, or a peer to compare against.
+
+Used by `tether bench` (to start what it measures) and by the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A command that serves HTTP on `port`, ready once `ready_path` answers 200."""
+
+    def __init__(self, command: list[str], port: int, ready_path: str, log_path: Path) -> None:
+        self.command = command
+        self.port = port
+        self.ready_path = ready_path
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.command[0]} did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM first: Tether shuts down gracefully and stores what is running."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def tether(db: Path, *args: str, model: str = "scripted", api_key: str | None = None) -> ServerProcess:
+    port = free_port()
+    command = [sys.executable, "-m", "tether", "serve", "--model", model, "--port", str(port),
+               "--db", str(db), "--log-level", "warning", *args]  # fmt: skip
+    if api_key:
+        command += ["--api-key", api_key]
+    return ServerProcess(command, port, "/healthz", db.with_suffix(".log"))
+
+
+def llama_cpp_server(model_path: Path, log_path: Path, n_ctx: int = 8192) -> ServerProcess:
+    """llama-cpp-python's own OpenAI server: what people run today (needs its `server` extra)."""
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--port", str(port),
+               "--n_ctx", str(n_ctx), "--n_threads", "2", "--chat_format", "chatml"]  # fmt: skip
+    return ServerProcess(command, port, "/v1/models", log_path)
