@@ -20,7 +20,7 @@ $(VENV)/.serve-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
-	$(PIP) install -e '.[local,test]'
+	$(PIP) install -e '.[local,bench,test]'
 	touch $@
 
 serve: $(VENV)/.serve-installed

@@ -14,9 +14,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tether.app import build_app
+from tether.bench.cli import bench
 from tether.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(bench, name="bench")
 console = Console(stderr=True, soft_wrap=True)  # paths and URLs stay on one line
 
 MODEL_HELP = """\

@@ -83,8 +83,12 @@ def tether(db: Path, *args: str, model: str = "scripted", api_key: str | None = 
 
 
 def llama_cpp_server(model_path: Path, log_path: Path, n_ctx: int = 8192) -> ServerProcess:
-    """llama-cpp-python's own OpenAI server: what people run today (needs its `server` extra)."""
+    """llama-cpp-python's own OpenAI server: what people run today (needs its `server` extra).
+
+    Its default drops a running stream when another request arrives (`interrupt_requests`);
+    turned off, so that concurrent agents queue, as they do on Tether."""
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--port", str(port),
-               "--n_ctx", str(n_ctx), "--n_threads", "2", "--chat_format", "chatml"]  # fmt: skip
+               "--n_ctx", str(n_ctx), "--n_threads", "2", "--chat_format", "chatml",
+               "--interrupt_requests", "False"]  # fmt: skip
     return ServerProcess(command, port, "/v1/models", log_path)

@@ -1,0 +1,114 @@
+"""Medians of a rollout run: a markdown table, a PNG chart and the raw rows as JSON."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from tether.bench.agents import TurnResult
+from tether.bench.runner import Row
+
+MODE_COLORS = {
+    "ws": "tab:green",
+    "http-stateless": "tab:orange",
+    "http-chained": "tab:purple",
+    "chat": "tab:blue",
+}
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def by_turn(rows: list[Row], metric: str) -> dict[tuple[str, int], dict[int, float | None]]:
+    """(mode, agents) -> turn -> median of `metric` across agents and repeats."""
+    groups: dict[tuple[str, int, int], list[float | None]] = defaultdict(list)
+    for row in rows:
+        value = getattr(row.result, metric)
+        groups[(row.mode, row.agents, row.result.turn)].append(value)
+    table: dict[tuple[str, int], dict[int, float | None]] = defaultdict(dict)
+    for (mode, agents, turn), values in sorted(groups.items()):
+        table[(mode, agents)][turn] = median(values)
+    return table
+
+
+def markdown(rows: list[Row]) -> str:
+    first_token = by_turn(rows, "first_token_s")
+    prefilled = by_turn(rows, "prefilled_tokens")
+    seconds = by_turn(rows, "seconds")
+    lines = [
+        "| mode | agents | TTFT turn 2 (s) | TTFT last turn (s) | last / turn 2 "
+        "| prefilled tokens, last turn | mean turn time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(first_token):
+        mode, agents = key
+        turns = first_token[key]
+        last = max(turns)
+        second, final = turns.get(2), turns.get(last)
+        ratio = f"{final / second:.2f}x" if second and final else "n/a"
+        mean_turn = statistics.mean(v for v in seconds[key].values() if v is not None)
+        lines.append(
+            f"| {mode} | {agents} | {_num(second)} | {_num(final)} | {ratio} | "
+            f"{_num(prefilled[key].get(last), 0)} | {mean_turn:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def chart(rows: list[Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    first_token = by_turn(rows, "first_token_s")
+    prefilled = by_turn(rows, "prefilled_tokens")
+    concurrency = sorted({agents for _, agents in first_token})
+    figure, axes = plt.subplots(2, len(concurrency), figsize=(6 * len(concurrency), 8), squeeze=False)
+    for column, agents in enumerate(concurrency):
+        for (mode, n), turns in sorted(first_token.items()):
+            if n != agents:
+                continue
+            xs = sorted(turns)
+            style = {"marker": "o", "markersize": 3, "label": mode, "color": MODE_COLORS.get(mode)}
+            axes[0][column].plot(xs, [turns[x] for x in xs], **style)
+            filled = prefilled[(mode, n)]
+            if any(v is not None for v in filled.values()):
+                axes[1][column].plot(xs, [filled.get(x) for x in xs], **style)
+        axes[0][column].set_title(f"{agents} agent(s) at once: time to first token")
+        axes[0][column].set_ylabel("seconds (median)")
+        axes[1][column].set_title(f"{agents} agent(s) at once: tokens prefilled")
+        axes[1][column].set_ylabel("tokens (median)")
+        for axis in (axes[0][column], axes[1][column]):
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_xlabel("turn")
+            axis.grid(alpha=0.3)
+            axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def save_json(rows: list[Row], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps([row.to_json() for row in rows], option=orjson.OPT_INDENT_2))
+
+
+def load_json(path: Path) -> list[Row]:
+    rows = []
+    for raw in orjson.loads(path.read_bytes()):
+        fields = {name: raw[name] for name in TurnResult.__dataclass_fields__}
+        rows.append(Row(raw["mode"], raw["agents"], raw["repeat"], raw["agent"], TurnResult(**fields)))
+    return rows
