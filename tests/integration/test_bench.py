@@ -26,3 +26,37 @@ def test_rollout_runs_every_mode_and_writes_its_outputs(tmp_path: Path) -> None:
     last = {(r["mode"], r["agents"]): r for r in rows if r["turn"] == 3}
     assert last[("ws", 1)]["prefilled_tokens"] < last[("http-stateless", 1)]["prefilled_tokens"]
     assert last[("ws", 1)]["bytes_sent"] < last[("http-stateless", 1)]["bytes_sent"]
+
+
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tether", "bench", *args, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_overhead_measures_each_mode_by_history_length(tmp_path: Path) -> None:
+    bench(tmp_path, "overhead", "--turns", "12", "--repeats", "1")
+    table = (tmp_path / "overhead.md").read_text()
+    assert "turns 1-10 p50 / p99 (ms)" in table and "turns 11-12" in table
+    assert {row["mode"] for row in json.loads((tmp_path / "overhead.json").read_text())} == {
+        "ws", "http-stateless", "http-chained",
+    }  # fmt: skip
+    assert (tmp_path / "overhead.png").exists()
+
+
+def test_throughput_counts_responses_and_events(tmp_path: Path) -> None:
+    bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5", "--max-output-tokens", "4")
+    results = json.loads((tmp_path / "throughput.json").read_text())
+    assert [r["connections"] for r in results] == [1, 2]
+    # Every response is created, in_progress, 2 item + 2 part events, 4 deltas, 3 dones, completed.
+    assert all(r["events"] == 12 * r["responses"] > 0 for r in results)
+
+
+def test_connections_reads_the_servers_memory(tmp_path: Path) -> None:
+    bench(tmp_path, "connections", "--count", "50")
+    (result,) = json.loads((tmp_path / "connections.json").read_text())
+    assert result["connections"] == 50
+    assert result["server_rss_after"] > result["server_rss_before"] > 0

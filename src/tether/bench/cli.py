@@ -10,6 +10,7 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tether.bench import report, runner, servers
+from tether.bench import load, report, runner, servers
 from tether.bench.agents import MODES, Target
 
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
@@ -65,11 +66,10 @@ def rollout(
     if "chat" in plan.modes and peer is None and not serve_peer:
         console.print("[red]The chat mode needs --peer URL or --serve-peer.[/red]")
         raise typer.Exit(2)
-    with _servers(url, serve, peer, serve_peer) as (tether_url, peer_url):
-        targets = {mode: _target(peer_url if mode == "chat" else tether_url, max_output_tokens)
-                   for mode in plan.modes}  # fmt: skip
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
+    with _servers(url, serve, peer, serve_peer) as running:
+        urls = {mode: running.peer_url if mode == "chat" else running.tether_url for mode in plan.modes}
+        targets = {mode: _target(mode_url, max_output_tokens) for mode, mode_url in urls.items()}
+        with _progress() as progress:
             rows, failures = asyncio.run(runner.run(plan, targets, progress))
     table = report.markdown(rows) + "".join(f"\nFailed: {failure}\n" for failure in failures)
     report.save_json(rows, out / f"{name}.json")
@@ -94,14 +94,23 @@ def rebuild_report(
     console.print(report.markdown(rows))
 
 
+@dataclass(frozen=True)
+class Servers:
+    tether_url: str
+    tether_pid: int | None  # when the benchmark started it, so its memory can be read
+    peer_url: str | None
+
+
 @contextlib.contextmanager
 def _servers(
-    url: str | None, serve: str | None, peer: str | None, serve_peer: bool
-) -> Iterator[tuple[str, str | None]]:
+    url: str | None, serve: str | None, peer: str | None = None, serve_peer: bool = False
+) -> Iterator[Servers]:
+    pid = None
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         if serve is not None:
             console.print(f"Starting tether serve --model {serve} …")
-            url = stack.enter_context(servers.tether(Path(tmp) / "bench.db", model=serve)).base_url
+            process = stack.enter_context(servers.tether(Path(tmp) / "bench.db", model=serve))
+            url, pid = process.base_url, process.process.pid if process.process else None
         if serve_peer:
             from tether.backends.local.model_file import locate
 
@@ -109,7 +118,7 @@ def _servers(
             process = servers.llama_cpp_server(locate(None).path, Path(tmp) / "peer.log")
             peer = stack.enter_context(process).base_url
         assert url is not None
-        yield url, peer
+        yield Servers(url, pid, peer)
 
 
 def _target(base_url: str | None, max_output_tokens: int) -> Target:
@@ -125,3 +134,92 @@ def _machine() -> str:
 
 def _command() -> str:
     return "tether " + shlex.join(sys.argv[1:])
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
+def _write(out: Path, name: str, table: str, json_rows: object) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_bytes(orjson.dumps(json_rows, option=orjson.OPT_INDENT_2))
+    (out / f"{name}.md").write_text(f"Command: `{_command()}`\n\nMachine: {_machine()}\n\n{table}")
+    console.print(table)
+    console.print(f"Wrote {out / name}.json, .md and .png")
+
+
+URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
+
+
+@bench.command()
+def overhead(
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
+    modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ws,http-stateless,http-chained",
+    turns: Annotated[int, typer.Option(help="Turns, i.e. the longest history measured.")] = 100,
+    repeats: Annotated[int, typer.Option(help="Runs; percentiles are over all of them.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="File name stem.")] = "overhead",
+) -> None:
+    """Server cost of a continuation turn as the history grows (scripted model, zero latency)."""
+    plan = runner.Plan(tuple(modes.split(",")), (1,), turns, repeats)
+    with _servers(url, None if url else "scripted") as running, _progress() as progress:
+        target = _target(running.tether_url, max_output_tokens=1)
+        rows, failures = asyncio.run(runner.run(plan, dict.fromkeys(plan.modes, target), progress))
+    report.overhead_chart(rows, out / f"{name}.png", f"Continuation turn time, scripted model ({_machine()})")
+    table = report.overhead_markdown(rows) + "".join(f"\nFailed: {f}\n" for f in failures)
+    _write(out, name, table, [row.to_json() for row in rows])
+
+
+@bench.command()
+def throughput(
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
+    connections: Annotated[str, typer.Option(help="Comma-separated connection counts.")] = "1,2,4,8,16,32,64",
+    seconds: Annotated[float, typer.Option(help="How long each count runs.")] = 5.0,
+    max_output_tokens: Annotated[int, typer.Option(help="Tokens per response.")] = 16,
+    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
+) -> None:
+    """Responses and streamed events per second over 1…64 WebSocket connections (scripted model)."""
+    counts = [int(n) for n in connections.split(",")]
+    results = []
+    with _servers(url, None if url else "scripted") as running, _progress() as progress:
+        target = _target(running.tether_url, max_output_tokens)
+        task = progress.add_task("throughput", total=len(counts))
+        for count in counts:
+            progress.update(task, description=f"{count} connection(s)")
+            results.append(asyncio.run(load.throughput(target, count, seconds)))
+            progress.advance(task)
+    lines = ["| connections | responses/s | events/s |", "|---|---|---|"]
+    lines += [f"| {r.connections} | {r.responses_per_s:,.0f} | {r.events_per_s:,.0f} |" for r in results]
+    series = {"responses/s": ([r.connections for r in results], [r.responses_per_s for r in results])}
+    report.line_chart(series, out / f"{name}.png", f"Throughput, scripted model ({_machine()})",
+                      "concurrent WebSocket connections", "responses per second", log_x=True)  # fmt: skip
+    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results])
+
+
+@bench.command()
+def connections(
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
+    count: Annotated[str, typer.Option(help="Comma-separated numbers of idle connections.")] = "1000,10000",
+    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="File name stem.")] = "connections",
+) -> None:
+    """Hold N idle WebSocket connections: server memory per connection and time to open them."""
+    counts = [int(n) for n in count.split(",")]
+    load.raise_fd_limit(max(counts) + 1024)  # before the server starts: it inherits the limit
+    results = []
+    with _servers(url, None if url else "scripted") as running:
+        target = _target(running.tether_url, 1)
+        for n in counts:
+            console.print(f"Opening {n} connections …")
+            results.append(asyncio.run(load.idle_connections(target, n, running.tether_pid)))
+    lines = ["| connections | time to open (s) | server memory per connection (KB) |", "|---|---|---|"]
+    for r in results:
+        per = "n/a" if r.bytes_per_connection is None else f"{r.bytes_per_connection / 1024:.1f}"
+        lines.append(f"| {r.connections:,} | {r.open_seconds:.1f} | {per} |")
+    series = {"KB per connection": ([r.connections for r in results],
+                                    [(r.bytes_per_connection or 0) / 1024 for r in results])}  # fmt: skip
+    report.line_chart(series, out / f"{name}.png", f"Idle WebSocket connections ({_machine()})",
+                      "connections held", "server memory per connection (KB)", log_x=True)  # fmt: skip
+    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results])

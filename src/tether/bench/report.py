@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -112,3 +112,59 @@ def load_json(path: Path) -> list[Row]:
         fields = {name: raw[name] for name in TurnResult.__dataclass_fields__}
         rows.append(Row(raw["mode"], raw["agents"], raw["repeat"], raw["agent"], TurnResult(**fields)))
     return rows
+
+
+# --- overhead, throughput, connections ------------------------------------------------------------
+
+HISTORY_BUCKETS = ((1, 10), (11, 25), (26, 50), (51, 100), (101, 200), (201, 400))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def overhead_markdown(rows: list[Row]) -> str:
+    """Turn time (ms) by history length: p50 and p99 per mode, over every repeat."""
+    modes = sorted({row.mode for row in rows})
+    last_turn = max(row.result.turn for row in rows)
+    buckets = [(lo, hi) for lo, hi in HISTORY_BUCKETS if lo <= last_turn]
+    header = "| mode | " + " | ".join(f"turns {lo}-{min(hi, last_turn)} p50 / p99 (ms)" for lo, hi in buckets)
+    lines = [header + " |", "|---" * (len(buckets) + 1) + "|"]
+    for mode in modes:
+        cells = []
+        for lo, hi in buckets:
+            times = [r.result.seconds * 1000 for r in rows if r.mode == mode and lo <= r.result.turn <= hi]
+            cells.append(f"{percentile(times, 0.5):.2f} / {percentile(times, 0.99):.2f}")
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (xs, ys)
+
+
+def line_chart(series: Series, path: Path, title: str, xlabel: str, ylabel: str, log_x: bool = False) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for label, (xs, ys) in series.items():
+        axis.plot(xs, ys, marker="o", markersize=3, label=label, color=MODE_COLORS.get(label))
+    if log_x:
+        axis.set_xscale("log", base=2)
+    axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def overhead_chart(rows: list[Row], path: Path, title: str) -> None:
+    medians = by_turn(rows, "seconds")
+    series = {mode: (sorted(turns), [1000 * (turns[t] or 0) for t in sorted(turns)])
+              for (mode, _), turns in medians.items()}  # fmt: skip
+    line_chart(series, path, title, "turn (history length)", "turn time, median (ms)")

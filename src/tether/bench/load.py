@@ -1,0 +1,116 @@
+"""Load on the scripted model: sustained responses per second, and idle connections held.
+
+`throughput`: C WebSocket connections each create one short response after another for a fixed
+time; responses and streamed events per second are counted at the client. `connections`: N
+WebSocket connections are opened and left idle; the server's resident memory is read before and
+after (from /proc, when the benchmark started the server itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from tether.bench.agents import TERMINAL, Target
+
+OPEN_BATCH = 200  # connections opened at once: enough to be quick, few enough for the backlog
+
+
+@dataclass(frozen=True)
+class Throughput:
+    connections: int
+    seconds: float
+    responses: int
+    events: int
+
+    @property
+    def responses_per_s(self) -> float:
+        return self.responses / self.seconds
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+
+async def throughput(target: Target, connections: int, seconds: float) -> Throughput:
+    url = target.base_url.replace("http", "ws", 1) + "/responses"
+    body = {"type": "response.create", "model": target.model, "store": False, "input": "ping",
+            "max_output_tokens": target.max_output_tokens}  # fmt: skip
+    create = orjson.dumps(body).decode()
+    deadline = time.perf_counter() + seconds
+    counts = [0, 0]  # responses, events
+
+    async def one_connection() -> None:
+        async with connect(url, additional_headers=target.headers, max_size=None, compression=None) as ws:
+            while time.perf_counter() < deadline:
+                await ws.send(create)
+                events = await _until_terminal(ws)  # not `+= await`: that would read before waiting
+                counts[1] += events
+                counts[0] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return Throughput(connections, time.perf_counter() - started, counts[0], counts[1])
+
+
+async def _until_terminal(ws: ClientConnection) -> int:
+    events = 0
+    async for message in ws:
+        events += 1
+        kind = orjson.loads(message)["type"]
+        if kind in TERMINAL or kind == "error":
+            return events
+    raise RuntimeError("the socket closed mid-response")
+
+
+@dataclass(frozen=True)
+class IdleConnections:
+    connections: int
+    open_seconds: float
+    server_rss_before: int | None
+    server_rss_after: int | None
+
+    @property
+    def bytes_per_connection(self) -> float | None:
+        if self.server_rss_before is None or self.server_rss_after is None:
+            return None
+        return (self.server_rss_after - self.server_rss_before) / self.connections
+
+
+async def idle_connections(target: Target, count: int, server_pid: int | None) -> IdleConnections:
+    raise_fd_limit(count + 1024)
+    url = target.base_url.replace("http", "ws", 1) + "/responses"
+    before = rss_bytes(server_pid)
+    sockets: list[ClientConnection] = []
+    started = time.perf_counter()
+    for first in range(0, count, OPEN_BATCH):
+        batch = [connect(url, additional_headers=target.headers, compression=None, ping_interval=None)
+                 for _ in range(min(OPEN_BATCH, count - first))]  # fmt: skip
+        sockets += await asyncio.gather(*(attempt.__aenter__() for attempt in batch))
+    opened = time.perf_counter() - started
+    await asyncio.sleep(1)  # let the server settle what it allocated per connection
+    after = rss_bytes(server_pid)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return IdleConnections(count, opened, before, after)
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Each connection is a file descriptor here and on the server (which inherits the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(wanted, soft), hard), hard))
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return None
