@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 ARGS ?=
 
-.PHONY: serve test test-codex lint unit clean
+.PHONY: serve test test-codex bench lint unit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ $(CODEX_DIR)/node_modules/.bin/codex:
 
 test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
 	$(PY) -m pytest -q -m codex
+
+# Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~15 minutes.
+bench: $(VENV)/.test-installed
+	$(VENV)/bin/tether bench rollout --serve local --serve-peer --turns 20 --agents 1,2 \
+		--modes ws,http-stateless,chat --name rollout-local
+	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3
+	$(VENV)/bin/tether bench throughput
+	$(VENV)/bin/tether bench connections
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q tests/unit

@@ -10,7 +10,7 @@ WebSocket, the connection's cache first and the store behind it (`core.connectio
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,15 +55,25 @@ class History(Protocol):
     async def find_item(self, item_id: str) -> Item | None: ...
 
 
+class InFlight(Protocol):
+    async def settled(self, response_id: str) -> bool:
+        """False while `response_id` is still running. Once it has ended, wait until what it
+        leaves behind is in place (stored, cached), then True; True at once for unknown ids.
+
+        A client may chain from a response the moment its terminal event arrives, which can be
+        a moment before the server has committed it: that client must not be told "not found"."""
+        ...
+
+
 class StoredHistory:
     """Chains of `store: true` responses, the only ones HTTP can continue (§8.3)."""
 
-    def __init__(self, store: Store, unfinished: Container[str] = frozenset()) -> None:
+    def __init__(self, store: Store, in_flight: InFlight) -> None:
         self.store = store
-        self.unfinished = unfinished  # ids running right now: stored only once they end
+        self.in_flight = in_flight
 
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
-        if response_id in self.unfinished:
+        if not await self.in_flight.settled(response_id):
             raise not_finished(response_id)
         parent = await self.store.get(response_id)
         if parent is None or parent.get("status") not in CHAINABLE_STATUSES:

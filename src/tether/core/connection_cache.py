@@ -8,9 +8,10 @@ A `store: false` response therefore exists only on the connection that made it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tether.core.chain import History, not_finished
@@ -29,6 +30,14 @@ class Warmth(Protocol):
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A response running on this connection: `ended` once its terminal event is out."""
+
+    ended: Callable[[], bool]
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
 class CachedResponse:
     id: str
     items: tuple[Item, ...]  # its whole context: the chain's inputs and outputs, then its own
@@ -41,7 +50,7 @@ class ConnectionCache:
         self.latest: dict[Lane, CachedResponse] = {}
         self.recent: OrderedDict[str, CachedResponse] = OrderedDict()
         self.recent_limit = recent
-        self.in_flight: set[str] = set()  # started on this connection, not finished yet
+        self.in_flight: dict[str, Pending] = {}  # started on this connection, not yet settled
 
     def remember(self, lane: Lane, response: CachedResponse) -> None:
         """A response on `lane` ended well: it becomes the lane's latest (§8.2 rule 1)."""
@@ -82,9 +91,22 @@ class ConnectionCache:
 
     # --- History ----------------------------------------------------------------------------------
 
+    def started(self, response_id: str, ended: Callable[[], bool]) -> None:
+        self.in_flight[response_id] = Pending(ended)
+
+    def settle(self, response_id: str) -> None:
+        """The response is remembered (or, having failed, deliberately not): release waiters."""
+        pending = self.in_flight.pop(response_id, None)
+        if pending is not None:
+            pending.settled.set()
+
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
-        if response_id in self.in_flight:
-            raise not_finished(response_id)
+        pending = self.in_flight.get(response_id)
+        if pending is not None:
+            # Another lane may chain from it the moment its terminal event arrives (§8.2 rule 7).
+            if not pending.ended():
+                raise not_finished(response_id)
+            await pending.settled.wait()
         for cached in self._cached():
             if cached.id == response_id:
                 return cached.items

@@ -20,7 +20,7 @@ from tether.core import chain, turn
 from tether.core.event_log import EventLog, EventSink, FanOut
 from tether.core.metrics import Metrics
 from tether.protocol import compaction, errors, ids
-from tether.protocol.events import Event, ResponseEvents
+from tether.protocol.events import Event, Phase, ResponseEvents
 from tether.protocol.items import Item, Message, TextPart
 from tether.protocol.request import CreateRequest
 from tether.protocol.response import Usage, response_object
@@ -59,7 +59,7 @@ class Responses:
         self.metrics = metrics
         metrics.watch_backend(backend.cache_stats)
         self.running: dict[str, Running] = {}
-        self.history = chain.StoredHistory(store, unfinished=_StoredRunningIds(self.running))
+        self.history = chain.StoredHistory(store, in_flight=self)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- create -----------------------------------------------------------------------------------
@@ -157,6 +157,16 @@ class Responses:
                 events=tuple(running.log.events),
             )
         )
+
+    async def settled(self, response_id: str) -> bool:
+        """`chain.InFlight`: a stored response that has ended is waited for until it is saved."""
+        running = self._stored_running(response_id)
+        if running is None:
+            return True
+        if running.events.phase is not Phase.TERMINAL:
+            return False
+        await running.done.wait()
+        return True
 
     async def finish(self, running: Running) -> dict[str, Any]:
         """Wait for the terminal state; the final Response object."""
@@ -262,17 +272,6 @@ class Responses:
             running.cancel.cancel(turn.INTERRUPTED)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class _StoredRunningIds:
-    """Ids of running `store: true` responses: chaining from one is 'not finished yet'."""
-
-    def __init__(self, running: dict[str, Running]) -> None:
-        self.running = running
-
-    def __contains__(self, response_id: object) -> bool:
-        found = self.running.get(str(response_id))
-        return found is not None and found.request.store
 
 
 def _user_wire(message: Item) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tether.core.event_log import Event
 from tether.core.responses import Responses, Running
 from tether.protocol import errors
 from tether.protocol.errors import ApiError
+from tether.protocol.events import Phase
 from tether.protocol.items import parse_item
 from tether.protocol.request import parse_create
 from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
@@ -156,14 +157,16 @@ class Connection:
             self._evict_failed_parent(lane, parent)
             return
         self.lanes[lane].running = running
-        self.cache.in_flight.add(running.id)
-        final = await self.responses.finish(running)
-        self.cache.in_flight.discard(running.id)
-        if final["status"] in ("completed", "incomplete"):
-            outputs = tuple(parse_item(item, "output") for item in final["output"])
-            self.cache.remember(lane, CachedResponse(running.id, running.context.items + outputs))
-        elif final["status"] == "failed":
-            self._evict_failed_parent(lane, parent)
+        self.cache.started(running.id, ended=lambda: running.events.phase is Phase.TERMINAL)
+        try:
+            final = await self.responses.finish(running)
+            if final["status"] in ("completed", "incomplete"):
+                outputs = tuple(parse_item(item, "output") for item in final["output"])
+                self.cache.remember(lane, CachedResponse(running.id, running.context.items + outputs))
+            elif final["status"] == "failed":
+                self._evict_failed_parent(lane, parent)
+        finally:
+            self.cache.settle(running.id)
 
     def _evict_failed_parent(self, lane: LaneKey, parent: str | None) -> None:
         """§8.2 rule 4 (and D10): a failed same-lane continuation evicts its parent; a failed
