@@ -26,6 +26,9 @@ from tether.bench.agents import MODES, Target
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
 console = Console(stderr=True, soft_wrap=True)
 
+JSON_OUT = typer.Option("--json", help="Also print the rows as JSON on stdout.")
+URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
+
 
 @bench.command()
 def rollout(
@@ -48,7 +51,7 @@ def rollout(
         "docs/benchmarks"
     ),
     name: Annotated[str, typer.Option(help="File name stem of the outputs.")] = "rollout",
-    json_out: Annotated[bool, typer.Option("--json", help="Also print the rows as JSON on stdout.")] = False,
+    json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """The standard agent rollout (docs/benchmarks.md), per mode and concurrency."""
     plan = runner.Plan(
@@ -72,13 +75,8 @@ def rollout(
         with _progress() as progress:
             rows, failures = asyncio.run(runner.run(plan, targets, progress))
     table = report.markdown(rows) + "".join(f"\nFailed: {failure}\n" for failure in failures)
-    report.save_json(rows, out / f"{name}.json")
     report.chart(rows, out / f"{name}.png", f"Agent rollout, {turns} turns ({_machine()})")
-    (out / f"{name}.md").write_text(f"Command: `{_command()}`\n\nMachine: {_machine()}\n\n{table}")
-    console.print(table)
-    console.print(f"Wrote {out / name}.json, .md and .png")
-    if json_out:
-        sys.stdout.buffer.write(orjson.dumps([row.to_json() for row in rows]) + b"\n")
+    _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 
 @bench.command(name="report")
@@ -141,15 +139,16 @@ def _progress() -> Progress:
     return Progress(*columns, console=console)
 
 
-def _write(out: Path, name: str, table: str, json_rows: object) -> None:
+def _write(out: Path, name: str, table: str, json_rows: object, json_out: bool) -> None:
+    """The rows as JSON, the table with its command and machine as markdown; `--json` prints
+    the rows on stdout too (the table and progress go to stderr)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_bytes(orjson.dumps(json_rows, option=orjson.OPT_INDENT_2))
     (out / f"{name}.md").write_text(f"Command: `{_command()}`\n\nMachine: {_machine()}\n\n{table}")
     console.print(table)
     console.print(f"Wrote {out / name}.json, .md and .png")
-
-
-URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
+    if json_out:
+        sys.stdout.buffer.write(orjson.dumps(json_rows) + b"\n")
 
 
 @bench.command()
@@ -160,6 +159,7 @@ def overhead(
     repeats: Annotated[int, typer.Option(help="Runs; percentiles are over all of them.")] = 3,
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem.")] = "overhead",
+    json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """Server cost of a continuation turn as the history grows (scripted model, zero latency)."""
     plan = runner.Plan(tuple(modes.split(",")), (1,), turns, repeats)
@@ -168,7 +168,7 @@ def overhead(
         rows, failures = asyncio.run(runner.run(plan, dict.fromkeys(plan.modes, target), progress))
     report.overhead_chart(rows, out / f"{name}.png", f"Continuation turn time, scripted model ({_machine()})")
     table = report.overhead_markdown(rows) + "".join(f"\nFailed: {f}\n" for f in failures)
-    _write(out, name, table, [row.to_json() for row in rows])
+    _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 
 @bench.command()
@@ -179,6 +179,7 @@ def throughput(
     max_output_tokens: Annotated[int, typer.Option(help="Tokens per response.")] = 16,
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
+    json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """Responses and streamed events per second over 1…64 WebSocket connections (scripted model)."""
     counts = [int(n) for n in connections.split(",")]
@@ -195,7 +196,7 @@ def throughput(
     series = {"responses/s": ([r.connections for r in results], [r.responses_per_s for r in results])}
     report.line_chart(series, out / f"{name}.png", f"Throughput, scripted model ({_machine()})",
                       "concurrent WebSocket connections", "responses per second", log_x=True)  # fmt: skip
-    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results])
+    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results], json_out)
 
 
 @bench.command()
@@ -204,6 +205,7 @@ def connections(
     count: Annotated[str, typer.Option(help="Comma-separated numbers of idle connections.")] = "1000,10000",
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem.")] = "connections",
+    json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """Hold N idle WebSocket connections: server memory per connection and time to open them."""
     counts = [int(n) for n in count.split(",")]
@@ -222,4 +224,4 @@ def connections(
                                     [(r.bytes_per_connection or 0) / 1024 for r in results])}  # fmt: skip
     report.line_chart(series, out / f"{name}.png", f"Idle WebSocket connections ({_machine()})",
                       "connections held", "server memory per connection (KB)", log_x=True)  # fmt: skip
-    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results])
+    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results], json_out)
