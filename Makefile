@@ -44,10 +44,10 @@ $(CODEX_DIR)/node_modules/.bin/codex:
 test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
 	$(PY) -m pytest -q -m codex
 
-# Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~15 minutes.
+# Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~40 minutes.
 bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench rollout --serve local --serve-peer --turns 20 --agents 1,2 \
-		--modes ws,http-stateless,chat --name rollout-local
+		--modes ws,http-stateless,chat --repeats 3 --name rollout-local
 	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3
 	$(VENV)/bin/tether bench throughput
 	$(VENV)/bin/tether bench connections

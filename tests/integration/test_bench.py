@@ -49,16 +49,16 @@ def test_overhead_measures_each_mode_by_history_length(tmp_path: Path) -> None:
 
 def test_throughput_counts_responses_and_events(tmp_path: Path) -> None:
     printed = bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5",
-                    "--max-output-tokens", "4", "--json").stdout  # fmt: skip
+                    "--max-output-tokens", "4", "--repeats", "2", "--json").stdout  # fmt: skip
     results = json.loads((tmp_path / "throughput.json").read_text())
     assert json.loads(printed) == results
-    assert [r["connections"] for r in results] == [1, 2]
+    assert sorted((r["connections"], r["repeat"]) for r in results) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     # Every response is created, in_progress, 2 item + 2 part events, 4 deltas, 3 dones, completed.
     assert all(r["events"] == 12 * r["responses"] > 0 for r in results)
 
 
 def test_connections_reads_the_servers_memory(tmp_path: Path) -> None:
-    bench(tmp_path, "connections", "--count", "50")
+    bench(tmp_path, "connections", "--count", "50", "--repeats", "1")
     (result,) = json.loads((tmp_path / "connections.json").read_text())
     assert result["connections"] == 50
     assert result["server_rss_after"] > result["server_rss_before"] > 0

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -171,57 +172,71 @@ def overhead(
     _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 
+REPEATS = typer.Option(help="Runs of each size; the table shows their median.")
+
+
 @bench.command()
 def throughput(
     url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     connections: Annotated[str, typer.Option(help="Comma-separated connection counts.")] = "1,2,4,8,16,32,64",
     seconds: Annotated[float, typer.Option(help="How long each count runs.")] = 5.0,
     max_output_tokens: Annotated[int, typer.Option(help="Tokens per response.")] = 16,
+    repeats: Annotated[int, REPEATS] = 3,
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """Responses and streamed events per second over 1…64 WebSocket connections (scripted model)."""
     counts = [int(n) for n in connections.split(",")]
-    results = []
+    results: dict[int, list[load.Throughput]] = {count: [] for count in counts}
     with _servers(url, None if url else "scripted") as running, _progress() as progress:
         target = _target(running.tether_url, max_output_tokens)
-        task = progress.add_task("throughput", total=len(counts))
-        for count in counts:
-            progress.update(task, description=f"{count} connection(s)")
-            results.append(asyncio.run(load.throughput(target, count, seconds)))
-            progress.advance(task)
+        task = progress.add_task("throughput", total=len(counts) * repeats)
+        for repeat in range(repeats):
+            for count in counts:
+                progress.update(task, description=f"{count} connection(s), run {repeat + 1}")
+                results[count].append(asyncio.run(load.throughput(target, count, seconds)))
+                progress.advance(task)
+    per_second = {c: statistics.median(r.responses_per_s for r in runs) for c, runs in results.items()}
+    events = {c: statistics.median(r.events_per_s for r in runs) for c, runs in results.items()}
     lines = ["| connections | responses/s | events/s |", "|---|---|---|"]
-    lines += [f"| {r.connections} | {r.responses_per_s:,.0f} | {r.events_per_s:,.0f} |" for r in results]
-    series = {"responses/s": ([r.connections for r in results], [r.responses_per_s for r in results])}
-    report.line_chart(series, out / f"{name}.png", f"Throughput, scripted model ({_machine()})",
-                      "concurrent WebSocket connections", "responses per second", log_x=True)  # fmt: skip
-    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results], json_out)
+    lines += [f"| {c} | {per_second[c]:,.0f} | {events[c]:,.0f} |" for c in counts]
+    report.line_chart({"responses/s": (counts, [per_second[c] for c in counts])}, out / f"{name}.png",
+                      f"Throughput, scripted model ({_machine()})", "concurrent WebSocket connections",
+                      "responses per second (median)", log_x=True)  # fmt: skip
+    rows = [{**r.__dict__, "repeat": i} for runs in results.values() for i, r in enumerate(runs)]
+    _write(out, name, "\n".join(lines) + "\n", rows, json_out)
 
 
 @bench.command()
 def connections(
     url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     count: Annotated[str, typer.Option(help="Comma-separated numbers of idle connections.")] = "1000,10000",
+    repeats: Annotated[int, REPEATS] = 3,
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem.")] = "connections",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
-    """Hold N idle WebSocket connections: server memory per connection and time to open them."""
+    """Hold N idle WebSocket connections: server memory per connection and time to open them.
+
+    Each run gets a fresh server, so memory freed by an earlier run cannot hide the cost."""
     counts = [int(n) for n in count.split(",")]
     load.raise_fd_limit(max(counts) + 1024)  # before the server starts: it inherits the limit
-    results = []
-    with _servers(url, None if url else "scripted") as running:
-        target = _target(running.tether_url, 1)
+    results: dict[int, list[load.IdleConnections]] = {n: [] for n in counts}
+    for repeat in range(repeats):
         for n in counts:
-            console.print(f"Opening {n} connections …")
-            results.append(asyncio.run(load.idle_connections(target, n, running.tether_pid)))
+            with _servers(url, None if url else "scripted") as running:
+                console.print(f"Opening {n} connections (run {repeat + 1}) …")
+                target = _target(running.tether_url, 1)
+                results[n].append(asyncio.run(load.idle_connections(target, n, running.tether_pid)))
     lines = ["| connections | time to open (s) | server memory per connection (KB) |", "|---|---|---|"]
-    for r in results:
-        per = "n/a" if r.bytes_per_connection is None else f"{r.bytes_per_connection / 1024:.1f}"
-        lines.append(f"| {r.connections:,} | {r.open_seconds:.1f} | {per} |")
-    series = {"KB per connection": ([r.connections for r in results],
-                                    [(r.bytes_per_connection or 0) / 1024 for r in results])}  # fmt: skip
-    report.line_chart(series, out / f"{name}.png", f"Idle WebSocket connections ({_machine()})",
-                      "connections held", "server memory per connection (KB)", log_x=True)  # fmt: skip
-    _write(out, name, "\n".join(lines) + "\n", [r.__dict__ for r in results], json_out)
+    kilobytes: dict[int, float | None] = {}
+    for n, runs in results.items():
+        kilobytes[n] = report.median((r.bytes_per_connection or None) for r in runs)
+        per = "n/a" if kilobytes[n] is None else f"{(kilobytes[n] or 0) / 1024:.1f}"
+        lines.append(f"| {n:,} | {statistics.median(r.open_seconds for r in runs):.1f} | {per} |")
+    report.line_chart({"KB per connection": (counts, [(kilobytes[n] or 0) / 1024 for n in counts])},
+                      out / f"{name}.png", f"Idle WebSocket connections ({_machine()})", "connections held",
+                      "server memory per connection (KB, median)", log_x=True)  # fmt: skip
+    rows = [{**r.__dict__, "repeat": i} for runs in results.values() for i, r in enumerate(runs)]
+    _write(out, name, "\n".join(lines) + "\n", rows, json_out)
