@@ -111,6 +111,7 @@ def _servers(
             process = stack.enter_context(servers.tether(Path(tmp) / "bench.db", model=serve))
             url, pid = process.base_url, process.process.pid if process.process else None
         if serve_peer:
+            # Late: the other benchmarks run without the local engine installed.
             from tether.backends.local.model_file import locate
 
             console.print("Starting python -m llama_cpp.server on the default model …")

@@ -90,9 +90,11 @@ async def idle_connections(target: Target, count: int, server_pid: int | None) -
     sockets: list[ClientConnection] = []
     started = time.perf_counter()
     for first in range(0, count, OPEN_BATCH):
-        batch = [connect(url, additional_headers=target.headers, compression=None, ping_interval=None)
-                 for _ in range(min(OPEN_BATCH, count - first))]  # fmt: skip
-        sockets += await asyncio.gather(*(attempt.__aenter__() for attempt in batch))
+        batch = min(OPEN_BATCH, count - first)
+        sockets += await asyncio.gather(
+            *(connect(url, additional_headers=target.headers, compression=None, ping_interval=None)
+              for _ in range(batch))
+        )  # fmt: skip
     opened = time.perf_counter() - started
     await asyncio.sleep(1)  # let the server settle what it allocated per connection
     after = rss_bytes(server_pid)

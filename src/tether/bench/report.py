@@ -101,11 +101,6 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def save_json(rows: list[Row], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps([row.to_json() for row in rows], option=orjson.OPT_INDENT_2))
-
-
 def load_json(path: Path) -> list[Row]:
     rows = []
     for raw in orjson.loads(path.read_bytes()):

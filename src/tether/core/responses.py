@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether.backends.base import Backend, Cancellation, ContextOverflow, Generation
+from tether.backends.base import Backend, BackendUnavailable, Cancellation, ContextOverflow, Generation
 from tether.core import chain, turn
 from tether.core.event_log import EventLog, EventSink, FanOut
 from tether.core.metrics import Metrics
@@ -265,6 +265,9 @@ class Responses:
             return await self.backend.count_tokens(generation)
         except ContextOverflow as exc:
             raise errors.context_overflow(exc.limit, exc.needed) from None
+        except BackendUnavailable:
+            # Before any response exists: a 503 the SDKs retry (e.g. a restarting engine).
+            raise errors.backend_unavailable() from None
 
     async def aclose(self) -> None:
         """Interrupt what is still running and wait for it to be stored."""

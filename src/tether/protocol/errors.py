@@ -36,16 +36,6 @@ class ApiError(Exception):
         """The body of a non-2xx HTTP answer (spec §7.1)."""
         return {"error": self.payload()}
 
-    def sse_event(self, sequence_number: int) -> dict[str, Any]:
-        """The flat SSE `error` event: a nested `error` key would make the SDKs raise (§7.1)."""
-        return {
-            "type": "error",
-            "code": self.code,
-            "message": self.message,
-            "param": self.param,
-            "sequence_number": sequence_number,
-        }
-
     def ws_event(self, stream_id: str | None = None) -> dict[str, Any]:
         """The WebSocket `error` event: nested, always with `status` (§7.1)."""
         event: dict[str, Any] = {"type": "error", "status": self.status, "error": self.ws_payload()}

@@ -94,7 +94,6 @@ class CreateRequest(BaseModel):
     service_tier: str
     stream: bool
     background: bool
-    include_obfuscation: bool
     generate: bool
 
 
@@ -136,7 +135,6 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
         service_tier="default" if raw.service_tier in (None, "auto") else raw.service_tier,
         stream=bool(raw.stream) or transport == "ws",
         background=bool(raw.background),
-        include_obfuscation=False,  # Tether never pads deltas (§5.3 allows omitting it)
         generate=_generate(raw, transport),
     )
 
