@@ -12,7 +12,7 @@ from tether.bench.servers import ServerProcess, tether
 class TetherServer(ServerProcess):
     """Starts, stops and restarts one server process; the port and database survive restarts."""
 
-    def __init__(self, db: Path, *args: str, model: str = "scripted", api_key: str | None = None):
+    def __init__(self, db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None):
         spec = tether(db, *args, model=model, api_key=api_key)
         super().__init__(spec.command, spec.port, spec.ready_path, spec.log_path)
         self.db = db
@@ -21,6 +21,9 @@ class TetherServer(ServerProcess):
     def start(self) -> TetherServer:
         super().start()
         return self
+
+    def __enter__(self) -> TetherServer:
+        return self.start()
 
     def client(self, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(

@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from tether.backends.base import Backend
 from tether.backends.scripted import LatencyProfile, ScriptedBackend
+from tether.backends.upstream import Timeouts, UpstreamBackend
 from tether.config import Settings
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
@@ -25,6 +26,9 @@ from tether.store.sqlite import SqliteStore
 
 
 async def load_backend(settings: Settings) -> Backend:
+    if settings.upstreams:
+        timeouts = Timeouts(settings.upstream_connect_timeout_s, settings.upstream_read_timeout_s)
+        return await UpstreamBackend.connect(settings.upstream_routes(), settings.upstream_api_key, timeouts)
     if settings.model == "scripted":
         latency = LatencyProfile(
             prefill_us=settings.scripted_prefill_us,
@@ -50,7 +54,7 @@ def build_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         backend = await load_backend(settings)
         store = await SqliteStore(settings.db).open()
-        served = frozenset({backend.model_id, *settings.model_aliases})
+        served = frozenset({*backend.model_ids, *settings.model_aliases})
         app.state.responses = Responses(backend, store, served, Metrics())
         app.state.settings = settings
         app.state.started_at = time.time()

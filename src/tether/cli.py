@@ -49,6 +49,20 @@ def serve(
     model_alias: Annotated[
         list[str] | None, typer.Option(help="Another model name to accept; repeatable.")
     ] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Serve an OpenAI-compatible engine instead of a local model: URL (every model it "
+            "lists) or NAME=URL (model NAME from it); repeatable."
+        ),
+    ] = None,
+    upstream_model: Annotated[
+        str | None, typer.Option(help="With one --upstream URL: serve only this model of it.")
+    ] = None,
+    upstream_api_key: Annotated[str | None, typer.Option(help="Bearer key for the upstream engines.")] = None,
+    upstream_read_timeout_s: Annotated[
+        float | None, typer.Option(help="Longest wait for an upstream's next byte, prefill included [300].")
+    ] = None,
     n_threads: Annotated[int | None, typer.Option(help="Engine CPU threads [2].")] = None,
     n_ctx: Annotated[int | None, typer.Option(help="Engine context window in tokens [8192].")] = None,
     kv_cache_bytes: Annotated[
@@ -93,6 +107,7 @@ def serve(
     overrides: dict[str, Any] = dict(locals())
     overrides["api_keys"] = tuple(overrides.pop("api_key") or ()) or None
     overrides["model_aliases"] = tuple(overrides.pop("model_alias") or ()) or None
+    overrides["upstreams"] = tuple(overrides.pop("upstream") or ()) or None
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -105,6 +120,8 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every upstream request at INFO; Tether logs the ones that fail.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = uvicorn.Config(
         build_app(settings),
         host=settings.host,
@@ -145,7 +162,8 @@ def _announce(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}/v1"
     auth = f"bearer key ({len(settings.api_keys)} configured)" if settings.auth_enabled else "none"
     console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
-    console.print(f"  model: {settings.model}\n  store: sqlite {settings.db}\n  auth: {auth}")
+    model = ", ".join(settings.upstreams) if settings.upstreams else settings.model
+    console.print(f"  model: {model}\n  store: sqlite {settings.db}\n  auth: {auth}")
 
 
 def main() -> None:

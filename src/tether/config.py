@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -39,6 +40,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Memory for KV snapshots of conversations not resident in the engine (LRU; "
         "those a live WebSocket lane will continue go last). Evicted ones are re-prefilled.",
+    )
+    upstreams: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="OpenAI-compatible engines to serve instead of a local model: 'URL' (serves "
+        "every model the engine lists) or 'NAME=URL' (serves model NAME from it). Env: comma-separated.",
+    )
+    upstream_model: str | None = Field(
+        None, description="With one 'URL' upstream: serve just this model of it (no listing needed)."
+    )
+    upstream_api_key: str | None = Field(None, description="Bearer key sent to the upstream engines.")
+    upstream_connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect timeout.")
+    upstream_read_timeout_s: float = Field(
+        300.0, gt=0, description="Longest wait for the upstream's next byte (its prefill included)."
     )
     scripted_prefill_us: float = Field(0.0, ge=0, description="Scripted model: µs per new input token.")
     scripted_decode_us: float = Field(0.0, ge=0, description="Scripted model: µs per output token.")
@@ -76,12 +90,33 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="uvicorn / tether log level.")
 
-    @field_validator("api_keys", "model_aliases", mode="before")
+    @field_validator("api_keys", "model_aliases", "upstreams", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            upstream_route(spec)  # raises with what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Settings:
+        if self.upstreams and self.model != "local":
+            raise ValueError("give either --model or --upstream, not both")
+        unnamed = [spec for spec in self.upstreams if upstream_route(spec)[0] is None]
+        if self.upstream_model is not None and len(unnamed) != 1:
+            raise ValueError("--upstream-model names the model of exactly one '--upstream URL'")
+        return self
+
+    def upstream_routes(self) -> list[tuple[str | None, str]]:
+        """(model name or None to ask the engine, base URL) per upstream."""
+        routes = [upstream_route(spec) for spec in self.upstreams]
+        return [(name or self.upstream_model, url) for name, url in routes]
 
     @property
     def auth_enabled(self) -> bool:
@@ -95,3 +130,20 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host.strip("[]")).is_loopback
         except ValueError:
             return False
+
+
+def upstream_route(spec: str) -> tuple[str | None, str]:
+    """'URL' or 'NAME=URL' → (NAME or None, base URL ending in the API root, e.g. '/v1').
+
+    A URL without a path gets '/v1', where every OpenAI-compatible engine serves; one with a path
+    is taken as the API root it names (like an SDK's `base_url`)."""
+    name, sep, url = spec.partition("=")
+    if not sep or "://" in name:
+        name, url = "", spec
+    elif not name.strip():
+        raise ValueError(f"upstream {spec!r}: the model name before '=' is empty")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"upstream {spec!r}: expected URL or NAME=URL with an http(s) URL")
+    path = parts.path.rstrip("/") or "/v1"
+    return (name.strip() or None, f"{parts.scheme}://{parts.netloc}{path}")

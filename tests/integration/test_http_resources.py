@@ -155,4 +155,4 @@ def test_models_and_health(scripted_server: TetherServer) -> None:
     models = scripted_server.client().models.list()
     assert [m.id for m in models.data] == [SCRIPTED]
     health = httpx.get(f"http://127.0.0.1:{scripted_server.port}/healthz").json()
-    assert health == {"status": "ok", "model": SCRIPTED}
+    assert health == {"status": "ok", "models": [SCRIPTED]}

@@ -81,6 +81,7 @@ def generation(items: tuple[Item, ...], **overrides: Any) -> Generation:
     fields: dict[str, Any] = {
         "response_id": "resp_1",
         "parent_id": None,
+        "model": DEFAULT_MODEL_ID,
         "items": items,
         "instructions": None,
         "tools": (),
@@ -141,7 +142,7 @@ def test_answers_a_question(backend: LocalBackend) -> None:
     assert text.strip()
     assert done.usage.input_tokens > 0
     assert done.usage.output_tokens > 0
-    assert backend.model_id == DEFAULT_MODEL_ID
+    assert backend.model_ids == (DEFAULT_MODEL_ID,)
 
 
 @pytest.mark.local_model

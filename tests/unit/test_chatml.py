@@ -42,6 +42,7 @@ def generation(
     return Generation(
         response_id="resp_1",
         parent_id=None,
+        model="SmolLM2-135M-Instruct",
         items=items,
         instructions=instructions,
         tools=tools,

@@ -11,7 +11,7 @@ A backend never sees JSON: it gets typed items and tools from `tether.protocol` 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -21,7 +21,12 @@ from tether.protocol.tools import FunctionTool, ToolChoice
 
 
 class BackendError(Exception):
-    """The model failed; shown to clients only as a generic `server_error`."""
+    """The model failed. Clients see `public` when the backend knows a message safe and useful to
+    show them (an upstream's refusal, a timeout), else a generic `server_error`."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 class BackendUnavailable(BackendError):
@@ -46,6 +51,7 @@ class Generation:
 
     response_id: str
     parent_id: str | None
+    model: str  # as the client named it: one of the backend's `model_ids`, or an alias
     items: tuple[Item, ...]
     instructions: str | None
     tools: tuple[FunctionTool, ...]
@@ -54,6 +60,7 @@ class Generation:
     temperature: float = 1.0
     top_p: float = 1.0
     parallel_tool_calls: bool = True
+    prompt_cache_key: str | None = None  # the client's name for a conversation's shared prefix
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,10 @@ class ToolCallDelta:
 
 @dataclass(frozen=True)
 class Finished:
-    """Always the last event. `length` means `max_output_tokens` cut the output short."""
+    """Always the last event. `length`: `max_output_tokens` cut the output short;
+    `content_filter`: the engine withheld the rest."""
 
-    reason: Literal["stop", "length"]
+    reason: Literal["stop", "length", "content_filter"]
     usage: Usage
 
 
@@ -92,16 +100,29 @@ class CacheStats:
 
 
 class Cancellation:
-    """Set once to stop a generation; readable from the event loop and from worker threads."""
+    """Set once to stop a generation; readable from the event loop and from worker threads.
+
+    A backend that waits on I/O rather than polling between tokens registers a callback, so that
+    cancelling also interrupts a wait (an upstream's prefill can take seconds without a byte)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
         self.reason: str | None = None
 
     def cancel(self, reason: str) -> None:
         if not self._event.is_set():
             self.reason = reason
             self._event.set()
+            for callback in self._callbacks:
+                callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when cancelled (at once if already); returns what unregisters it."""
+        if self.is_set:
+            callback()
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback)
 
     @property
     def is_set(self) -> bool:
@@ -110,8 +131,9 @@ class Cancellation:
 
 class Backend(Protocol):
     @property
-    def model_id(self) -> str:
-        """The id clients put in `model` and see in `GET /v1/models`."""
+    def model_ids(self) -> tuple[str, ...]:
+        """The ids clients put in `model` and see in `GET /v1/models`; the first is the default,
+        which aliases name."""
         ...
 
     def generate(self, generation: Generation, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:

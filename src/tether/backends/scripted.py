@@ -74,8 +74,8 @@ class ScriptedBackend:
         self._cached: OrderedDict[str, int] = OrderedDict()
 
     @property
-    def model_id(self) -> str:
-        return self._model_id
+    def model_ids(self) -> tuple[str, ...]:
+        return (self._model_id,)
 
     async def count_tokens(self, generation: Generation) -> int:
         return count_tokens(render(generation))

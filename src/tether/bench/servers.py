@@ -66,6 +66,13 @@ class ServerProcess:
             self.process.wait()
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to finish anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
     def __enter__(self) -> ServerProcess:
         return self.start()
 
@@ -73,22 +80,28 @@ class ServerProcess:
         self.stop()
 
 
-def tether(db: Path, *args: str, model: str = "scripted", api_key: str | None = None) -> ServerProcess:
+def tether(db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None) -> ServerProcess:
+    """`model` None: the backend comes from `args` (e.g. `--upstream URL`)."""
     port = free_port()
-    command = [sys.executable, "-m", "tether", "serve", "--model", model, "--port", str(port),
+    command = [sys.executable, "-m", "tether", "serve", "--port", str(port),
                "--db", str(db), "--log-level", "warning", *args]  # fmt: skip
+    if model is not None:
+        command += ["--model", model]
     if api_key:
         command += ["--api-key", api_key]
     return ServerProcess(command, port, "/healthz", db.with_suffix(".log"))
 
 
-def llama_cpp_server(model_path: Path, log_path: Path, n_ctx: int = 8192) -> ServerProcess:
-    """llama-cpp-python's own OpenAI server: what people run today (needs its `server` extra).
+def llama_cpp_server(
+    model_path: Path, log_path: Path, n_ctx: int = 8192, model_id: str = "SmolLM2-135M-Instruct"
+) -> ServerProcess:
+    """llama-cpp-python's own OpenAI server: what people run today (needs its `server` extra),
+    serving the model as `model_id`.
 
     Its default drops a running stream when another request arrives (`interrupt_requests`);
     turned off, so that concurrent agents queue, as they do on Tether."""
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--port", str(port),
-               "--n_ctx", str(n_ctx), "--n_threads", "2", "--chat_format", "chatml",
-               "--interrupt_requests", "False"]  # fmt: skip
+               "--model_alias", model_id, "--n_ctx", str(n_ctx), "--n_threads", "2",
+               "--chat_format", "chatml", "--interrupt_requests", "False"]  # fmt: skip
     return ServerProcess(command, port, "/v1/models", log_path)

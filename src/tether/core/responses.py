@@ -112,6 +112,7 @@ class Responses:
         return Generation(
             response_id=response_id,
             parent_id=request.previous_response_id,
+            model=str(request.model),
             items=context.items,
             instructions=request.instructions,
             tools=request.tools,
@@ -120,6 +121,7 @@ class Responses:
             temperature=request.temperature,
             top_p=request.top_p,
             parallel_tool_calls=request.parallel_tool_calls,
+            prompt_cache_key=request.prompt_cache_key,
         )
 
     async def _execute(self, running: Running, work: turn.Turn, transport: str) -> None:
@@ -265,9 +267,9 @@ class Responses:
             return await self.backend.count_tokens(generation)
         except ContextOverflow as exc:
             raise errors.context_overflow(exc.limit, exc.needed) from None
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
             # Before any response exists: a 503 the SDKs retry (e.g. a restarting engine).
-            raise errors.backend_unavailable() from None
+            raise errors.backend_unavailable(exc.public) from None
 
     async def aclose(self) -> None:
         """Interrupt what is still running and wait for it to be stored."""

@@ -63,11 +63,11 @@ async def run(turn: Turn) -> None:
             await _warm_up(turn)
     except BackendError as exc:
         log.warning("backend failed on %s: %s", turn.generation.response_id, exc)
-        await _fail(turn)
+        await _fail(turn, exc.public)
         return
     except Exception:
         log.exception("response %s failed", turn.generation.response_id)
-        await _fail(turn)
+        await _fail(turn, None)
         return
     if turn.usage is None:  # stopped by the cancellation, without `Finished`
         await _end_cancelled(turn)
@@ -119,12 +119,16 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
     await emit(events.text_delta(model_event.text))
 
 
+# Why a response ended `incomplete`, by the backend's finish reason (§6.1 `incomplete_details`).
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 async def _finish(turn: Turn, finished: Finished) -> None:
     turn.usage = finished.usage
-    cut = finished.reason == "length"
-    await _close_open(turn, "incomplete" if cut else "completed")
-    if cut:
-        await turn.sink.emit(turn.events.incomplete("max_output_tokens", finished.usage))
+    incomplete = _INCOMPLETE_REASONS.get(finished.reason)
+    await _close_open(turn, "completed" if incomplete is None else "incomplete")
+    if incomplete is not None:
+        await turn.sink.emit(turn.events.incomplete(incomplete, finished.usage))
     else:
         await turn.sink.emit(turn.events.completed(finished.usage, int(time.time())))
 
@@ -149,5 +153,5 @@ async def _end_cancelled(turn: Turn) -> None:
     await turn.sink.emit(turn.events.incomplete(INTERRUPTED, turn.usage_so_far()))
 
 
-async def _fail(turn: Turn) -> None:
-    await turn.sink.emit(turn.events.failed(errors.backend_failed(), turn.usage_so_far()))
+async def _fail(turn: Turn, message: str | None) -> None:
+    await turn.sink.emit(turn.events.failed(errors.backend_failed(message), turn.usage_so_far()))

@@ -114,16 +114,16 @@ def server_error() -> ApiError:
     )
 
 
-def backend_unavailable() -> ApiError:
+def backend_unavailable(message: str | None = None) -> ApiError:
     """503 before a response exists: the SDKs retry it, which is right for a restarting engine."""
-    return ApiError(
-        503, "server_error", "server_error", "The model backend is not available right now.", None
-    )
+    text = message or "The model backend is not available right now."
+    return ApiError(503, "server_error", "server_error", text, None)
 
 
-def backend_failed() -> ApiError:
+def backend_failed(message: str | None = None) -> ApiError:
     """The `error` of a Response that failed during generation (§7.4: `server_error`)."""
-    return ApiError(500, "server_error", "server_error", "The model backend stopped responding.", None)
+    text = message or "The model backend stopped responding."
+    return ApiError(500, "server_error", "server_error", text, None)
 
 
 def context_overflow(limit: int, needed: int) -> ApiError:

@@ -60,8 +60,8 @@ async def create(request: Request) -> Response:
         return JsonResponse(running.snapshot())
     final = await _finish_unless_disconnected(request, responses, running)
     if final["status"] == "failed":
-        # §10.2: a non-streaming response that fails during generation is a 500.
-        return api_error(request, errors.backend_failed())
+        # §10.2: a non-streaming response that fails during generation is a 500, saying why.
+        return api_error(request, errors.backend_failed(final["error"]["message"]))
     return JsonResponse(final)
 
 
@@ -154,7 +154,7 @@ async def models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JsonResponse({"status": "ok", "model": responses_of(request).backend.model_id})
+    return JsonResponse({"status": "ok", "models": list(responses_of(request).backend.model_ids)})
 
 
 async def metrics(request: Request) -> Response:

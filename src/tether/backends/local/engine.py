@@ -101,8 +101,8 @@ class LocalBackend:
         return cls(llm, model.model_id, kv_cache_bytes)
 
     @property
-    def model_id(self) -> str:
-        return self._model_id
+    def model_ids(self) -> tuple[str, ...]:
+        return (self._model_id,)
 
     @property
     def n_ctx(self) -> int:

@@ -1,0 +1,180 @@
+"""The upstream backend: each model served by the OpenAI-compatible engine that has it.
+
+A Responses turn becomes one streaming `/chat/completions` request (`render`), whose chunks
+become model events (`chunks`). What keeps the engine fast across a conversation lives in the
+engine, so this backend's part is to make hitting it possible: a byte-stable rendering (its
+prefix cache), and a session key per conversation (`X-Session-ID` and `user`) so a router keeps
+the conversation on the replica that holds that cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from tether.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    CacheStats,
+    Cancellation,
+    Generation,
+    ModelEvent,
+)
+from tether.backends.upstream.chunks import ChunkDecoder, usage_of
+from tether.backends.upstream.endpoint import Endpoint, Timeouts
+from tether.backends.upstream.render import chat_request, encode, estimate_tokens
+from tether.protocol.response import Usage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class UpstreamBackend:
+    def __init__(self, routes: dict[str, Endpoint]) -> None:
+        if not routes:
+            raise ValueError("an upstream backend needs at least one model")
+        self._routes = routes  # model id → its engine; the first is the default
+
+    @classmethod
+    async def connect(
+        cls, upstreams: list[tuple[str | None, str]], api_key: str | None, timeouts: Timeouts
+    ) -> UpstreamBackend:
+        """One endpoint per upstream. A named one may be down at start (its requests get 503s until
+        it is up); an unnamed one must answer, since only it can say which models it serves."""
+        routes: dict[str, Endpoint] = {}
+        for name, url in upstreams:
+            endpoint = Endpoint(url, api_key, timeouts)
+            try:
+                names = await endpoint.models()
+            except BackendError as exc:
+                if name is None:
+                    await endpoint.aclose()
+                    raise BackendUnavailable(
+                        f"Cannot reach the upstream engine at {url} ({exc}) to learn which models it "
+                        f"serves. Start it first, or name its model: --upstream NAME={url}."
+                    ) from None
+                log.warning("upstream %s for model %s does not answer yet: %s", url, name, exc)
+            for model in [name] if name is not None else names:
+                routes.setdefault(model, endpoint)
+        return cls(routes)
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
+    def generate(self, generation: Generation, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+        return self._generate(generation, cancel)
+
+    async def _generate(
+        self, generation: Generation, cancel: Cancellation
+    ) -> AsyncGenerator[ModelEvent, None]:
+        model, endpoint = self._route(generation.model)
+        key = session_key(generation)
+        body = chat_request(generation, model, key, stream=True)
+        decoder = ChunkDecoder()
+        async for chunk in until_cancelled(endpoint.stream(encode(body), key), cancel):
+            for event in decoder.feed(chunk):
+                yield event
+        if not cancel.is_set:
+            yield decoder.finish(estimate_tokens(body))
+
+    async def count_tokens(self, generation: Generation) -> int:
+        """An estimate (Chat Completions cannot count). Called before every response exists, so it
+        is also where an engine known to be down is checked again: still down, a 503."""
+        model, endpoint = self._route(generation.model)
+        await endpoint.ensure_reachable()
+        return estimate_tokens(chat_request(generation, model, "", stream=False))
+
+    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+        """D2 on an engine: a one-token completion, so that its prefix cache holds the context."""
+        model, endpoint = self._route(generation.model)
+        key = session_key(generation)
+        one_token = dataclasses.replace(generation, max_output_tokens=1)
+        body = chat_request(one_token, model, key, stream=False)
+        completion = await cancellable(endpoint.complete(encode(body), key), cancel)
+        usage = usage_of(completion.get("usage") if completion else None, estimate_tokens(body), 0)
+        return dataclasses.replace(usage, output_tokens=0)
+
+    def _route(self, model: str) -> tuple[str, Endpoint]:
+        """The engine serving `model`; an alias (accepted, not listed here) names the default."""
+        endpoint = self._routes.get(model)
+        if endpoint is None:
+            model, endpoint = next(iter(self._routes.items()))
+        return model, endpoint
+
+    def cache_stats(self) -> CacheStats:
+        return CacheStats()  # the engines keep the caches, and report them in usage
+
+    def hold(self, response_id: str) -> None:
+        """The engine's cache is its own; what Tether does for it is the session key."""
+
+    def release(self, response_id: str) -> None:
+        """See `hold`."""
+
+    async def aclose(self) -> None:
+        for endpoint in set(self._routes.values()):
+            await endpoint.aclose()
+
+
+def session_key(generation: Generation) -> str:
+    """What keeps a conversation on one replica: the client's `prompt_cache_key`, else the id of
+    the conversation's first item. That id is given when the chain's root is created and every
+    continuation carries it, over any connection and in any Tether process, with no lookup."""
+    if generation.prompt_cache_key:
+        return generation.prompt_cache_key
+    first = getattr(generation.items[0], "id", None) if generation.items else None
+    return first or generation.response_id
+
+
+async def until_cancelled(source: AsyncIterator[T], cancel: Cancellation) -> AsyncIterator[T]:
+    """`source`'s items until it ends or `cancel` is set. Setting it interrupts a wait for the next
+    item at once (the source is read by a task that the cancellation cancels)."""
+    queue: asyncio.Queue[tuple[T] | Exception | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        end: Exception | None = None
+        try:
+            async for item in source:
+                queue.put_nowait((item,))
+        except asyncio.CancelledError:
+            pass  # only this function cancels the pump
+        except Exception as exc:
+            end = exc
+        queue.put_nowait(end)
+
+    task = asyncio.create_task(pump())
+    remove = cancel.on_cancel(_threadsafe(task.cancel))
+    try:
+        while (got := await queue.get()) is not None:
+            if isinstance(got, Exception):
+                raise got
+            yield got[0]
+    finally:
+        remove()
+        task.cancel()
+        await asyncio.wait({task})  # not `await task`: that would swallow our own cancellation
+
+
+async def cancellable(work: Awaitable[T], cancel: Cancellation) -> T | None:
+    """`work`'s result, or None when `cancel` was set first (then `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    remove = cancel.on_cancel(_threadsafe(task.cancel))
+    try:
+        await asyncio.wait({task})
+    finally:
+        remove()
+        task.cancel()
+    return None if task.cancelled() else task.result()
+
+
+def _threadsafe(callback: Callable[[], object]) -> Callable[[], None]:
+    """A cancellation may be set from a worker thread; the loop's own objects are touched on it."""
+    loop = asyncio.get_running_loop()
+
+    def call() -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return call

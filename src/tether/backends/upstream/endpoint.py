@@ -1,0 +1,145 @@
+"""One upstream engine: a pooled keep-alive HTTP client, and whether the engine answered lately.
+
+Every way a request can go wrong becomes a `BackendError` whose public message tells the client
+what happened (not where the engine lives). A transport failure marks the engine unreachable, and
+the next request first checks it is back (`ensure_reachable`), so that while it is down clients
+get a 503 they can retry instead of a response that fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from tether.backends.base import BackendError, BackendUnavailable
+from tether.backends.upstream.chunks import DONE, parse_line
+
+log = logging.getLogger(__name__)
+Json = Mapping[str, Any]
+MAX_CONNECTIONS = 1024  # one per streaming response; engines queue what they cannot run
+UNREACHABLE = "The upstream engine serving this model is not reachable; retry shortly."
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float
+    read_s: float  # between two bytes of a response, the engine's prefill included
+
+
+class Endpoint:
+    def __init__(self, base_url: str, api_key: str | None, timeouts: Timeouts) -> None:
+        self.base_url = base_url
+        self.timeouts = timeouts
+        self.reachable = True
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
+        )
+
+    async def models(self) -> list[str]:
+        """The ids the engine serves (`GET /models`), answered within the connect timeout."""
+        response = await self._get_models()
+        if response.status_code >= 400:
+            raise _refused(response.status_code, response.content)
+        data = response.json().get("data") or []
+        return [str(model["id"]) for model in data if isinstance(model, Mapping) and "id" in model]
+
+    async def ensure_reachable(self) -> None:
+        if not self.reachable:
+            await self._get_models()  # any answer will do: the engine is up
+
+    async def _get_models(self) -> httpx.Response:
+        try:
+            response = await self._client.get("/models", timeout=self.timeouts.connect_s)
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from exc
+        self.reachable = True
+        return response
+
+    async def complete(self, body: bytes, session_key: str) -> Json:
+        """A non-streaming chat completion."""
+        try:
+            response = await self._client.post(
+                "/chat/completions", content=body, headers=_headers(session_key)
+            )
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from exc
+        if response.status_code >= 400:
+            raise _refused(response.status_code, response.content)
+        completion = orjson.loads(response.content)
+        if not isinstance(completion, Mapping):
+            raise BackendError(f"upstream answered with a non-object: {response.content[:200]!r}")
+        return completion
+
+    async def stream(self, body: bytes, session_key: str) -> AsyncIterator[Json]:
+        """A streaming chat completion's chunks, until `[DONE]` or the end of the body."""
+        request = self._client.build_request(
+            "POST", "/chat/completions", content=body, headers=_headers(session_key)
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    raise _refused(response.status_code, await response.aread())
+                async for line in response.aiter_lines():
+                    chunk = parse_line(line)
+                    if chunk is DONE:
+                        return
+                    if isinstance(chunk, Mapping):
+                        yield chunk
+            finally:
+                await response.aclose()  # closing mid-stream is how the engine learns to stop
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: httpx.HTTPError) -> BackendError:
+        self.reachable = False
+        log.warning("upstream %s: %s: %s", self.base_url, type(exc).__name__, exc)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return BackendUnavailable(f"cannot connect to {self.base_url}: {exc}", public=UNREACHABLE)
+        if isinstance(exc, httpx.ReadTimeout):
+            public = f"The upstream engine sent nothing for {self.timeouts.read_s:g} s."
+        else:
+            public = "The upstream engine closed the connection before it finished."
+        return BackendError(f"{self.base_url}: {type(exc).__name__}: {exc}", public=public)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _headers(session_key: str) -> dict[str, str]:
+    # vllm-router's `consistent_hash` policy reads this header first: one chain, one replica.
+    return {"Content-Type": "application/json", "X-Session-ID": session_key}
+
+
+def _refused(status: int, content: bytes) -> BackendError:
+    message = _error_message(content)
+    return BackendError(
+        f"upstream answered {status}: {message}",
+        public=f"The upstream engine refused the request (HTTP {status}): {message}",
+    )
+
+
+def _error_message(content: bytes) -> str:
+    """The engine's own words: `error.message` (OpenAI shape), `detail` (FastAPI), or the text."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content.decode("utf-8", "replace")[:500]
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])[:500]
+        if isinstance(error, str):
+            return error[:500]
+        if body.get("detail"):
+            return str(body["detail"])[:500]
+    return content.decode("utf-8", "replace")[:500]

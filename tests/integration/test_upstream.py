@@ -1,0 +1,312 @@
+"""Tether in front of a real OpenAI-compatible engine: llama-cpp-python's server on SmolLM2.
+
+The engine runs as its own process on loopback. Where a test needs to see what the engine
+received, a recording proxy (`tests/recording_proxy.py`) sits between Tether and the engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import LOCAL
+from tests.integration.test_http_create import WEATHER_TOOL
+from tests.server_process import TetherServer
+from tests.ws_client import RawSocket
+from tether.backends.local.model_file import locate
+from tether.bench.servers import ServerProcess, free_port, llama_cpp_server
+
+pytestmark = pytest.mark.local_model
+
+ENGINE_CONTEXT = 2048
+FORCED = {"type": "function", "name": "get_weather"}
+# Long enough that a test can act while it streams: SmolLM2 keeps counting well past 100.
+LONG = {"input": "Count from 1 to 500, one number per line.", "max_output_tokens": 1500}
+
+
+def engine(tmp: Path) -> ServerProcess:
+    return llama_cpp_server(locate(None).path, tmp / "engine.log", n_ctx=ENGINE_CONTEXT, model_id=LOCAL)
+
+
+def serve(folder: Path, *upstreams: str, upstream_api_key: str | None = None) -> TetherServer:
+    """Tether in front of each upstream given, as 'URL' or 'NAME=URL'."""
+    folder.mkdir(exist_ok=True)
+    args = [arg for upstream in upstreams for arg in ("--upstream", upstream)]
+    if upstream_api_key is not None:
+        args += ["--upstream-api-key", upstream_api_key]
+    return TetherServer(folder / "tether.db", *args, model=None)
+
+
+class Recorder(ServerProcess):
+    """The recording proxy in front of `target`; `requests()` reads back what passed through."""
+
+    def __init__(self, target: ServerProcess, tmp: Path) -> None:
+        self.log = tmp / "received.jsonl"
+        port = free_port()
+        command = [sys.executable, str(Path(__file__).parents[1] / "recording_proxy.py"), "--port", str(port),
+                   "--target", f"http://127.0.0.1:{target.port}", "--log", str(self.log)]  # fmt: skip
+        super().__init__(command, port, "/v1/models", tmp / "proxy.log")
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [orjson.loads(line) for line in self.log.read_bytes().splitlines()]
+
+    def completions(self, since: int = 0) -> list[dict[str, Any]]:
+        """Chat completion requests after the first `since` log entries, with bodies parsed."""
+        found = [e for e in self.entries()[since:] if e.get("path") == "/v1/chat/completions" and "body" in e]
+        return [{**e, "json": orjson.loads(e["body"])} for e in found]
+
+    def outcome(self, since: int, timeout: float = 10.0) -> str:
+        """How the first stream recorded after `since` ended, once it has."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.entries()[since:]:
+                if "outcome" in entry and entry["path"] == "/v1/chat/completions":
+                    return str(entry["outcome"])
+            time.sleep(0.05)
+        raise AssertionError("no stream ended")
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("upstream")
+
+
+@pytest.fixture(scope="module")
+def shared_engine(tmp: Path) -> Iterator[ServerProcess]:
+    with engine(tmp) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def recorder(shared_engine: ServerProcess, tmp: Path) -> Iterator[Recorder]:
+    with Recorder(shared_engine, tmp) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def tether(recorder: Recorder, tmp: Path) -> Iterator[TetherServer]:
+    """Tether serving the engine's model by name, through the recording proxy."""
+    server = serve(tmp, f"{LOCAL}={recorder.base_url}").start()
+    yield server
+    server.stop()
+
+
+def run_turn(conn: Any, **params: Any) -> Any:
+    conn.response.create(model=LOCAL, **params)
+    for event in conn:
+        if event.type == "error":
+            return event
+        if event.type in ("response.completed", "response.failed", "response.incomplete"):
+            return event.response
+    raise AssertionError("the socket closed before a terminal event")
+
+
+def shared_bytes(raw: str, body: dict[str, Any]) -> str:
+    """`raw` up to the end of its last message: what a continuation must start with."""
+    messages = orjson.dumps(body["messages"]).decode()
+    end = raw.index('"messages":') + len('"messages":') + len(messages) - 1  # before the closing ]
+    return raw[:end]
+
+
+def test_a_websocket_tool_chain_sends_the_engine_a_byte_stable_prefix(
+    tether: TetherServer, recorder: Recorder
+) -> None:
+    since = len(recorder.entries())
+    tools = [WEATHER_TOOL]
+    with tether.client().responses.connect() as conn:
+        first = run_turn(conn, input="What is the weather in Paris for 2 days?", tools=tools,
+                         tool_choice=FORCED, store=False, max_output_tokens=60, temperature=0)  # fmt: skip
+        call = first.output[0]
+        assert first.status == "completed" and call.type == "function_call", first.output
+        assert call.name == "get_weather" and "city" in orjson.loads(call.arguments)
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 22 C."}
+        second = run_turn(conn, previous_response_id=first.id, input=[output], tools=tools, store=False,
+                          max_output_tokens=24, temperature=0)  # fmt: skip
+        assert second.status in ("completed", "incomplete") and second.output_text
+        third = run_turn(conn, previous_response_id=second.id, input="And tomorrow?", tools=tools,
+                         store=False, max_output_tokens=24, temperature=0)  # fmt: skip
+        assert third.output_text
+
+    sent = recorder.completions(since)
+    assert len(sent) == 3
+    assert sent[0]["json"]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert sent[1]["json"]["tool_choice"] == "auto"
+    # The engine is sent back exactly the call it made, under the call id the client saw.
+    replayed = sent[1]["json"]["messages"][-2]
+    assert replayed["tool_calls"] == [
+        {
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": call.arguments},
+        }
+    ]
+    assert sent[1]["json"]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": call.call_id,
+        "content": "Sunny, 22 C.",
+    }
+    for earlier, later in itertools.pairwise(sent):
+        assert later["body"].startswith(shared_bytes(earlier["body"], earlier["json"]))
+    # One conversation, one session key: a router keeps it on the replica with its cache.
+    keys = {entry["session"] for entry in sent} | {entry["json"]["user"] for entry in sent}
+    assert len(keys) == 1 and None not in keys
+
+
+def test_sse_over_http_streams_the_engine_s_tokens(tether: TetherServer, recorder: Recorder) -> None:
+    client = tether.client()
+    with client.responses.stream(
+        model=LOCAL, input="Say hello.", max_output_tokens=16, temperature=0
+    ) as stream:
+        events = list(stream)
+    types = [event.type for event in events]
+    response = events[-1].response  # type: ignore[union-attr]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert "response.output_text.delta" in types
+    assert types[-1] in ("response.completed", "response.incomplete")
+    assert response.output_text == "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert response.output_text and response.usage is not None and response.usage.output_tokens > 0
+    since = len(recorder.entries())
+    follow = client.responses.create(
+        model=LOCAL, previous_response_id=response.id, input="Again.", max_output_tokens=8
+    )
+    assert follow.status in ("completed", "incomplete")
+    (sent,) = recorder.completions(since)
+    assert sent["json"]["messages"][-2] == {"role": "assistant", "content": response.output_text}
+    assert client.responses.retrieve(follow.id).previous_response_id == response.id
+
+
+def test_a_warm_up_prefills_the_engine_with_one_token(tether: TetherServer, recorder: Recorder) -> None:
+    since = len(recorder.entries())
+    with RawSocket(tether) as ws:
+        context = {
+            "input": [{"role": "developer", "content": "The project uses pytest."}],
+            "instructions": "Be terse.",
+        }
+        events = ws.turn(model=LOCAL, generate=False, store=False, **context)
+        assert [e["type"] for e in events] == ["response.created", "response.completed"]
+        warm = events[-1]["response"]
+        assert warm["output"] == [] and warm["usage"]["output_tokens"] == 0
+        events = ws.turn(model=LOCAL, previous_response_id=warm["id"], store=False, instructions="Be terse.",
+                         input="Which test runner?", max_output_tokens=12)  # fmt: skip
+        assert events[-1]["type"] in ("response.completed", "response.incomplete")
+    warm_up, turn = recorder.completions(since)
+    assert warm_up["json"]["max_tokens"] == 1 and warm_up["json"]["stream"] is False
+    assert turn["body"].startswith(shared_bytes(warm_up["body"], warm_up["json"]))
+    assert warm_up["session"] == turn["session"]
+
+
+def test_cancelling_closes_the_engine_s_stream(tether: TetherServer, recorder: Recorder) -> None:
+    client = tether.client()
+    since = len(recorder.entries())
+    response = client.responses.create(model=LOCAL, background=True, **LONG)
+    deadline = time.monotonic() + 30
+    while not client.responses.retrieve(response.id).output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.responses.cancel(response.id).status == "cancelled"
+    assert recorder.outcome(since) == "closed_early"
+
+
+def test_an_engine_that_gives_up_mid_stream_fails_the_response(tether: TetherServer) -> None:
+    """llama-cpp-python answers a prompt longer than its context with a 200 and an empty stream."""
+    with tether.client().responses.connect() as conn:
+        too_long = run_turn(conn, input="word " * (ENGINE_CONTEXT * 2), store=False)
+        assert too_long.status == "failed" and too_long.error.code == "server_error"
+        assert "without finishing" in too_long.error.message
+        after = run_turn(conn, input="Hi.", store=False, max_output_tokens=4)  # the socket still works
+        assert after.status in ("completed", "incomplete")
+
+
+def test_the_engine_s_key_is_sent_and_its_refusal_is_shown(tmp_path: Path) -> None:
+    spec = engine(tmp_path)
+    secured = ServerProcess([*spec.command, "--api_key", "sk-engine"], spec.port, "/docs", spec.log_path)
+    with secured:
+        right = serve(tmp_path / "right", f"{LOCAL}={secured.base_url}", upstream_api_key="sk-engine")
+        wrong = serve(tmp_path / "wrong", f"{LOCAL}={secured.base_url}", upstream_api_key="sk-nope")
+        with right, wrong:
+            done = right.client().responses.create(model=LOCAL, input="Hi.", max_output_tokens=4)
+            assert done.status in ("completed", "incomplete")
+            with pytest.raises(openai.InternalServerError) as refused:
+                wrong.client().responses.create(model=LOCAL, input="Hi.", max_output_tokens=4)
+            assert "The upstream engine refused the request (HTTP 401)" in refused.value.message
+
+
+def test_models_lists_what_the_engine_serves(shared_engine: ServerProcess, tmp: Path) -> None:
+    with serve(tmp / "listing", shared_engine.base_url) as server:
+        assert [m.id for m in openai.OpenAI(base_url=server.base_url, api_key="x").models.list()] == [LOCAL]
+
+
+def test_several_upstreams_one_model_each(
+    shared_engine: ServerProcess, recorder: Recorder, tmp: Path
+) -> None:
+    with serve(
+        tmp / "routes", f"via-proxy={recorder.base_url}", f"direct={shared_engine.base_url}"
+    ) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        assert sorted(m.id for m in client.models.list()) == ["direct", "via-proxy"]
+        since = len(recorder.entries())
+        client.responses.create(model="direct", input="Hi.", max_output_tokens=4)
+        assert recorder.completions(since) == []
+        client.responses.create(model="via-proxy", input="Hi.", max_output_tokens=4)
+        (sent,) = recorder.completions(since)
+        assert sent["json"]["model"] == "via-proxy"
+
+
+def test_an_engine_killed_mid_stream_fails_the_response_and_the_socket_recovers(tmp_path: Path) -> None:
+    with engine(tmp_path) as process, serve(tmp_path, process.base_url) as server, RawSocket(server) as ws:
+        first = ws.turn(model=LOCAL, input="Hi.", store=False, max_output_tokens=8)[-1]["response"]
+        ws.create(model=LOCAL, store=False, **LONG)
+        while ws.recv()["type"] != "response.output_text.delta":
+            pass
+        process.kill()
+        events = ws.until_done()
+        assert events[-1]["type"] == "response.failed"
+        error = events[-1]["response"]["error"]
+        assert error["code"] == "server_error" and "closed the connection" in error["message"]
+
+        down = ws.turn(model=LOCAL, input="Still there?", store=False)[-1]
+        assert down["type"] == "error" and down["status"] == 503
+        assert "not reachable" in down["error"]["message"]
+
+        process.start()
+        back = ws.turn(model=LOCAL, previous_response_id=first["id"], input="Hello again.", store=False,
+                       max_output_tokens=8)  # fmt: skip
+        assert back[-1]["type"] in ("response.completed", "response.incomplete")
+
+
+def test_a_named_engine_down_at_start_gets_503s_until_it_is_up(tmp_path: Path) -> None:
+    process = engine(tmp_path)  # its port is chosen; it is not started yet
+    with serve(tmp_path, f"{LOCAL}={process.base_url}") as server:
+        client = server.client()
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.responses.create(model=LOCAL, input="Hi.")
+        assert refused.value.status_code == 503 and "not reachable" in refused.value.message
+        with RawSocket(server) as ws:
+            error = ws.turn(model=LOCAL, input="Hi.", store=False)[-1]
+            assert error["type"] == "error" and error["status"] == 503
+            with process:
+                done = ws.turn(model=LOCAL, input="Hi.", store=False, max_output_tokens=4)[-1]
+                assert done["type"] in ("response.completed", "response.incomplete")
+
+
+def test_an_unnamed_engine_down_at_start_is_a_clear_startup_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(RuntimeError) as failed:
+        serve(tmp_path, url).start()
+    assert f"Cannot reach the upstream engine at {url}" in str(failed.value)
+    assert f"--upstream NAME={url}" in str(failed.value)
+
+
+def test_health_names_the_served_models(tether: TetherServer) -> None:
+    health = httpx.get(f"http://127.0.0.1:{tether.port}/healthz").json()
+    assert health == {"status": "ok", "models": [LOCAL]}
