@@ -48,6 +48,8 @@ test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
 bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench rollout --serve local --serve-peer --turns 20 --agents 1,2 \
 		--modes ws,http-stateless,chat --repeats 3 --name rollout-local
+	$(VENV)/bin/tether bench rollout --serve upstream --serve-peer --turns 20 --agents 1 \
+		--modes ws,http-stateless,chat --repeats 3 --name upstream-rollout
 	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3
 	$(VENV)/bin/tether bench throughput
 	$(VENV)/bin/tether bench connections

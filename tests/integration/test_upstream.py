@@ -37,13 +37,11 @@ def engine(tmp: Path) -> ServerProcess:
     return llama_cpp_server(locate(None).path, tmp / "engine.log", n_ctx=ENGINE_CONTEXT, model_id=LOCAL)
 
 
-def serve(folder: Path, *upstreams: str, upstream_api_key: str | None = None) -> TetherServer:
+def serve(folder: Path, *upstreams: str, flags: tuple[str, ...] = ()) -> TetherServer:
     """Tether in front of each upstream given, as 'URL' or 'NAME=URL'."""
     folder.mkdir(exist_ok=True)
     args = [arg for upstream in upstreams for arg in ("--upstream", upstream)]
-    if upstream_api_key is not None:
-        args += ["--upstream-api-key", upstream_api_key]
-    return TetherServer(folder / "tether.db", *args, model=None)
+    return TetherServer(folder / "tether.db", *args, *flags, model=None)
 
 
 class Recorder(ServerProcess):
@@ -231,14 +229,30 @@ def test_the_engine_s_key_is_sent_and_its_refusal_is_shown(tmp_path: Path) -> No
     spec = engine(tmp_path)
     secured = ServerProcess([*spec.command, "--api_key", "sk-engine"], spec.port, "/docs", spec.log_path)
     with secured:
-        right = serve(tmp_path / "right", f"{LOCAL}={secured.base_url}", upstream_api_key="sk-engine")
-        wrong = serve(tmp_path / "wrong", f"{LOCAL}={secured.base_url}", upstream_api_key="sk-nope")
+        right = serve(
+            tmp_path / "right", f"{LOCAL}={secured.base_url}", flags=("--upstream-api-key", "sk-engine")
+        )
+        wrong = serve(
+            tmp_path / "wrong", f"{LOCAL}={secured.base_url}", flags=("--upstream-api-key", "sk-nope")
+        )
         with right, wrong:
             done = right.client().responses.create(model=LOCAL, input="Hi.", max_output_tokens=4)
             assert done.status in ("completed", "incomplete")
             with pytest.raises(openai.InternalServerError) as refused:
                 wrong.client().responses.create(model=LOCAL, input="Hi.", max_output_tokens=4)
             assert "The upstream engine refused the request (HTTP 401)" in refused.value.message
+
+
+def test_an_engine_silent_past_the_read_timeout_fails_the_response(
+    shared_engine: ServerProcess, tmp: Path
+) -> None:
+    """A ~1,500-token prompt takes the engine seconds to prefill before its first byte."""
+    with serve(
+        tmp / "impatient", shared_engine.base_url, flags=("--upstream-read-timeout-s", "0.2")
+    ) as impatient:
+        with pytest.raises(openai.InternalServerError) as failed:
+            impatient.client().responses.create(model=LOCAL, input="word " * 1500, max_output_tokens=4)
+        assert "The upstream engine sent nothing for 0.2 s." in failed.value.message
 
 
 def test_models_lists_what_the_engine_serves(shared_engine: ServerProcess, tmp: Path) -> None:

@@ -28,6 +28,7 @@ bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the co
 console = Console(stderr=True, soft_wrap=True)
 
 JSON_OUT = typer.Option("--json", help="Also print the rows as JSON on stdout.")
+UPSTREAM = "upstream"  # `--serve upstream`: Tether in front of the peer
 URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
 
 
@@ -35,7 +36,11 @@ URL_HELP = "Tether's base URL; without it the command starts `tether serve --mod
 def rollout(
     url: Annotated[str | None, typer.Option(help="Tether's base URL, e.g. http://127.0.0.1:8000/v1.")] = None,
     serve: Annotated[
-        str | None, typer.Option(help="Start Tether itself with this --model (local, scripted, PATH).")
+        str | None,
+        typer.Option(
+            help="Start Tether itself with this --model (local, scripted, PATH), or 'upstream': in front "
+            "of the peer (--peer or --serve-peer)."
+        ),
     ] = None,
     peer: Annotated[str | None, typer.Option(help="Base URL of a Chat Completions peer (chat mode).")] = None,
     serve_peer: Annotated[
@@ -67,8 +72,8 @@ def rollout(
             f"[red]Give exactly one of --url and --serve, and modes from {MODES}; got {unknown}.[/red]"
         )
         raise typer.Exit(2)
-    if "chat" in plan.modes and peer is None and not serve_peer:
-        console.print("[red]The chat mode needs --peer URL or --serve-peer.[/red]")
+    if ("chat" in plan.modes or serve == UPSTREAM) and peer is None and not serve_peer:
+        console.print("[red]The chat mode and --serve upstream need --peer URL or --serve-peer.[/red]")
         raise typer.Exit(2)
     with _servers(url, serve, peer, serve_peer) as running:
         urls = {mode: running.peer_url if mode == "chat" else running.tether_url for mode in plan.modes}
@@ -104,12 +109,9 @@ class Servers:
 def _servers(
     url: str | None, serve: str | None, peer: str | None = None, serve_peer: bool = False
 ) -> Iterator[Servers]:
+    """What the benchmark measures. `serve` "upstream" puts Tether in front of the peer."""
     pid = None
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        if serve is not None:
-            console.print(f"Starting tether serve --model {serve} …")
-            process = stack.enter_context(servers.tether(Path(tmp) / "bench.db", model=serve))
-            url, pid = process.base_url, process.process.pid if process.process else None
         if serve_peer:
             # Late: the other benchmarks run without the local engine installed.
             from tether.backends.local.model_file import locate
@@ -117,6 +119,18 @@ def _servers(
             console.print("Starting python -m llama_cpp.server on the default model …")
             process = servers.llama_cpp_server(locate(None).path, Path(tmp) / "peer.log")
             peer = stack.enter_context(process).base_url
+        if serve is not None:
+            in_front = serve == UPSTREAM
+            console.print(
+                f"Starting tether serve {f'--upstream {peer}' if in_front else f'--model {serve}'} …"
+            )
+            tether = (
+                servers.tether(Path(tmp) / "bench.db", "--upstream", str(peer), model=None)
+                if in_front
+                else servers.tether(Path(tmp) / "bench.db", model=serve)
+            )
+            process = stack.enter_context(tether)
+            url, pid = process.base_url, process.process.pid if process.process else None
         assert url is not None
         yield Servers(url, pid, peer)
 

@@ -45,7 +45,7 @@ class Endpoint:
         )
 
     async def models(self) -> list[str]:
-        """The ids the engine serves (`GET /models`), answered within the connect timeout."""
+        """The ids the engine serves (`GET /models`)."""
         response = await self._get_models()
         if response.status_code >= 400:
             raise _refused(response.status_code, response.content)
@@ -58,7 +58,8 @@ class Endpoint:
 
     async def _get_models(self) -> httpx.Response:
         try:
-            response = await self._client.get("/models", timeout=self.timeouts.connect_s)
+            # The read timeout too: an engine busy generating may answer late, and it is up.
+            response = await self._client.get("/models")
         except httpx.HTTPError as exc:
             raise self._lost(exc) from exc
         self.reachable = True
@@ -103,13 +104,14 @@ class Endpoint:
     def _lost(self, exc: httpx.HTTPError) -> BackendError:
         self.reachable = False
         log.warning("upstream %s: %s: %s", self.base_url, type(exc).__name__, exc)
+        reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return BackendUnavailable(f"cannot connect to {self.base_url}: {exc}", public=UNREACHABLE)
+            return BackendUnavailable(reason, public=UNREACHABLE)
         if isinstance(exc, httpx.ReadTimeout):
             public = f"The upstream engine sent nothing for {self.timeouts.read_s:g} s."
         else:
             public = "The upstream engine closed the connection before it finished."
-        return BackendError(f"{self.base_url}: {type(exc).__name__}: {exc}", public=public)
+        return BackendError(reason, public=public)
 
     async def aclose(self) -> None:
         await self._client.aclose()
