@@ -6,6 +6,7 @@ received, a recording proxy (`tests/recording_proxy.py`) sits between Tether and
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 import time
@@ -17,7 +18,9 @@ import httpx
 import openai
 import orjson
 import pytest
+from agents import Agent, ModelSettings, Runner, function_tool
 
+from tests.agents_support import use_server
 from tests.conftest import LOCAL
 from tests.integration.test_http_create import WEATHER_TOOL
 from tests.server_process import TetherServer
@@ -324,3 +327,31 @@ def test_an_unnamed_engine_down_at_start_is_a_clear_startup_error(tmp_path: Path
 def test_health_names_the_served_models(tether: TetherServer) -> None:
     health = httpx.get(f"http://127.0.0.1:{tether.port}/healthz").json()
     assert health == {"status": "ok", "models": [LOCAL]}
+
+
+def test_the_agents_sdk_runs_a_tool_loop_over_a_websocket_through_the_engine(tether: TetherServer) -> None:
+    """The SDK's own loop: the engine is forced to call the tool, the SDK runs it and continues."""
+    cities: list[str] = []
+
+    @function_tool
+    def lookup(city: str) -> str:
+        """Look a city's weather up."""
+        cities.append(city)
+        return f"sunny in {city}"
+
+    agent = Agent(
+        name="weather", instructions="Use the lookup tool.", model=LOCAL, tools=[lookup],
+        model_settings=ModelSettings(tool_choice="lookup", max_tokens=40, temperature=0),
+        tool_use_behavior="stop_on_first_tool",
+    )  # fmt: skip
+
+    async def two_runs() -> None:
+        first = await Runner.run(agent, "Weather in Oslo?", max_turns=3)
+        assert first.final_output == f"sunny in {cities[0]}"
+        second = await Runner.run(
+            agent, "And in Rome?", previous_response_id=first.last_response_id, max_turns=3
+        )
+        assert len(cities) == 2 and second.final_output == f"sunny in {cities[1]}"
+
+    for _ in use_server(tether, "websocket"):
+        asyncio.run(two_runs())
