@@ -14,9 +14,11 @@ TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
 
 
 class RawSocket:
-    def __init__(self, server: TetherServer, **options: Any) -> None:
+    def __init__(self, server: TetherServer, key: str | None = None, **options: Any) -> None:
+        """Authenticated with `key`, else with the server's own key when it has one."""
         url = server.base_url.replace("http://", "ws://") + "/responses"
-        headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else None
+        key = key or server.api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else None
         self.ws: ClientConnection = connect(url, max_size=None, additional_headers=headers, **options)
 
     def __enter__(self) -> RawSocket:

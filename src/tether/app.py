@@ -75,7 +75,7 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestIds), Middleware(BearerAuth, keys=settings.api_keys)],
+        middleware=[Middleware(RequestIds), Middleware(BearerAuth, keys=settings.tenant_keys())],
         exception_handlers={
             ApiError: http.api_error,
             HTTPException: http.http_exception,

@@ -46,6 +46,12 @@ def serve(
         list[str] | None,
         typer.Option(help="Require 'Authorization: Bearer KEY'; repeat for several keys."),
     ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Tenants' keys, one 'TENANT KEY' per line; each tenant sees only its own responses."
+        ),
+    ] = None,
     model_alias: Annotated[
         list[str] | None, typer.Option(help="Another model name to accept; repeatable.")
     ] = None,
@@ -110,13 +116,14 @@ def serve(
     overrides["upstreams"] = tuple(overrides.pop("upstream") or ()) or None
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
+        keys = settings.tenant_keys()
+    except (ValidationError, ValueError) as exc:
         console.print(f"[red]Invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
-    if not settings.listens_on_loopback and not settings.auth_enabled:
+    if not settings.listens_on_loopback and not keys:
         console.print(
             f"[red]Refusing to listen on {settings.host} without an API key.[/red] "
-            "Pass --api-key KEY (or TETHER_API_KEYS) to serve beyond this machine."
+            "Pass --api-key KEY or --api-keys-file PATH to serve beyond this machine."
         )
         raise typer.Exit(2)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -138,7 +145,7 @@ def serve(
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     server = uvicorn.Server(config)
-    _announce(settings)
+    _announce(settings, keys)
     server.run()
 
 
@@ -158,9 +165,10 @@ def chat(
     chat_client.run(url, model, api_key, store, instructions, sys.stdin)
 
 
-def _announce(settings: Settings) -> None:
+def _announce(settings: Settings, keys: dict[str, str]) -> None:
     url = f"http://{settings.host}:{settings.port}/v1"
-    auth = f"bearer key ({len(settings.api_keys)} configured)" if settings.auth_enabled else "none"
+    tenants = len(set(keys.values()))
+    auth = f"bearer keys ({len(keys)} for {tenants} tenant{'s' * (tenants != 1)})" if keys else "none"
     console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
     model = ", ".join(settings.upstreams) if settings.upstreams else settings.model
     console.print(f"  model: {model}\n  store: sqlite {settings.db}\n  auth: {auth}")

@@ -7,6 +7,7 @@ environment.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -14,7 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tether.store.base import DEFAULT_TENANT
+
 LOOPBACK_NAMES = frozenset({"localhost"})
+TENANT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -28,7 +32,14 @@ class Settings(BaseSettings):
     )
     db: Path = Field(Path("tether.db"), description="SQLite file for store=true responses.")
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Bearer keys; when set, every request needs one. Env: comma-separated."
+        (),
+        description="Bearer keys of the default tenant; when any key is set, every request needs "
+        "one. Env: comma-separated.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A file of tenants' keys, one 'TENANT KEY' per line ('#' starts a comment). "
+        "A tenant sees only its own responses.",
     )
     model_aliases: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Extra model names accepted for the served model. Env: comma-separated."
@@ -118,9 +129,28 @@ class Settings(BaseSettings):
         routes = [upstream_route(spec) for spec in self.upstreams]
         return [(name or self.upstream_model, url) for name, url in routes]
 
-    @property
-    def auth_enabled(self) -> bool:
-        return bool(self.api_keys)
+    def tenant_keys(self) -> dict[str, str]:
+        """Every bearer key and the tenant it belongs to; raises ValueError naming a bad line."""
+        keys = dict.fromkeys(self.api_keys, DEFAULT_TENANT)
+        if self.api_keys_file is None:
+            return keys
+        try:
+            text = self.api_keys_file.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the keys file: {exc}") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            where = f"{self.api_keys_file}, line {number}"
+            if len(fields) != 2 or not TENANT_NAME.fullmatch(fields[0]):
+                raise ValueError(
+                    f"{where}: expected 'TENANT KEY', the tenant in letters, digits, '.', '_', '-'"
+                )
+            tenant, key = fields
+            if keys.setdefault(key, tenant) != tenant:
+                raise ValueError(f"{where}: this key already belongs to tenant {keys[key]!r}")
+        return keys
 
     @property
     def listens_on_loopback(self) -> bool:

@@ -49,6 +49,6 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
         assert client.responses.create(model="tether-test", input="x").model == "tether-test"
         banner = server.log_path.read_text()
         assert f"http://127.0.0.1:{server.port}/v1" in banner
-        assert "model: scripted" in banner and "auth: bearer key (2 configured)" in banner
+        assert "model: scripted" in banner and "auth: bearer keys (2 for 1 tenant)" in banner
     finally:
         server.stop()

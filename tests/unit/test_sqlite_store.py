@@ -1,18 +1,24 @@
-"""The SQLite store on a real file: atomic records, chains, pagination, deletion."""
+"""The SQLite store on a real file: atomic records, chains, pagination, deletion, tenants."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tether.store.base import StoredResponse
+from tether.store.base import DEFAULT_TENANT, StoredResponse
 from tether.store.sqlite import SqliteStore
 
+T = DEFAULT_TENANT
 
-def record(response_id: str, parent: str | None, inputs: list[str], output: str) -> StoredResponse:
+
+def record(
+    response_id: str, parent: str | None, inputs: list[str], output: str, tenant: str = T
+) -> StoredResponse:
     return StoredResponse(
         id=response_id,
+        tenant=tenant,
         previous_response_id=parent,
         status="completed",
         created_at=1,
@@ -39,7 +45,7 @@ def test_a_chain_reads_back_root_first(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         await store.save(record("r2", "r1", ["b", "c"], "B"))
-        return await store.chain_items("r2")
+        return await store.chain_items("r2", T)
 
     assert [i["text"] for i in run(tmp_path / "s.db", body)] == ["a", "A", "b", "c", "B"]
 
@@ -47,16 +53,16 @@ def test_a_chain_reads_back_root_first(tmp_path: Path) -> None:
 def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     run(path, lambda store: store.save(record("r1", None, ["a"], "A")))
-    assert run(path, lambda store: store.get("r1")) == {"id": "r1", "status": "completed"}
-    assert [e["sequence_number"] for e in run(path, lambda s: s.events("r1", 0))] == [1]
+    assert run(path, lambda store: store.get("r1", T)) == {"id": "r1", "status": "completed"}
+    assert [e["sequence_number"] for e in run(path, lambda s: s.events("r1", T, 0))] == [1]
 
 
 def test_input_items_paginate_with_a_cursor(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> Any:
         await store.save(record("r1", None, list("abcde"), "X"))
-        first = await store.input_items("r1", after=None, limit=2, order="asc")
-        second = await store.input_items("r1", after=first.items[-1]["id"], limit=2, order="asc")
-        newest = await store.input_items("r1", after=None, limit=5, order="desc")
+        first = await store.input_items("r1", T, after=None, limit=2, order="asc")
+        second = await store.input_items("r1", T, after=first.items[-1]["id"], limit=2, order="asc")
+        newest = await store.input_items("r1", T, after=None, limit=5, order="desc")
         return first, second, newest
 
     first, second, newest = run(tmp_path / "s.db", body)
@@ -69,8 +75,13 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         await store.save(record("r2", "r1", ["b"], "B"))
-        deleted = await store.delete("r1")
-        return deleted, await store.get("r1"), await store.chain_items("r2"), await store.delete("r1")
+        deleted = await store.delete("r1", T)
+        return (
+            deleted,
+            await store.get("r1", T),
+            await store.chain_items("r2", T),
+            await store.delete("r1", T),
+        )
 
     assert run(tmp_path / "s.db", body) == (True, None, None, False)
 
@@ -78,6 +89,51 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(tmp_path: Path) -> None:
 def test_find_item_returns_the_latest_copy_of_an_id(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
-        return await store.find_item("r1_out"), await store.find_item("nope")
+        return await store.find_item("r1_out", T), await store.find_item("nope", T)
 
     assert run(tmp_path / "s.db", body) == ({"id": "r1_out", "text": "A"}, None)
+
+
+def test_every_read_is_within_one_tenant(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> Any:
+        await store.save(record("r1", None, ["a"], "A", tenant="alice"))
+        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
+        seen_by_bob = (
+            await store.get("r1", "bob"),
+            await store.chain_items("r2", "bob"),
+            await store.input_items("r1", "bob", after=None, limit=5, order="asc"),
+            await store.events("r1", "bob", -1),
+            await store.find_item("r1_out", "bob"),
+            await store.delete("r1", "bob"),
+        )
+        return seen_by_bob, await store.chain_items("r2", "alice")
+
+    seen_by_bob, alices_chain = run(tmp_path / "s.db", body)
+    assert seen_by_bob == (None, None, None, None, None, False)
+    assert [i["text"] for i in alices_chain] == ["a", "A", "b", "B"]
+
+
+def test_a_chain_never_crosses_tenants(tmp_path: Path) -> None:
+    """A link written under another tenant breaks the chain, as a missing one does."""
+
+    async def body(store: SqliteStore) -> Any:
+        await store.save(record("r1", None, ["a"], "A", tenant="bob"))
+        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
+        return await store.chain_items("r2", "alice")
+
+    assert run(tmp_path / "s.db", body) is None
+
+
+def test_a_file_from_before_tenants_is_migrated_to_the_default_tenant(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE responses (id TEXT PRIMARY KEY, previous_response_id TEXT, status TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL, body BLOB NOT NULL);"
+        "INSERT INTO responses VALUES ('r1', NULL, 'completed', 1, '{\"id\": \"r1\"}');"
+        "PRAGMA user_version=1;"
+    )
+    db.close()
+    assert run(path, lambda store: store.get("r1", DEFAULT_TENANT)) == {"id": "r1"}
+    assert run(path, lambda store: store.get("r1", "alice")) is None
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)

@@ -56,7 +56,7 @@ class History(Protocol):
 
 
 class InFlight(Protocol):
-    async def settled(self, response_id: str) -> bool:
+    async def settled(self, response_id: str, tenant: str) -> bool:
         """False while `response_id` is still running. Once it has ended, wait until what it
         leaves behind is in place (stored, cached), then True; True at once for unknown ids.
 
@@ -66,25 +66,26 @@ class InFlight(Protocol):
 
 
 class StoredHistory:
-    """Chains of `store: true` responses, the only ones HTTP can continue (§8.3)."""
+    """One tenant's chains of `store: true` responses, the only ones HTTP can continue (§8.3)."""
 
-    def __init__(self, store: Store, in_flight: InFlight) -> None:
+    def __init__(self, store: Store, in_flight: InFlight, tenant: str) -> None:
         self.store = store
         self.in_flight = in_flight
+        self.tenant = tenant
 
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
-        if not await self.in_flight.settled(response_id):
+        if not await self.in_flight.settled(response_id, self.tenant):
             raise not_finished(response_id)
-        parent = await self.store.get(response_id)
+        parent = await self.store.get(response_id, self.tenant)
         if parent is None or parent.get("status") not in CHAINABLE_STATUSES:
             raise errors.previous_response_not_found(response_id)
-        chain = await self.store.chain_items(response_id)
+        chain = await self.store.chain_items(response_id, self.tenant)
         if chain is None:
             raise errors.previous_response_not_found(response_id)
         return tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain))
 
     async def find_item(self, item_id: str) -> Item | None:
-        stored = await self.store.find_item(item_id)
+        stored = await self.store.find_item(item_id, self.tenant)
         return None if stored is None else parse_item(stored, f"item {item_id}")
 
 

@@ -1,9 +1,11 @@
 """The Responses resource: create, retrieve, delete, cancel, list input items, count, compact.
 
 Transports call these and render what comes back; every client error is an `ApiError` raised
-before a response exists. A response in flight lives in `self.running` with its `EventLog`, so a
-streaming reader, a poller and a canceller all see the same events. Once it is terminal it is
-stored (when `store: true`) and only then leaves `running`, so a reader never finds it in neither.
+before a response exists. Every call names the tenant it acts for: another tenant's response,
+running or stored, is answered exactly like an unknown id. A response in flight lives in
+`self.running` with its `EventLog`, so a streaming reader, a poller and a canceller all see the
+same events. Once it is terminal it is stored (when `store: true`) and only then leaves
+`running`, so a reader never finds it in neither.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Running:
     """A response between `response.created` and its stored terminal state."""
 
     request: CreateRequest
+    tenant: str
     context: chain.Context
     events: ResponseEvents
     log: EventLog  # every event, for stream readers and for the store
@@ -59,15 +62,19 @@ class Responses:
         self.metrics = metrics
         metrics.watch_backend(backend.cache_stats)
         self.running: dict[str, Running] = {}
-        self.history = chain.StoredHistory(store, in_flight=self)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- create -----------------------------------------------------------------------------------
+
+    def history(self, tenant: str) -> chain.StoredHistory:
+        """The tenant's stored chains (a WebSocket's cache falls back to these)."""
+        return chain.StoredHistory(self.store, in_flight=self, tenant=tenant)
 
     async def start(
         self,
         request: CreateRequest,
         *,
+        tenant: str,
         history: chain.History | None = None,
         stream_id: str | None = None,
         sender: EventSink | None = None,
@@ -78,7 +85,7 @@ class Responses:
         `history` resolves the parent (the store by default; a WebSocket passes its cache),
         `stream_id` goes on every event (D4), `sender` receives the events as they are made.
         """
-        context = await self._context(request, history or self.history)
+        context = await self._context(request, history or self.history(tenant))
         response_id = ids.response_id()
         generation = self._generation(request, context, response_id)
         input_tokens = await self._count(request, context)  # one that cannot fit is refused here
@@ -92,7 +99,7 @@ class Responses:
         log = EventLog()
         sink = FanOut(log, sender) if sender is not None else log
         events = ResponseEvents(response, stream_id)
-        running = Running(request, context, events, log, sink, Cancellation())
+        running = Running(request, tenant, context, events, log, sink, Cancellation())
         self.running[response_id] = running
         await sink.emit(events.created())
         work = turn.Turn(
@@ -150,6 +157,7 @@ class Responses:
         await self.store.save(
             StoredResponse(
                 id=running.id,
+                tenant=running.tenant,
                 previous_response_id=running.request.previous_response_id,
                 status=response["status"],
                 created_at=response["created_at"],
@@ -160,9 +168,9 @@ class Responses:
             )
         )
 
-    async def settled(self, response_id: str) -> bool:
+    async def settled(self, response_id: str, tenant: str) -> bool:
         """`chain.InFlight`: a stored response that has ended is waited for until it is saved."""
-        running = self._stored_running(response_id)
+        running = self._stored_running(response_id, tenant)
         if running is None:
             return True
         if running.events.phase is not Phase.TERMINAL:
@@ -177,73 +185,75 @@ class Responses:
 
     # --- read, delete, cancel ---------------------------------------------------------------------
 
-    def _stored_running(self, response_id: str) -> Running | None:
-        """A running response the API may show: `store: false` ones are never visible (§8.8)."""
+    def _stored_running(self, response_id: str, tenant: str) -> Running | None:
+        """A running response the API may show the tenant: `store: false` ones are never
+        visible (§8.8), nor another tenant's."""
         running = self.running.get(response_id)
-        return running if running is not None and running.request.store else None
+        visible = running is not None and running.request.store and running.tenant == tenant
+        return running if visible else None
 
-    async def get(self, response_id: str) -> dict[str, Any]:
-        running = self._stored_running(response_id)
+    async def get(self, response_id: str, tenant: str) -> dict[str, Any]:
+        running = self._stored_running(response_id, tenant)
         if running is not None:
             return running.snapshot()
-        stored = await self.store.get(response_id)
+        stored = await self.store.get(response_id, tenant)
         if stored is None:
             raise errors.response_not_found(response_id)
         return stored
 
-    async def replay(self, response_id: str, starting_after: int) -> AsyncIterator[Event]:
+    async def replay(self, response_id: str, tenant: str, starting_after: int) -> AsyncIterator[Event]:
         """Events after `starting_after`: live for a running response, else from the store.
 
         Raises before the first event when the id is unknown, so transports can still answer 404.
         """
-        running = self._stored_running(response_id)
+        running = self._stored_running(response_id, tenant)
         if running is not None:
             return running.log.follow(starting_after)
-        stored = await self.store.events(response_id, starting_after)
+        stored = await self.store.events(response_id, tenant, starting_after)
         if stored is None:
             raise errors.response_not_found(response_id)
         return _iterate(stored)
 
-    async def delete(self, response_id: str) -> None:
-        if self._stored_running(response_id) is not None:
+    async def delete(self, response_id: str, tenant: str) -> None:
+        if self._stored_running(response_id, tenant) is not None:
             raise errors.invalid_request(
                 f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
             )
-        if not await self.store.delete(response_id):
+        if not await self.store.delete(response_id, tenant):
             raise errors.response_not_found(response_id)
 
-    async def cancel(self, response_id: str) -> dict[str, Any]:
+    async def cancel(self, response_id: str, tenant: str) -> dict[str, Any]:
         """Cancel a background response; idempotent, and a finished one is returned as it is."""
-        running = self._stored_running(response_id)
+        running = self._stored_running(response_id, tenant)
         if running is not None:
             if not running.request.background:
                 raise _not_background(response_id)
             running.cancel.cancel(turn.CANCELLED)
             return await self.finish(running)
-        stored = await self.get(response_id)
+        stored = await self.get(response_id, tenant)
         if not stored.get("background"):
             raise _not_background(response_id)
         return stored
 
     async def input_items(
-        self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
     ) -> ItemPage:
-        running = self._stored_running(response_id)
+        running = self._stored_running(response_id, tenant)
         if running is not None:
             return _page([item.to_wire() for item in running.context.input], after, limit, order)
-        page = await self.store.input_items(response_id, after=after, limit=limit, order=order)
+        page = await self.store.input_items(response_id, tenant, after=after, limit=limit, order=order)
         if page is None:
             raise errors.response_not_found(response_id)
         return page
 
     # --- counting and compaction ------------------------------------------------------------------
 
-    async def count_input_tokens(self, request: CreateRequest) -> int:
-        return await self._count(request, await self._context(request, self.history))
+    async def count_input_tokens(self, request: CreateRequest, tenant: str) -> int:
+        return await self._count(request, await self._context(request, self.history(tenant)))
 
-    async def compact(self, request: CreateRequest) -> dict[str, Any]:
+    async def compact(self, request: CreateRequest, tenant: str) -> dict[str, Any]:
         """A compacted window: the user's messages, then one item standing for everything else."""
-        context = await self._context(request, self.history)
+        context = await self._context(request, self.history(tenant))
         input_tokens = await self._count(request, context)
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)

@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.protocol import errors, ids
+from tether.store.base import DEFAULT_TENANT
 
 OPEN_PATHS = frozenset({"/healthz"})
 
 
 class BearerAuth:
-    """Rejects requests without a configured key with 401 `invalid_api_key` (spec §3.3, §7.3).
+    """Finds the tenant of every request from its bearer key (spec §3.3, §7.3).
 
-    A WebSocket upgrade is refused before it is accepted, with the same HTTP answer.
+    A request without a configured key gets 401 `invalid_api_key`; a WebSocket upgrade is refused
+    before it is accepted, with the same HTTP answer. With no keys configured every request belongs
+    to the default tenant. The tenant goes to the routes as `request.state.tenant`.
     """
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: Mapping[str, str]) -> None:
         self.app = app
-        self.keys = tuple(key.encode() for key in keys)
+        self.keys = [(key.encode(), tenant) for key, tenant in keys.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.keys:
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if scope["path"] in OPEN_PATHS or self._authorized(Headers(scope=scope)):
+        tenant = self._tenant(Headers(scope=scope)) if self.keys else DEFAULT_TENANT
+        if tenant is not None or scope["path"] in OPEN_PATHS:
+            scope.setdefault("state", {})["tenant"] = tenant
             await self.app(scope, receive, send)
             return
         error = errors.invalid_api_key()
@@ -37,13 +44,22 @@ class BearerAuth:
         await send({"type": prefix + "response.start", "status": error.status, "headers": headers})
         await send({"type": prefix + "response.body", "body": body})
 
-    def _authorized(self, headers: Headers) -> bool:
+    def _tenant(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         given = token.strip().encode()
-        # Compare against every key so timing does not reveal which one matched.
-        return any([hmac.compare_digest(given, key) for key in self.keys])
+        # Every key is compared, in constant time, so timing reveals neither a key nor which matched.
+        found = None
+        for key, tenant in self.keys:
+            if hmac.compare_digest(given, key):
+                found = tenant
+        return found
+
+
+def tenant_of(connection: HTTPConnection) -> str:
+    tenant: str = connection.state.tenant
+    return tenant
 
 
 class RequestIds:

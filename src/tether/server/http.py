@@ -23,6 +23,7 @@ from tether.protocol import errors
 from tether.protocol.errors import ApiError
 from tether.protocol.request import parse_create
 from tether.server import sse
+from tether.server.auth import tenant_of
 
 INPUT_ITEMS_MAX_LIMIT = 100
 INPUT_ITEMS_DEFAULT_LIMIT = 20
@@ -53,7 +54,7 @@ async def read_json(request: Request) -> Any:
 async def create(request: Request) -> Response:
     create_request = parse_create(await read_json(request), "http")
     responses = responses_of(request)
-    running = await responses.start(create_request)
+    running = await responses.start(create_request, tenant=tenant_of(request))
     if create_request.stream:
         return sse.stream(running.log.follow(), on_close=lambda: _interrupt(running))
     if create_request.background:
@@ -93,18 +94,19 @@ async def retrieve(request: Request) -> Response:
     responses = responses_of(request)
     if _bool_param(request, "stream"):
         after = _int_param(request, "starting_after", default=-1)
-        return sse.stream(await responses.replay(response_id, after))
-    return JsonResponse(await responses.get(response_id))
+        return sse.stream(await responses.replay(response_id, tenant_of(request), after))
+    return JsonResponse(await responses.get(response_id, tenant_of(request)))
 
 
 async def delete(request: Request) -> Response:
     response_id = request.path_params["response_id"]
-    await responses_of(request).delete(response_id)
+    await responses_of(request).delete(response_id, tenant_of(request))
     return JsonResponse({"id": response_id, "object": "response", "deleted": True})
 
 
 async def cancel(request: Request) -> Response:
-    return JsonResponse(await responses_of(request).cancel(request.path_params["response_id"]))
+    response_id = request.path_params["response_id"]
+    return JsonResponse(await responses_of(request).cancel(response_id, tenant_of(request)))
 
 
 async def input_items(request: Request) -> Response:
@@ -118,6 +120,7 @@ async def input_items(request: Request) -> Response:
         raise errors.invalid_request(f"Invalid 'order': expected asc or desc, got {order!r}.", "order")
     page = await responses_of(request).input_items(
         request.path_params["response_id"],
+        tenant_of(request),
         after=request.query_params.get("after"),
         limit=limit,
         order=cast(Literal["asc", "desc"], order),
@@ -134,7 +137,8 @@ async def input_items(request: Request) -> Response:
 
 
 async def input_tokens(request: Request) -> Response:
-    count = await responses_of(request).count_input_tokens(parse_create(await read_json(request), "http"))
+    create_request = parse_create(await read_json(request), "http")
+    count = await responses_of(request).count_input_tokens(create_request, tenant_of(request))
     return JsonResponse({"object": "response.input_tokens", "input_tokens": count})
 
 
@@ -142,7 +146,7 @@ async def compact(request: Request) -> Response:
     body = await read_json(request)
     if isinstance(body, dict) and not body.get("model"):
         raise errors.invalid_request("Missing required parameter: 'model'.", "model")
-    return JsonResponse(await responses_of(request).compact(parse_create(body, "http")))
+    return JsonResponse(await responses_of(request).compact(parse_create(body, "http"), tenant_of(request)))
 
 
 async def models(request: Request) -> Response:

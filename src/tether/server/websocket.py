@@ -31,6 +31,7 @@ from tether.protocol.errors import ApiError
 from tether.protocol.events import Phase
 from tether.protocol.items import parse_item
 from tether.protocol.request import parse_create
+from tether.server.auth import tenant_of
 from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class Connection:
             cap_s=settings.ws_connection_cap_s,
         )
         self.session = Session(limits, opened_at=self.loop.time())
-        self.cache = ConnectionCache(fallback=responses.history, warmth=responses.backend)
+        self.tenant = tenant_of(websocket)  # every response of the connection belongs to it
+        self.cache = ConnectionCache(fallback=responses.history(self.tenant), warmth=responses.backend)
         self.sender = Sender(websocket, settings.ws_send_queue_events)
         self.lanes: dict[LaneKey, LaneTurn] = {}
         self.gone = False
@@ -145,7 +147,12 @@ class Connection:
         try:
             request = parse_create(body, "ws")
             running = await self.responses.start(
-                request, history=self.cache, stream_id=lane, sender=self.sender, transport="ws"
+                request,
+                tenant=self.tenant,
+                history=self.cache,
+                stream_id=lane,
+                sender=self.sender,
+                transport="ws",
             )
         except ApiError as error:
             await self.sender.emit(error.ws_event(lane))

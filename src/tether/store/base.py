@@ -2,8 +2,8 @@
 
     StoreError               the store failed (our side: shown as a generic server_error)
 
-A store persists opaque JSON-able dicts: it never interprets an item or a Response beyond the ids
-and the chain link it is handed explicitly.
+A store persists opaque JSON-able dicts: it never interprets an item or a Response beyond the ids,
+the chain link and the tenant it is handed explicitly. Every read is within one tenant.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 Json = dict[str, Any]
+DEFAULT_TENANT = "default"  # of keys configured without a tenant, and of a server without keys
 
 
 class StoreError(Exception):
@@ -23,6 +24,7 @@ class StoredResponse:
     """Everything a terminal `store: true` response leaves behind, committed in one transaction."""
 
     id: str
+    tenant: str
     previous_response_id: str | None
     status: str
     created_at: int
@@ -41,11 +43,11 @@ class ItemPage:
 class Store(Protocol):
     async def save(self, record: StoredResponse) -> None: ...
 
-    async def get(self, response_id: str) -> Json | None:
-        """The Response object, or None for an unknown or deleted id."""
+    async def get(self, response_id: str, tenant: str) -> Json | None:
+        """The Response object, or None for an id unknown to `tenant` (or deleted)."""
         ...
 
-    async def chain_items(self, response_id: str) -> list[Json] | None:
+    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
         """Inputs and outputs of every response from the chain's root to `response_id`, in order.
 
         None when the response or one of its ancestors is unknown or deleted.
@@ -53,15 +55,15 @@ class Store(Protocol):
         ...
 
     async def input_items(
-        self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
     ) -> ItemPage | None: ...
 
-    async def events(self, response_id: str, starting_after: int) -> list[Json] | None: ...
+    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None: ...
 
-    async def find_item(self, item_id: str) -> Json | None:
-        """The most recent stored item with this id (for `item_reference`)."""
+    async def find_item(self, item_id: str, tenant: str) -> Json | None:
+        """The most recent stored item with this id among `tenant`'s (for `item_reference`)."""
         ...
 
-    async def delete(self, response_id: str) -> bool: ...
+    async def delete(self, response_id: str, tenant: str) -> bool: ...
 
     async def aclose(self) -> None: ...

@@ -4,6 +4,10 @@ Every call runs on a single dedicated thread, so the event loop never blocks on 
 sees one connection. A response, its items and its event log are written in one transaction.
 Deleting a response removes its rows; a later response that chained through it can no longer be
 continued (its chain is broken), which `chain_items` reports as None.
+
+Every response belongs to a tenant, and every read names one: another tenant's response is
+indistinguishable from an unknown id. Schema version 1 (before tenants) is migrated in place,
+its responses going to the default tenant.
 """
 
 from __future__ import annotations
@@ -17,18 +21,19 @@ from typing import Literal, TypeVar
 
 import orjson
 
-from tether.store.base import ItemPage, Json, StoredResponse, StoreError
+from tether.store.base import DEFAULT_TENANT, ItemPage, Json, StoredResponse, StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     previous_response_id TEXT,
     status TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    tenant TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS items (
     response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
@@ -47,16 +52,19 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-# Walks from a response to its chain's root; `depth` orders the result root-first.
+_MIGRATIONS = {1: f"ALTER TABLE responses ADD COLUMN tenant TEXT NOT NULL DEFAULT '{DEFAULT_TENANT}'"}
+
+# Walks from a response to its chain's root, within one tenant; `depth` orders it root-first.
 _CHAIN = """
 WITH RECURSIVE chain(id, previous_response_id, depth) AS (
-    SELECT id, previous_response_id, 0 FROM responses WHERE id = ?
+    SELECT id, previous_response_id, 0 FROM responses WHERE id = ? AND tenant = ?
     UNION ALL
     SELECT r.id, r.previous_response_id, chain.depth + 1
-    FROM responses r JOIN chain ON r.id = chain.previous_response_id
+    FROM responses r JOIN chain ON r.id = chain.previous_response_id AND r.tenant = ?
 )
 SELECT id, previous_response_id, depth FROM chain ORDER BY depth DESC
 """
+_OWNED = "SELECT 1 FROM responses WHERE id = ? AND tenant = ?"
 
 
 class SqliteStore:
@@ -76,10 +84,16 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, *_MIGRATIONS, SCHEMA_VERSION):
             raise StoreError(f"{self.path} has schema version {version}; expected {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with db:  # one transaction: a crash mid-migration leaves the old schema
+            db.execute("BEGIN")
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                db.execute(_MIGRATIONS[step])
+            for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: a no-op on an existing file
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._db = db
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -102,9 +116,9 @@ class SqliteStore:
                 db.execute("BEGIN")
                 db.execute("DELETE FROM responses WHERE id = ?", (record.id,))
                 db.execute(
-                    "INSERT INTO responses VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?)",
                     (record.id, record.previous_response_id, record.status, record.created_at,
-                     orjson.dumps(record.response)),
+                     orjson.dumps(record.response), record.tenant),
                 )  # fmt: skip
                 db.executemany(
                     "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
@@ -119,16 +133,18 @@ class SqliteStore:
 
         await self._run(write)
 
-    async def get(self, response_id: str) -> Json | None:
+    async def get(self, response_id: str, tenant: str) -> Json | None:
         def read() -> Json | None:
-            row = self.db.execute("SELECT body FROM responses WHERE id = ?", (response_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT body FROM responses WHERE id = ? AND tenant = ?", (response_id, tenant)
+            ).fetchone()
             return None if row is None else orjson.loads(row[0])
 
         return await self._run(read)
 
-    async def chain_items(self, response_id: str) -> list[Json] | None:
+    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
         def read() -> list[Json] | None:
-            chain = self.db.execute(_CHAIN, (response_id,)).fetchall()
+            chain = self.db.execute(_CHAIN, (response_id, tenant, tenant)).fetchall()
             if not chain or chain[0][1] is not None:  # unknown id, or a missing ancestor
                 return None
             items: list[Json] = []
@@ -143,11 +159,11 @@ class SqliteStore:
         return await self._run(read)
 
     async def input_items(
-        self, response_id: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
     ) -> ItemPage | None:
         def read() -> ItemPage | None:
             db = self.db
-            if db.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone() is None:
+            if db.execute(_OWNED, (response_id, tenant)).fetchone() is None:
                 return None
             direction, compare = ("ASC", ">") if order == "asc" else ("DESC", "<")
             start = ""
@@ -168,10 +184,10 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def events(self, response_id: str, starting_after: int) -> list[Json] | None:
+    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None:
         def read() -> list[Json] | None:
             db = self.db
-            if db.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone() is None:
+            if db.execute(_OWNED, (response_id, tenant)).fetchone() is None:
                 return None
             rows = db.execute(
                 "SELECT body FROM events WHERE response_id = ? AND sequence_number > ? "
@@ -182,21 +198,24 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def find_item(self, item_id: str) -> Json | None:
+    async def find_item(self, item_id: str, tenant: str) -> Json | None:
         def read() -> Json | None:
             row = self.db.execute(
                 "SELECT items.body FROM items JOIN responses ON responses.id = items.response_id "
-                "WHERE item_id = ? ORDER BY responses.created_at DESC, items.rowid DESC LIMIT 1",
-                (item_id,),
+                "WHERE item_id = ? AND tenant = ? "
+                "ORDER BY responses.created_at DESC, items.rowid DESC LIMIT 1",
+                (item_id, tenant),
             ).fetchone()
             return None if row is None else orjson.loads(row[0])
 
         return await self._run(read)
 
-    async def delete(self, response_id: str) -> bool:
+    async def delete(self, response_id: str, tenant: str) -> bool:
         def write() -> bool:
             with self.db:
-                cursor = self.db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+                cursor = self.db.execute(
+                    "DELETE FROM responses WHERE id = ? AND tenant = ?", (response_id, tenant)
+                )
             return cursor.rowcount > 0
 
         return await self._run(write)
