@@ -16,6 +16,7 @@ from rich.console import Console
 from tether.app import build_app
 from tether.bench.cli import bench
 from tether.config import Settings
+from tether.server.ws_protocol import stall_guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(bench, name="bench")
@@ -99,6 +100,9 @@ def serve(
     ws_max_named_lanes: Annotated[
         int | None, typer.Option(help="Distinct stream_id lanes per connection [32].")
     ] = None,
+    ws_send_stall_s: Annotated[
+        float | None, typer.Option(help="Disconnect a client that has read nothing for this long [60].")
+    ] = None,
     ws_send_queue_events: Annotated[
         int | None, typer.Option(help="Outbound events queued per connection before generation waits [256].")
     ] = None,
@@ -135,7 +139,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
-        ws="websockets-sansio",
+        ws=stall_guarded(settings.ws_send_stall_s),
         ws_max_size=settings.ws_max_message_bytes,  # over it: close 1009 (spec §3.4)
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

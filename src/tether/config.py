@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float | None = Field(
         20.0, description="Close a connection whose pong is this late; None waits forever."
     )
+    ws_send_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="A client that reads nothing for this long while events wait is disconnected "
+        "(close 1008) and its responses stop.",
+    )
     ws_send_queue_events: int = Field(
         256,
         ge=1,

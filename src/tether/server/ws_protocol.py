@@ -1,0 +1,54 @@
+"""uvicorn's sans-I/O WebSocket protocol, plus the two ways it lets a dead peer hold a socket.
+
+uvicorn waits for the transport to drain before each send, which is what keeps a slow reader from
+growing server memory. But a peer that stops reading entirely keeps that wait going forever, and
+on a keepalive timeout uvicorn calls `transport.close()`, which first waits for the unsent bytes
+to drain, again forever. Both end here by aborting the TCP connection; the application then
+receives a disconnect, and the connection's responses stop like any client that left (D9).
+
+    - a send that has waited `stall_s` for the peer to read: close frame 1008 (policy
+      violation) queued for a peer that reads again, then abort;
+    - a ping unanswered within `ws_ping_timeout` (half-open TCP): close frame 1011, then abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+log = logging.getLogger(__name__)
+
+
+def stall_guarded(stall_s: float) -> type[WebSocketsSansIOProtocol]:
+    """The protocol class for uvicorn's `ws=`, cutting off peers that stop reading for `stall_s`."""
+
+    class StallGuardedProtocol(WebSocketsSansIOProtocol):
+        async def send(self, message: ASGISendEvent) -> None:
+            if not self.writable.is_set():
+                try:
+                    await asyncio.wait_for(self.writable.wait(), stall_s)
+                except TimeoutError:
+                    self._cut_off(1008, f"client stopped reading for {stall_s:g} s")
+                    raise ClientDisconnected() from None
+            await super().send(message)
+
+        def keepalive_timeout(self) -> None:
+            self.pong_timer = None
+            self.pending_ping_payload = None
+            if not self.close_sent and not self.transport.is_closing():
+                self._cut_off(1011, "keepalive ping timeout")
+
+        def _cut_off(self, code: int, reason: str) -> None:
+            log.warning("closing WebSocket from %s: %s", self.client, reason)
+            if not self.close_sent and self.conn.state is State.OPEN:
+                self.conn.send_close(code, reason)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.close_sent = True
+            self.transport.abort()  # not close(): that would wait for the peer to read first
+
+    return StallGuardedProtocol
