@@ -21,6 +21,7 @@ from tether.core.metrics import Metrics
 from tether.core.responses import Responses
 from tether.protocol.errors import ApiError
 from tether.server import http, websocket
+from tether.server.admission import Admission, AdmissionControl
 from tether.server.auth import BearerAuth, RequestIds
 from tether.store.sqlite import SqliteStore
 
@@ -50,6 +51,13 @@ async def load_backend(settings: Settings) -> Backend:
 
 
 def build_app(settings: Settings) -> Starlette:
+    admission = Admission(
+        requests_per_s=settings.rate_limit_rps,
+        burst=settings.rate_limit_burst,
+        max_connections=settings.ws_max_connections,
+        max_connections_per_key=settings.ws_max_connections_per_key,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         backend = await load_backend(settings)
@@ -57,6 +65,7 @@ def build_app(settings: Settings) -> Starlette:
         served = frozenset({*backend.model_ids, *settings.model_aliases})
         app.state.responses = Responses(backend, store, served, Metrics())
         app.state.settings = settings
+        app.state.admission = admission
         app.state.started_at = time.time()
         try:
             yield
@@ -75,7 +84,11 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestIds), Middleware(BearerAuth, keys=settings.tenant_keys())],
+        middleware=[
+            Middleware(RequestIds),
+            Middleware(BearerAuth, keys=settings.tenant_keys()),
+            Middleware(AdmissionControl, admission=admission),
+        ],
         exception_handlers={
             ApiError: http.api_error,
             HTTPException: http.http_exception,

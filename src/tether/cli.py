@@ -106,6 +106,24 @@ def serve(
     ws_send_queue_events: Annotated[
         int | None, typer.Option(help="Outbound events queued per connection before generation waits [256].")
     ] = None,
+    ws_max_queued_creates: Annotated[
+        int | None, typer.Option(help="Creates waiting to start per connection; more get 429 [64].")
+    ] = None,
+    ws_max_connections: Annotated[
+        int | None, typer.Option(help="Open WebSocket connections in total; more get 503 [no limit].")
+    ] = None,
+    ws_max_connections_per_key: Annotated[
+        int | None, typer.Option(help="Open WebSocket connections per API key; more get 429 [no limit].")
+    ] = None,
+    rate_limit_rps: Annotated[
+        float | None,
+        typer.Option(
+            help="Requests per second per API key, HTTP and WebSocket creates; more get 429 [no limit]."
+        ),
+    ] = None,
+    rate_limit_burst: Annotated[
+        float | None, typer.Option(help="Requests a key may make at once above its rate [1 s worth].")
+    ] = None,
     shutdown_grace_s: Annotated[
         float | None,
         typer.Option(help="Seconds running responses get to finish at shutdown [10]."),

@@ -99,6 +99,24 @@ class Settings(BaseSettings):
         ge=1,
         description="Events queued per connection before a slow reader makes generation wait.",
     )
+    ws_max_queued_creates: int = Field(
+        64, ge=1, description="Creates waiting to start per connection, all lanes; more get 429."
+    )
+    ws_max_connections: int | None = Field(
+        None, ge=1, description="Open WebSocket connections in total; more upgrades get 503."
+    )
+    ws_max_connections_per_key: int | None = Field(
+        None, ge=1, description="Open WebSocket connections per API key; more upgrades get 429."
+    )
+    rate_limit_rps: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second per API key (HTTP requests and WebSocket creates); "
+        "more get 429 with retry-after.",
+    )
+    rate_limit_burst: float | None = Field(
+        None, ge=1, description="Requests a key may make at once above its rate [one second's worth]."
+    )
     shutdown_grace_s: float = Field(
         10.0,
         ge=0,

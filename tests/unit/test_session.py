@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tether.protocol import errors
 from tether.server.session import Close, Send, Session, SessionLimits, StartTurn, State
 
 
@@ -148,3 +149,26 @@ def test_a_create_after_the_cap_is_refused_even_before_the_timer_fires() -> None
 def test_turn_finished_on_an_idle_lane_is_a_bug() -> None:
     with pytest.raises(AssertionError):
         session().turn_finished(None)
+
+
+def test_queued_creates_are_bounded_across_lanes() -> None:
+    s = session(max_active=1, max_queued=2)
+    assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)  # runs: not queued
+    assert s.receive_text(create(), now=1) == []
+    assert s.receive_text(create(stream_id="b"), now=1) == []
+    (refusal,) = s.receive_text(create(stream_id="b"), now=1)
+    assert isinstance(refusal, Send) and refusal.event["status"] == 429
+    assert refusal.event["error"]["code"] == "rate_limit_exceeded" and refusal.event["stream_id"] == "b"
+    assert refusal.event["error"]["headers"] == {"retry-after": "1"}
+    assert isinstance(s.turn_finished(None)[0], StartTurn)  # one left the queue: room for one more
+    assert s.receive_text(create(), now=1) == []
+
+
+def test_admit_refuses_a_create_with_its_error_and_queues_nothing() -> None:
+    def over_rate() -> None:
+        raise errors.rate_limit_exceeded("slow down", 0.25)
+
+    s = Session(SessionLimits(), opened_at=0.0, admit=over_rate)
+    (refusal,) = s.receive_text(create(stream_id="a"), now=1)
+    assert isinstance(refusal, Send) and refusal.event["error"]["message"] == "slow down"
+    assert s.idle and s.named_lanes == 0

@@ -9,6 +9,7 @@ show only the generic `server_error` from this catalogue, never the exception's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,17 @@ class ApiError(Exception):
     code: str | None
     message: str
     param: str | None = None
+    retry_after_s: float | None = None  # when trying again can work: how long to wait first
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
+
+    def http_headers(self) -> dict[str, str]:
+        """`retry-after` when waiting helps; else a 4xx cannot be fixed by retrying, and the SDKs
+        are told not to (spec §10.1)."""
+        if self.retry_after_s is not None:
+            return {"retry-after": str(math.ceil(self.retry_after_s))}
+        return {"x-should-retry": "false"} if self.status < 500 else {}
 
     def payload(self) -> dict[str, Any]:
         return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
@@ -45,8 +54,11 @@ class ApiError(Exception):
 
     def ws_payload(self) -> dict[str, Any]:
         # The Open Responses schema wants a string code on WS errors, even for a 404.
-        return {"type": self.type, "code": self.code or self.type, "message": self.message,
-                "param": self.param}  # fmt: skip
+        payload: dict[str, Any] = {"type": self.type, "code": self.code or self.type,
+                                   "message": self.message, "param": self.param}  # fmt: skip
+        if self.retry_after_s is not None:
+            payload["headers"] = {"retry-after": str(math.ceil(self.retry_after_s))}  # §7.1
+        return payload
 
     def response_error(self) -> dict[str, Any]:
         """The `error` field of a failed Response object (§7.4)."""
@@ -190,3 +202,15 @@ def connection_limit_reached(cap_s: float) -> ApiError:
         "Create a new websocket connection to continue.",
         None,
     )  # fmt: skip
+
+
+# --- limits (spec §7.3 `rate_limit_exceeded`) ------------------------------------------------------
+
+
+def rate_limit_exceeded(message: str, retry_after_s: float) -> ApiError:
+    return ApiError(429, "requests", "rate_limit_exceeded", message, None, retry_after_s)
+
+
+def server_full(message: str, retry_after_s: float) -> ApiError:
+    """503: the server as a whole is at a limit; another instance, or a later try, can serve."""
+    return ApiError(503, "server_error", "server_error", message, None, retry_after_s)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.protocol import errors, ids
+from tether.server.rejections import reject
 from tether.store.base import DEFAULT_TENANT
 
 OPEN_PATHS = frozenset({"/healthz"})
+ANONYMOUS = "anonymous"  # the key label of every caller when no keys are configured
 
 
 class BearerAuth:
@@ -26,40 +28,48 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, keys: Mapping[str, str]) -> None:
         self.app = app
-        self.keys = [(key.encode(), tenant) for key, tenant in keys.items()]
+        # A key's label names it in limits and logs: its tenant and its place in the configuration.
+        self.keys = [
+            (key.encode(), Caller(tenant, f"{tenant}#{n}")) for n, (key, tenant) in enumerate(keys.items())
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        tenant = self._tenant(Headers(scope=scope)) if self.keys else DEFAULT_TENANT
-        if tenant is not None or scope["path"] in OPEN_PATHS:
-            scope.setdefault("state", {})["tenant"] = tenant
+        caller = self._caller(Headers(scope=scope)) if self.keys else Caller(DEFAULT_TENANT, ANONYMOUS)
+        if caller is not None or scope["path"] in OPEN_PATHS:
+            scope.setdefault("state", {})["caller"] = caller
             await self.app(scope, receive, send)
             return
-        error = errors.invalid_api_key()
-        body = orjson.dumps(error.http_body())
-        prefix = "websocket.http." if scope["type"] == "websocket" else "http."
-        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-        await send({"type": prefix + "response.start", "status": error.status, "headers": headers})
-        await send({"type": prefix + "response.body", "body": body})
+        await reject(scope, send, errors.invalid_api_key(), (b"www-authenticate", b"Bearer"))
 
-    def _tenant(self, headers: Headers) -> str | None:
+    def _caller(self, headers: Headers) -> Caller | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         given = token.strip().encode()
         # Every key is compared, in constant time, so timing reveals neither a key nor which matched.
         found = None
-        for key, tenant in self.keys:
+        for key, caller in self.keys:
             if hmac.compare_digest(given, key):
-                found = tenant
+                found = caller
         return found
 
 
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key: str  # the key's label, never the key
+
+
+def caller_of(scope: Scope) -> Caller:
+    caller: Caller = scope["state"]["caller"]
+    return caller
+
+
 def tenant_of(connection: HTTPConnection) -> str:
-    tenant: str = connection.state.tenant
-    return tenant
+    return caller_of(connection.scope).tenant
 
 
 class RequestIds:

@@ -197,9 +197,7 @@ API_ROUTES = [
 
 def api_error(request: Request, exc: Exception) -> Response:
     error = exc if isinstance(exc, ApiError) else errors.server_error()
-    # A 4xx cannot be fixed by retrying: tell the SDKs not to (spec §10.1).
-    headers = {"x-should-retry": "false"} if error.status < 500 else None
-    return JsonResponse(error.http_body(), status_code=error.status, headers=headers)
+    return JsonResponse(error.http_body(), status_code=error.status, headers=error.http_headers())
 
 
 def http_exception(request: Request, exc: Exception) -> Response:

@@ -10,7 +10,8 @@ reached the head of its lane with an active slot free, `Close` the socket. The s
 Lanes: the default lane (key None) and named `stream_id` lanes, each FIFO. At most
 `max_active` responses run at once across lanes; a lane whose head waits for a slot joins
 `waiting`, and the lane that has waited longest starts first. Phase 1 of §4.1.2 happens here
-(JSON, type, cap, stream_id, lane cap); phase 2 (body schema, chain) happens when the turn starts.
+(JSON, type, cap, stream_id, lane cap, then the key's rate and the bound on queued creates);
+phase 2 (body schema, chain) happens when the turn starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,7 @@ class SessionLimits:
     max_active: int = 16
     max_named_lanes: int = 32
     cap_s: float = 3600.0
+    max_queued: int = 64  # creates accepted but not started, all lanes together (§8.1 allows a bound)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,13 @@ class Lane:
 
 
 class Session:
-    def __init__(self, limits: SessionLimits, opened_at: float) -> None:
+    def __init__(
+        self, limits: SessionLimits, opened_at: float, admit: Callable[[], None] = lambda: None
+    ) -> None:
+        """`admit` is asked before each create is accepted, and raises the `ApiError` that refuses
+        it (the key's request rate)."""
         self.limits = limits
+        self.admit = admit
         self.opened_at = opened_at
         self.state = State.OPEN
         self.lanes: dict[LaneKey, Lane] = {None: Lane()}
@@ -142,16 +150,28 @@ class Session:
             return [refusal, self._close_for_cap()] if closing else [refusal]
         if stream_id is not None and valid_stream_id is None:
             return [_error(errors.invalid_stream_id())]
-        if valid_stream_id not in self.lanes:
-            if self.named_lanes >= self.limits.max_named_lanes:
-                return [_error(errors.stream_limit_reached(self.limits.max_named_lanes), stream_id)]
-            self.lanes[valid_stream_id] = Lane()
-        lane = self.lanes[valid_stream_id]
+        if valid_stream_id not in self.lanes and self.named_lanes >= self.limits.max_named_lanes:
+            return [_error(errors.stream_limit_reached(self.limits.max_named_lanes), stream_id)]
+        try:
+            self.admit()
+            self._check_queue()
+        except ApiError as refusal:
+            return [_error(refusal, valid_stream_id)]
+        lane = self.lanes.setdefault(valid_stream_id, Lane())
         lane.queue.append(body)
         if lane.running or valid_stream_id in self.waiting:
             return []
         self.waiting.append(valid_stream_id)
         return self._start_waiting()
+
+    def _check_queue(self) -> None:
+        queued = sum(len(lane.queue) for lane in self.lanes.values())
+        if queued >= self.limits.max_queued:
+            raise errors.rate_limit_exceeded(
+                f"{queued} response.create are already waiting on this connection, its maximum; "
+                "send more as responses finish.",
+                1.0,
+            )
 
     def _start_waiting(self) -> list[Action]:
         actions: list[Action] = []

@@ -31,7 +31,8 @@ from tether.protocol.errors import ApiError
 from tether.protocol.events import Phase
 from tether.protocol.items import parse_item
 from tether.protocol.request import parse_create
-from tether.server.auth import tenant_of
+from tether.server.admission import Admission
+from tether.server.auth import caller_of
 from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,14 @@ class Connection:
             max_active=settings.ws_max_active_responses,
             max_named_lanes=settings.ws_max_named_lanes,
             cap_s=settings.ws_connection_cap_s,
+            max_queued=settings.ws_max_queued_creates,
         )
-        self.session = Session(limits, opened_at=self.loop.time())
-        self.tenant = tenant_of(websocket)  # every response of the connection belongs to it
+        caller = caller_of(websocket.scope)
+        admission: Admission = websocket.app.state.admission
+        self.session = Session(
+            limits, opened_at=self.loop.time(), admit=lambda: admission.request(caller.key)
+        )
+        self.tenant = caller.tenant  # every response of the connection belongs to it
         self.cache = ConnectionCache(fallback=responses.history(self.tenant), warmth=responses.backend)
         self.sender = Sender(websocket, settings.ws_send_queue_events)
         self.lanes: dict[LaneKey, LaneTurn] = {}

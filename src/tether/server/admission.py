@@ -1,0 +1,124 @@
+"""Admission: how much a key may ask of the server, checked before any work is accepted.
+
+    requests per second, per key        token bucket; over it: 429 `rate_limit_exceeded` with
+                                        `retry-after` (HTTP requests and WebSocket creates alike)
+    open WebSocket connections, per key 429 before the upgrade
+    open WebSocket connections, total   503 before the upgrade (another instance can serve)
+
+A key is named by the label authentication gives it (`auth.Caller.key`, never the key itself).
+Without keys every caller shares one label, so the per-key limits bound the whole server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tether.protocol import errors
+from tether.protocol.errors import ApiError
+from tether.server.rejections import reject
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens a second, holding at most `burst`; a request takes one."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """0 when a token was taken; else the seconds until one will be there."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass
+class Admission:
+    requests_per_s: float | None = None
+    burst: float | None = None  # None: one second's worth of requests
+    max_connections: int | None = None
+    max_connections_per_key: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _connections: dict[str, int] = field(default_factory=dict)
+
+    def request(self, key: str) -> None:
+        """One request by `key`; raises 429 when it is over its rate."""
+        wait = self.wait_before_request(key)
+        if wait > 0:
+            raise errors.rate_limit_exceeded(
+                f"Rate limit reached: {self.requests_per_s:g} requests per second for this key. "
+                f"Try again in {wait:.2f} s.",
+                wait,
+            )
+
+    def wait_before_request(self, key: str) -> float:
+        if self.requests_per_s is None:
+            return 0.0
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            burst = self.burst if self.burst is not None else max(1.0, self.requests_per_s)
+            bucket = self._buckets[key] = TokenBucket(self.requests_per_s, burst, burst, now)
+        return bucket.take(now)
+
+    def open_connection(self, key: str) -> None:
+        """Takes one of the open-connection places, or raises; `close_connection` gives it back."""
+        open_for_key = self._connections.get(key, 0)
+        if self.max_connections is not None and sum(self._connections.values()) >= self.max_connections:
+            raise errors.server_full(
+                f"The server holds its maximum of {self.max_connections} WebSocket connections.", 1.0
+            )
+        if self.max_connections_per_key is not None and open_for_key >= self.max_connections_per_key:
+            raise errors.rate_limit_exceeded(
+                f"This key already has {open_for_key} open WebSocket connections, its maximum. "
+                "Close one first.",
+                1.0,
+            )
+        self._connections[key] = open_for_key + 1
+
+    def close_connection(self, key: str) -> None:
+        self._connections[key] -= 1
+        if not self._connections[key]:
+            del self._connections[key]
+
+
+class AdmissionControl:
+    """ASGI middleware (after authentication): every `/v1` request and WebSocket upgrade is
+    admitted by the caller's key or refused with the limit's error."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = scope.get("state", {}).get("caller")
+        if (
+            caller is None
+            or scope["type"] not in ("http", "websocket")
+            or not scope["path"].startswith("/v1/")
+        ):
+            await self.app(scope, receive, send)  # lifespan, and the open paths
+            return
+        try:
+            if scope["type"] == "http":
+                self.admission.request(caller.key)
+            else:
+                self.admission.open_connection(caller.key)
+        except ApiError as error:
+            await reject(scope, send, error)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "websocket":
+                self.admission.close_connection(caller.key)
