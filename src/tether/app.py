@@ -66,6 +66,7 @@ def build_app(settings: Settings) -> Starlette:
         app.state.responses = Responses(backend, store, served, Metrics())
         app.state.settings = settings
         app.state.admission = admission
+        app.state.ws_connections = set()  # the open WebSocket connections, drained at shutdown
         app.state.started_at = time.time()
         try:
             yield

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from rich.console import Console
 from tether.app import build_app
 from tether.bench.cli import bench
 from tether.config import Settings
+from tether.server.lifecycle import FINAL_CLOSE_S, GracefulServer
 from tether.server.ws_protocol import stall_guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -151,8 +151,9 @@ def serve(
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every upstream request at INFO; Tether logs the ones that fail.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    app = build_app(settings)
     config = uvicorn.Config(
-        build_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -162,11 +163,9 @@ def serve(
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ws_per_message_deflate=True,  # negotiated only when the client offers it
-        # Shutdown: stop accepting, give open requests this long, then cancel them; the app's
-        # lifespan then interrupts and stores whatever is still running (app.build_app).
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        timeout_graceful_shutdown=FINAL_CLOSE_S,  # after GracefulServer's own drain
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, app, settings.shutdown_grace_s)
     _announce(settings, keys)
     server.run()
 

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         60.0,
         gt=0,
         description="A client that reads nothing for this long while events wait is disconnected "
-        "(close 1008) and its responses stop.",
+        "(close 1013) and its responses stop.",
     )
     ws_send_queue_events: int = Field(
         256,

@@ -214,3 +214,12 @@ def rate_limit_exceeded(message: str, retry_after_s: float) -> ApiError:
 def server_full(message: str, retry_after_s: float) -> ApiError:
     """503: the server as a whole is at a limit; another instance, or a later try, can serve."""
     return ApiError(503, "server_error", "server_error", message, None, retry_after_s)
+
+
+def server_shutting_down() -> ApiError:
+    """A create on a WebSocket while the server drains for shutdown (the socket then closes 1012)."""
+    return ApiError(
+        503, "server_error", "server_error",
+        "The server is shutting down; reconnect to continue (the chain is kept if it was stored).",
+        None, 1.0,
+    )  # fmt: skip

@@ -7,6 +7,9 @@ reached the head of its lane with an active slot free, `Close` the socket. The s
     OPEN ──cap passes──▶ DRAINING ──nothing running or queued──▶ CLOSING (1001 sent)
       └──────────── cap passes while idle ────────────────────────▲
 
+Server shutdown drains the same way: accepted work finishes, later creates are refused, and the
+close is 1012 (service restart), which the SDKs reconnect after.
+
 Lanes: the default lane (key None) and named `stream_id` lanes, each FIFO. At most
 `max_active` responses run at once across lanes; a lane whose head waits for a slot joins
 `waiting`, and the lane that has waited longest starts first. Phase 1 of §4.1.2 happens here
@@ -82,6 +85,7 @@ class Session:
         self.admit = admit
         self.opened_at = opened_at
         self.state = State.OPEN
+        self.shutting_down = False
         self.lanes: dict[LaneKey, Lane] = {None: Lane()}
         self.active = 0
         self.waiting: deque[LaneKey] = deque()  # lanes whose head waits for an active slot
@@ -127,7 +131,7 @@ class Session:
             self.waiting.append(lane_key)
         actions = self._start_waiting()
         if self.state is State.DRAINING and self.idle:
-            actions.append(self._close_for_cap())
+            actions.append(self._close())
         return actions
 
     def cap_reached(self) -> list[Action]:
@@ -136,18 +140,28 @@ class Session:
             return []
         self.state = State.DRAINING
         if self.idle:
-            return [_error(errors.connection_limit_reached(self.limits.cap_s)), self._close_for_cap()]
+            return [_error(errors.connection_limit_reached(self.limits.cap_s)), self._close()]
         return []
+
+    def shutdown(self) -> list[Action]:
+        """The server is stopping: what was accepted finishes, then the socket closes with 1012."""
+        self.shutting_down = True
+        if self.state is State.CLOSING:
+            return []
+        self.state = State.DRAINING
+        return [self._close()] if self.idle else []
 
     # --- create -----------------------------------------------------------------------------------
 
     def _create(self, body: dict[str, Any], now: float) -> list[Action]:
         stream_id = body.get("stream_id")
         valid_stream_id = stream_id if isinstance(stream_id, str) and STREAM_ID.match(stream_id) else None
+        if self.shutting_down:
+            return [_error(errors.server_shutting_down(), valid_stream_id)]
         if self._past_cap(now):
             refusal = _error(errors.connection_limit_reached(self.limits.cap_s), valid_stream_id)
             closing = self.state is State.DRAINING and self.idle
-            return [refusal, self._close_for_cap()] if closing else [refusal]
+            return [refusal, self._close()] if closing else [refusal]
         if stream_id is not None and valid_stream_id is None:
             return [_error(errors.invalid_stream_id())]
         if valid_stream_id not in self.lanes and self.named_lanes >= self.limits.max_named_lanes:
@@ -188,8 +202,10 @@ class Session:
             self.state = State.DRAINING
         return self.state is not State.OPEN
 
-    def _close_for_cap(self) -> Close:
+    def _close(self) -> Close:
         self.state = State.CLOSING
+        if self.shutting_down:
+            return Close(1012, "server shutting down")
         return Close(1001, "connection limit reached")
 
 

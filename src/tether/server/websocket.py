@@ -133,6 +133,11 @@ class Connection:
         task = asyncio.create_task(self._perform(self.session.cap_reached()))
         task.add_done_callback(_log_failure)
 
+    def shutdown(self) -> None:
+        """The server is stopping: let accepted work finish, then close with 1012."""
+        task = asyncio.create_task(self._perform(self.session.shutdown()))
+        task.add_done_callback(_log_failure)
+
     # --- turns ------------------------------------------------------------------------------------
 
     def _start(self, lane: LaneKey, body: dict[str, Any]) -> None:
@@ -210,10 +215,14 @@ async def endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     responses: Responses = websocket.app.state.responses
+    connections: set[Connection] = websocket.app.state.ws_connections
+    connection = Connection(websocket, responses, settings)
     responses.metrics.websocket_connections.inc()
+    connections.add(connection)
     try:
-        await Connection(websocket, responses, settings).serve()
+        await connection.serve()
     finally:
+        connections.discard(connection)
         responses.metrics.websocket_connections.dec()
 
 

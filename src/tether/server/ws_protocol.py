@@ -6,9 +6,11 @@ on a keepalive timeout uvicorn calls `transport.close()`, which first waits for 
 to drain, again forever. Both end here by aborting the TCP connection; the application then
 receives a disconnect, and the connection's responses stop like any client that left (D9).
 
-    - a send that has waited `stall_s` for the peer to read: close frame 1008 (policy
-      violation) queued for a peer that reads again, then abort;
+    - a send that has waited `stall_s` for the peer to read: close frame 1013 (try again later;
+      the SDKs reconnect after it, where 1008 would end Codex's WebSocket use), then abort;
     - a ping unanswered within `ws_ping_timeout` (half-open TCP): close frame 1011, then abort.
+
+The close frame reaches a peer only if its buffers still have room; the abort follows at once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def stall_guarded(stall_s: float) -> type[WebSocketsSansIOProtocol]:
                 try:
                     await asyncio.wait_for(self.writable.wait(), stall_s)
                 except TimeoutError:
-                    self._cut_off(1008, f"client stopped reading for {stall_s:g} s")
+                    self._cut_off(1013, f"client stopped reading for {stall_s:g} s")
                     raise ClientDisconnected() from None
             await super().send(message)
 

@@ -1,0 +1,58 @@
+"""Graceful shutdown: on SIGTERM (or Ctrl-C) the server drains before it closes anything.
+
+1. It stops accepting connections. Idle HTTP keep-alive connections close; a busy one closes
+   after its current request.
+2. Each WebSocket drains: what it accepted finishes, a new create gets a 503 error event, and
+   the socket closes with 1012 (service restart, which the SDKs reconnect after) once idle.
+3. After `grace_s` at most, uvicorn's own shutdown closes what is left (WebSockets with 1012,
+   their responses ending `incomplete` / `interrupted` as for any client that leaves), and the
+   app's lifespan interrupts and stores whatever still runs.
+4. The process exits 0: a SIGTERM the server shut down for is a clean stop, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+# After the drain, how long uvicorn waits for the connections it has just closed to finish.
+FINAL_CLOSE_S = 1
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Starlette, grace_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.grace_s = grace_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            if not isinstance(connection, WebSocketsSansIOProtocol):
+                connection.shutdown()  # HTTP: close when idle, or after the current request
+        for ws in list(self.app.state.ws_connections):
+            ws.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_s
+        while self._busy() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
+
+    def _busy(self) -> bool:
+        return bool(self.app.state.responses.running or self.app.state.ws_connections)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal it stopped for, so a drained SIGTERM would still end
+            # the process "killed by signal"; Ctrl-C keeps its usual meaning.
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
