@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tether.bench import load, report, runner, servers
+from tether.bench import soak as soak_run
 from tether.bench.agents import MODES, Target
 
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
@@ -255,3 +256,56 @@ def connections(
                       "server memory per connection (KB, median)", log_x=True)  # fmt: skip
     rows = [{**r.__dict__, "repeat": i} for runs in results.values() for i, r in enumerate(runs)]
     _write(out, name, "\n".join(lines) + "\n", rows, json_out)
+
+
+@bench.command()
+def soak(
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
+    connections: Annotated[int, typer.Option(help="Agents, each on its own WebSocket at a time.")] = 20,
+    turns: Annotated[int, typer.Option(help="Turns per agent (a turn runs on 1 to --lanes lanes).")] = 50,
+    lanes: Annotated[int, typer.Option(help="Lanes an agent may use at once (default lane included).")] = 3,
+    drop_share: Annotated[
+        float, typer.Option(help="Share of turns that drop the connection mid-stream.")
+    ] = 0.05,
+    decode_us: Annotated[
+        float, typer.Option(help="Scripted model's µs per token, when it starts the server.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    name: Annotated[str, typer.Option(help="File name stem.")] = "soak",
+    json_out: Annotated[bool, JSON_OUT] = False,
+) -> None:
+    """Agents with lanes, drops and reconnects; fails (exit 1) on any broken promise or leak."""
+    plan = soak_run.SoakPlan(
+        connections=connections, turns=turns, lanes=lanes, drop_share=drop_share, seed=seed
+    )
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            console.print(f"Starting tether serve --model scripted --scripted-decode-us {decode_us:g} …")
+            server = servers.tether(tmp / "soak.db", "--scripted-decode-us", str(decode_us))
+            url = stack.enter_context(server).base_url
+        progress = stack.enter_context(_progress())
+        task = progress.add_task("soak", total=connections * turns)
+        result = asyncio.run(soak_run.run(url, plan, on_turn=lambda: progress.advance(task)))
+    mib = 1024 * 1024
+    lines = [
+        "| agents x turns | creates | terminal events | error events | drops | stored checked | seconds "
+        "| RSS before → after (MiB) | tasks before → after | violations |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {connections} x {turns} | {result.creates:,} | {result.terminals:,} | {result.errors:,} "
+        f"| {result.drops:,} | {result.stored_checked:,} | {result.seconds:.1f} "
+        f"| {result.before['rss'] / mib:.1f} → {result.after['rss'] / mib:.1f} "
+        f"| {result.before['tasks']:g} → {result.after['tasks']:g} | {len(result.violations)} |",
+    ]
+    samples = result.samples
+    report.line_chart(
+        {"server RSS (MiB)": ([s.seconds for s in samples], [s.rss_bytes / mib for s in samples]),
+         "asyncio tasks": ([s.seconds for s in samples], [s.tasks for s in samples])},
+        out / f"{name}.png", f"Soak: {connections} agents x {turns} turns ({_machine()})",
+        "seconds", "MiB / tasks",
+    )  # fmt: skip
+    table = "\n".join(lines) + "\n" + "".join(f"\nViolation: {v}\n" for v in result.violations[:50])
+    _write(out, name, table, result.to_json(), json_out)
+    if result.violations:
+        raise typer.Exit(1)

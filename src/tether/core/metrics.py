@@ -3,14 +3,17 @@
 Per transport (`http`, `ws`): responses by final status, prefilled and cached input tokens, each
 turn's cache-hit ratio (cached / input tokens), its duration and its time to first output. From
 the backend: bytes of KV snapshots held and snapshots evicted. From the WebSocket shell: open
-connections. One registry per server, so tests and several apps in one process do not collide.
+connections. At scrape time: responses running, asyncio tasks alive and the process's own
+figures (resident memory, CPU, open files), which show a leak as a level that does not come
+back down. One registry per server, so tests and several apps in one process do not collide.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -58,6 +61,7 @@ class Metrics:
         self.websocket_connections = Gauge(
             "tether_websocket_connections", "Open WebSocket connections.", registry=r
         )
+        ProcessCollector(registry=r)
 
     def turn_finished(
         self, transport: str, status: str, usage: Usage | None, seconds: float, first_output_s: float | None
@@ -73,6 +77,27 @@ class Metrics:
 
     def watch_backend(self, stats: Callable[[], CacheStats]) -> None:
         self.registry.register(_BackendCollector(stats))
+
+    def watch_running(self, running: Callable[[], int]) -> None:
+        self.registry.register(_RuntimeCollector(running))
+
+
+class _RuntimeCollector(Collector):
+    """Reads what is alive inside the server at scrape time (scrapes run on the event loop)."""
+
+    def __init__(self, running: Callable[[], int]) -> None:
+        self.running = running
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("tether_running_responses", "Responses not yet ended.", value=self.running())
+        yield GaugeMetricFamily("tether_asyncio_tasks", "Tasks alive on the event loop.", value=_tasks())
+
+
+def _tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no loop in this thread (a scrape from elsewhere)
+        return 0
 
 
 class _BackendCollector(Collector):

@@ -61,6 +61,7 @@ class Responses:
         self.served_models = served_models
         self.metrics = metrics
         metrics.watch_backend(backend.cache_stats)
+        metrics.watch_running(lambda: len(self.running))
         self.running: dict[str, Running] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -1,0 +1,272 @@
+"""The soak test: many WebSocket agents for many turns, with lanes, drops and reconnects, checking
+on every event what the server promises.
+
+Each agent keeps one connection at a time. A turn sends a create on each of 1 to `lanes` lanes
+at once (the default lane and named `stream_id` lanes), half of them chained to the lane's last
+response, some `store: true`, and reads until each has ended. Now and then the agent drops the
+connection in the middle of a stream and opens a new one.
+
+Checked as it runs, and once it is over:
+- every create the agent did not abandon by dropping gets exactly one terminal event or one
+  `error` event, and each response's `sequence_number`s run 0, 1, 2, … without a gap;
+- every `store: true` response that was created is stored with a terminal status, with the
+  output its terminal event carried (an abandoned one ends `incomplete` / `interrupted`);
+- once the agents are done the server is idle: no running responses, no open connections, its
+  asyncio tasks back to their count before the soak, and its memory near it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
+DELTA = "response.output_text.delta"
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    connections: int = 20
+    turns: int = 50
+    lanes: int = 3
+    drop_share: float = 0.05  # of turns that end with the agent dropping its connection mid-stream
+    store_share: float = 0.3
+    model: str = "tether-scripted"
+    seed: int = 1
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_bytes: float
+    tasks: float
+    responses_done: int
+
+
+@dataclass
+class SoakResult:
+    creates: int = 0
+    terminals: int = 0
+    errors: int = 0
+    drops: int = 0
+    stored_checked: int = 0
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rss_growth(self) -> float:
+        return self.after["rss"] / self.before["rss"] - 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"creates": self.creates, "terminals": self.terminals, "errors": self.errors,
+                "drops": self.drops, "stored_checked": self.stored_checked, "seconds": self.seconds,
+                "violations": self.violations, "before": self.before, "after": self.after,
+                "samples": [vars(s) for s in self.samples]}  # fmt: skip
+
+
+@dataclass
+class Pending:
+    """A create sent on a lane, until its terminal or error event."""
+
+    lane: str | None
+    store: bool
+    response_id: str | None = None
+    next_sequence: int = 0
+
+
+class Agent:
+    def __init__(self, url: str, plan: SoakPlan, number: int, result: SoakResult, stored: dict[str, Any]):
+        self.url = url
+        self.plan = plan
+        self.rng = random.Random(f"{plan.seed}-{number}")
+        self.result = result
+        self.stored = stored  # store:true response id → its terminal response, or None if abandoned
+        self.last: dict[str | None, str] = {}  # lane → its latest response on this connection
+
+    async def run(self, on_turn: Callable[[], None]) -> None:
+        turn = 0
+        while turn < self.plan.turns:
+            async with connect(self.url, max_size=None) as ws:
+                self.last.clear()  # a new connection: store:false chains are gone (§8.2)
+                while turn < self.plan.turns:
+                    turn += 1
+                    on_turn()
+                    if not await self._turn(ws):
+                        self.result.drops += 1
+                        break  # dropped mid-stream: reconnect
+
+    async def _turn(self, ws: ClientConnection) -> bool:
+        """One turn on 1..lanes lanes at once; False when the agent dropped the connection."""
+        lanes: list[str | None] = [None, *(f"lane-{n}" for n in range(1, self.plan.lanes))]
+        chosen = self.rng.sample(lanes, self.rng.randint(1, len(lanes)))
+        drop = self.rng.random() < self.plan.drop_share
+        pending: dict[str | None, Pending] = {}
+        for lane in chosen:
+            pending[lane] = Pending(lane, store=self.rng.random() < self.plan.store_share)
+            await ws.send(orjson.dumps(self._create(pending[lane])).decode())
+            self.result.creates += 1
+        while pending:
+            event = orjson.loads(await ws.recv())
+            lane = event.get("stream_id")
+            waiting = pending.get(lane)
+            if waiting is None:
+                self._violation(f"an event for lane {lane!r}, which has nothing pending: {event['type']}")
+                continue
+            if self._ended(waiting, event):
+                del pending[lane]
+            elif drop and event["type"] == DELTA:
+                self.result.creates -= len(pending)  # abandoned: their outcome is not the client's to see
+                await ws.close()
+                return False
+        return True
+
+    def _create(self, pending: Pending) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "response.create", "model": self.plan.model,
+                                "store": pending.store, "input": f"turn text {self.rng.random()}",
+                                "max_output_tokens": 16}  # fmt: skip
+        if pending.lane is not None:
+            body["stream_id"] = pending.lane
+        previous = self.last.get(pending.lane)
+        if previous is not None and self.rng.random() < 0.5:
+            body["previous_response_id"] = previous
+        return body
+
+    def _ended(self, pending: Pending, event: dict[str, Any]) -> bool:
+        if event["type"] == "error":
+            if pending.response_id is not None:
+                self._violation(f"an error event after response.created: {event}")
+            self.result.errors += 1
+            return True
+        if event.get("sequence_number") != pending.next_sequence:
+            self._violation(f"sequence {event.get('sequence_number')} where {pending.next_sequence} was due")
+        pending.next_sequence = event.get("sequence_number", pending.next_sequence) + 1
+        response: dict[str, Any] = event.get("response") or {}
+        if event["type"] == "response.created":
+            pending.response_id = response["id"]
+            if pending.store:
+                self.stored[pending.response_id] = None
+        if event["type"] not in TERMINAL:
+            return False
+        self.result.terminals += 1
+        if response["status"] in ("completed", "incomplete"):
+            self.last[pending.lane] = response["id"]
+        if pending.store:
+            self.stored[response["id"]] = response
+        return True
+
+    def _violation(self, what: str) -> None:
+        self.result.violations.append(what)
+
+
+async def run(
+    base_url: str, plan: SoakPlan, on_turn: Callable[[], None] = lambda: None, sample_every_s: float = 0.5
+) -> SoakResult:
+    result = SoakResult()
+    stored: dict[str, Any] = {}
+    ws_url = base_url.replace("http", "ws", 1) + "/responses"
+    async with Probe(base_url) as probe:
+        result.before = await probe.figures()
+        started = time.monotonic()
+        agents = [Agent(ws_url, plan, n, result, stored) for n in range(plan.connections)]
+        sampler = asyncio.create_task(_sample(probe, result, started, sample_every_s))
+        try:
+            await asyncio.gather(*(agent.run(on_turn) for agent in agents))
+        finally:
+            sampler.cancel()
+        result.seconds = time.monotonic() - started
+        result.after = await probe.settled()
+        await _check_stored(probe, stored, result)
+    _check_totals(result)
+    return result
+
+
+def _check_totals(result: SoakResult) -> None:
+    if result.terminals + result.errors != result.creates:
+        result.violations.append(
+            f"{result.creates} creates got {result.terminals} terminal and {result.errors} error events"
+        )
+    for name in ("running", "connections"):
+        if result.after[name] != 0:
+            result.violations.append(f"{result.after[name]:g} {name} left once the agents were done")
+    if result.after["tasks"] > result.before["tasks"]:
+        before, after = result.before["tasks"], result.after["tasks"]
+        result.violations.append(f"asyncio tasks: {before:g} before the soak, {after:g} after it")
+
+
+async def _check_stored(probe: Probe, stored: dict[str, Any], result: SoakResult) -> None:
+    for response_id, seen in stored.items():
+        found = await probe.response(response_id)
+        if found is None:
+            result.violations.append(f"stored response {response_id} is missing")
+            continue
+        result.stored_checked += 1
+        if seen is None:  # abandoned mid-stream: interrupted, unless it ended as the agent left
+            interrupted = found["incomplete_details"] == {"reason": "interrupted"}
+            if found["status"] != "completed" and not interrupted:
+                result.violations.append(f"abandoned {response_id} is stored as {found['status']}")
+        elif (found["status"], found["output"]) != (seen["status"], seen["output"]):
+            result.violations.append(f"stored {response_id} differs from what its terminal event said")
+
+
+async def _sample(probe: Probe, result: SoakResult, started: float, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        figures = await probe.figures()
+        done = result.terminals + result.errors
+        result.samples.append(Sample(time.monotonic() - started, figures["rss"], figures["tasks"], done))
+
+
+class Probe:
+    """The server's side of the story, over HTTP: its metrics and its stored responses."""
+
+    METRICS = {
+        "rss": "process_resident_memory_bytes",
+        "tasks": "tether_asyncio_tasks",
+        "running": "tether_running_responses",
+        "connections": "tether_websocket_connections",
+    }
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.AsyncClient(timeout=60)
+        self.base_url = base_url
+        self.metrics_url = base_url.rsplit("/v1", 1)[0] + "/metrics"
+
+    async def __aenter__(self) -> Probe:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def figures(self) -> dict[str, float]:
+        text = (await self.http.get(self.metrics_url)).text
+        figures = {}
+        for name, metric in self.METRICS.items():
+            found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
+            figures[name] = float(found.group(1)) if found else float("nan")
+        return figures
+
+    async def settled(self, timeout_s: float = 30.0) -> dict[str, float]:
+        """The figures once dropped connections and their responses have wound down."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            figures = await self.figures()
+            if (figures["running"] == 0 and figures["connections"] == 0) or time.monotonic() > deadline:
+                return figures
+            await asyncio.sleep(0.1)
+
+    async def response(self, response_id: str) -> dict[str, Any] | None:
+        reply = await self.http.get(f"{self.base_url}/responses/{response_id}")
+        found: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
+        return found
