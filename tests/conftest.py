@@ -35,10 +35,10 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServ
 
 @pytest.fixture(scope="session")
 def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
-    """WebSocket limits turned down so tests reach them: a 3 s cap, 64 KiB messages, 4 lanes."""
+    """Limits turned down so tests reach them: a 3 s cap, 64 KiB messages and bodies, 4 lanes."""
     yield from _serve(
         tmp_path_factory.mktemp("limited"),
-        "--ws-connection-cap-s", "3", "--ws-max-message-bytes", "65536",
+        "--ws-connection-cap-s", "3", "--ws-max-message-bytes", "65536", "--http-max-body-bytes", "65536",
         "--ws-max-named-lanes", "4", "--scripted-decode-us", "20000",
     )  # fmt: skip
 

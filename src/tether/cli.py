@@ -91,6 +91,9 @@ def serve(
     ws_connection_cap_s: Annotated[
         float | None, typer.Option(help="WebSocket connection lifetime cap in seconds [3600].")
     ] = None,
+    http_max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest HTTP request body [67108864]; over it: 413.")
+    ] = None,
     ws_max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest inbound WebSocket message [67108864]; over it: 1009.")
     ] = None,

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     scripted_overhead_ms: float = Field(0.0, ge=0, description="Scripted model: ms per response.")
     # --- WebSocket mode (spec §3, §8.1, §9) ---
     websocket: bool = Field(True, description="Serve WebSocket mode; off answers upgrades with 426.")
+    http_max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413."
+    )
     ws_max_message_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest inbound message; larger ones close with 1009."
     )

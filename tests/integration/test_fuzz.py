@@ -101,6 +101,7 @@ class Agent(threading.Thread):
                     assert last["type"] == "response.completed", last
                     previous = last["response"]["id"]
                     self.turns += 1
+                    self.stop.wait(0.05)  # a steady agent, not a load generator
         except BaseException as exc:
             self.failure = exc
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import SCRIPTED
@@ -140,3 +142,19 @@ def test_tool_choice_named_function_is_honoured(client: openai.OpenAI) -> None:
         tool_choice={"type": "function", "name": "get_time"},
     )
     assert response.output[0].type == "function_call" and response.output[0].name == "get_time"
+
+
+def test_an_oversized_body_gets_413_declared_or_chunked(limited_server: TetherServer) -> None:
+    """The limit holds whether the client declares the length or streams the body in chunks."""
+    body = orjson.dumps({"model": SCRIPTED, "input": "x" * 70_000})
+    declared = httpx.post(limited_server.base_url + "/responses", content=body)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    chunked = httpx.post(limited_server.base_url + "/responses", content=chunks())
+    for reply in (declared, chunked):
+        assert reply.status_code == 413 and reply.json()["error"]["code"] == "request_too_large"
+    small = httpx.post(limited_server.base_url + "/responses", json={"model": SCRIPTED, "input": "x" * 1000})
+    assert small.status_code == 200

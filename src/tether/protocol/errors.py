@@ -223,3 +223,11 @@ def server_shutting_down() -> ApiError:
         "The server is shutting down; reconnect to continue (the chain is kept if it was stored).",
         None, 1.0,
     )  # fmt: skip
+
+
+def request_too_large(limit: int) -> ApiError:
+    """An HTTP body over the configured size (the WebSocket counterpart is close 1009)."""
+    return ApiError(
+        413, "invalid_request_error", "request_too_large",
+        f"The request body is larger than this server accepts ({limit} bytes).", None,
+    )  # fmt: skip

@@ -41,11 +41,26 @@ def responses_of(request: Request) -> Responses:
 
 
 async def read_json(request: Request) -> Any:
-    raw = await request.body()
+    raw = await _read_body(request, request.app.state.settings.http_max_body_bytes)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.invalid_request(f"The request body is not valid JSON: {exc}.") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 once it is known to pass `limit` (before reading it, when its
+    length is declared; as soon as it passes, when it is chunked)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise errors.request_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.request_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # --- routes ---------------------------------------------------------------------------------------
