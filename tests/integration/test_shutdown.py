@@ -17,7 +17,12 @@ from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 
-SLOW = ("--scripted-decode-us", "20000")  # 20 ms a token
+
+def serve(tmp_path: Path, grace_s: float) -> TetherServer:
+    """A scripted model at 20 ms a token, with `grace_s` to drain at shutdown."""
+    return TetherServer(
+        tmp_path / "t.db", "--scripted-decode-us", "20000", "--shutdown-grace-s", str(grace_s)
+    )
 
 
 def terminate(server: TetherServer) -> int:
@@ -50,7 +55,7 @@ def close_code(ws: RawSocket) -> int | None:
 
 
 def test_a_running_websocket_response_finishes_then_the_socket_closes_1012(tmp_path: Path) -> None:
-    server = TetherServer(tmp_path / "t.db", *SLOW, "--shutdown-grace-s", "30").start()
+    server = serve(tmp_path, 30).start()
     try:
         with RawSocket(server) as ws:
             ws.create(input="Long enough to be cut.", store=True, max_output_tokens=60)  # ~1.2 s
@@ -80,7 +85,7 @@ def test_a_running_websocket_response_finishes_then_the_socket_closes_1012(tmp_p
 
 
 def test_a_response_longer_than_the_grace_is_interrupted_and_stored(tmp_path: Path) -> None:
-    server = TetherServer(tmp_path / "t.db", *SLOW, "--shutdown-grace-s", "0.5").start()
+    server = serve(tmp_path, 0.5).start()
     try:
         with RawSocket(server) as ws:
             ws.create(input="Very long.", store=True, max_output_tokens=2000)  # ~40 s
@@ -98,7 +103,7 @@ def test_a_response_longer_than_the_grace_is_interrupted_and_stored(tmp_path: Pa
 
 
 def test_an_sse_response_in_flight_finishes_during_the_grace(tmp_path: Path) -> None:
-    server = TetherServer(tmp_path / "t.db", *SLOW, "--shutdown-grace-s", "30").start()
+    server = serve(tmp_path, 30).start()
     try:
         exit_code: list[int] = []
         with server.client().responses.stream(model=SCRIPTED, input="x", max_output_tokens=60) as stream:
