@@ -23,7 +23,8 @@ class BearerAuth:
 
     A request without a configured key gets 401 `invalid_api_key`; a WebSocket upgrade is refused
     before it is accepted, with the same HTTP answer. With no keys configured every request belongs
-    to the default tenant. The tenant goes to the routes as `request.state.tenant`.
+    to the default tenant. The `Caller` (tenant and key label) goes on in the scope's state, where
+    `caller_of` finds it.
     """
 
     def __init__(self, app: ASGIApp, keys: Mapping[str, str]) -> None:
