@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from tether.core.responses import Responses
 from tether.protocol.errors import ApiError
 from tether.server import http, websocket
 from tether.server.admission import Admission, AdmissionControl
-from tether.server.auth import BearerAuth, RequestIds
+from tether.server.auth import BearerAuth, KeyRing, RequestIds
 from tether.store.sqlite import SqliteStore
 
 
@@ -51,6 +52,7 @@ async def load_backend(settings: Settings) -> Backend:
 
 
 def build_app(settings: Settings) -> Starlette:
+    keys = KeyRing(settings.tenant_keys)
     admission = Admission(
         requests_per_s=settings.rate_limit_rps,
         burst=settings.rate_limit_burst,
@@ -68,9 +70,12 @@ def build_app(settings: Settings) -> Starlette:
         app.state.admission = admission
         app.state.ws_connections = set()  # the open WebSocket connections, drained at shutdown
         app.state.started_at = time.time()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, keys.reload)  # rotate keys without a restart
         try:
             yield
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             # Running responses end `interrupted` and are stored before the store closes.
             await app.state.responses.aclose()
             await backend.aclose()
@@ -87,7 +92,7 @@ def build_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         middleware=[
             Middleware(RequestIds),
-            Middleware(BearerAuth, keys=settings.tenant_keys()),
+            Middleware(BearerAuth, keys=keys),
             Middleware(AdmissionControl, admission=admission),
         ],
         exception_handlers={

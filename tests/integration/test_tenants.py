@@ -6,6 +6,7 @@ tested for existence across tenants.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,35 @@ def test_a_bad_keys_file_is_a_clear_startup_error(tmp_path: Path) -> None:
     refused = serve("--model", "scripted", "--api-keys-file", str(keys))
     assert refused.returncode == 2 and "this key already belongs to tenant 'alice'" in refused.stderr
     assert "sk-1" not in refused.stderr  # the error names the line, never the key
+
+
+def test_sighup_reloads_the_keys_file_and_a_bad_one_changes_nothing(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("alice sk-alice\nbob sk-bob\n")
+    server = TetherServer(tmp_path / "t.db", "--api-keys-file", str(keys)).start()
+    assert server.process is not None
+
+    def works(key: str) -> bool:
+        return http_error(server, key, "GET", "/models")[0] == 200
+
+    def reload_and_wait_for_log(count: int) -> None:
+        server.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while server.log_path.read_text().count("reloaded") < count:
+            assert time.monotonic() < deadline, "the server did not log the reload"
+            time.sleep(0.05)
+
+    try:
+        assert works("sk-alice") and works("sk-bob") and not works("sk-carol")
+        keys.write_text("alice sk-alice-rotated\ncarol sk-carol\n")
+        reload_and_wait_for_log(1)
+        assert works("sk-alice-rotated") and works("sk-carol")
+        assert not works("sk-alice") and not works("sk-bob")
+        keys.write_text("carol\n")  # broken: the keys in use stay
+        reload_and_wait_for_log(2)
+        keys.write_text("")  # no keys at all: would open the server, so refused
+        reload_and_wait_for_log(3)
+        assert works("sk-carol") and not works("sk-nobody")
+        assert "sk-carol" not in server.log_path.read_text()
+    finally:
+        server.stop()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -14,12 +15,65 @@ from tether.protocol import errors, ids
 from tether.server.rejections import reject
 from tether.store.base import DEFAULT_TENANT
 
+log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz"})
 ANONYMOUS = "anonymous"  # the key label of every caller when no keys are configured
 
 
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key: str  # the key's label, never the key
+
+
+UNAUTHENTICATED = Caller(DEFAULT_TENANT, ANONYMOUS)
+
+
+class KeyRing:
+    """The configured keys and whose they are; SIGHUP re-reads them while the server runs.
+
+    A reload that fails (a bad keys file) keeps the keys in use, and so does one that would leave
+    a server that started with keys with none: a typo must not switch authentication off.
+    """
+
+    def __init__(self, load: Callable[[], Mapping[str, str]]) -> None:
+        self._load = load
+        self.entries = _entries(load())
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.entries)
+
+    def reload(self) -> None:
+        try:
+            entries = _entries(self._load())
+        except ValueError as exc:
+            log.error("keys not reloaded, the old ones stay in use: %s", exc)
+            return
+        if self.entries and not entries:
+            log.error("keys not reloaded: the new configuration has none, which would open the server")
+            return
+        self.entries = entries
+        log.warning(
+            "keys reloaded: %d keys for %d tenants", len(entries), len({c.tenant for _, c in entries})
+        )
+
+    def caller(self, token: bytes) -> Caller | None:
+        # Every key is compared, in constant time, so timing reveals neither a key nor which matched.
+        found = None
+        for key, caller in self.entries:
+            if hmac.compare_digest(token, key):
+                found = caller
+        return found
+
+
+def _entries(keys: Mapping[str, str]) -> list[tuple[bytes, Caller]]:
+    # A key's label names it in limits and logs: its tenant and its place in the configuration.
+    return [(key.encode(), Caller(tenant, f"{tenant}#{n}")) for n, (key, tenant) in enumerate(keys.items())]
+
+
 class BearerAuth:
-    """Finds the tenant of every request from its bearer key (spec §3.3, §7.3).
+    """Finds the caller of every request from its bearer key (spec §3.3, §7.3).
 
     A request without a configured key gets 401 `invalid_api_key`; a WebSocket upgrade is refused
     before it is accepted, with the same HTTP answer. With no keys configured every request belongs
@@ -27,18 +81,17 @@ class BearerAuth:
     `caller_of` finds it.
     """
 
-    def __init__(self, app: ASGIApp, keys: Mapping[str, str]) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
-        # A key's label names it in limits and logs: its tenant and its place in the configuration.
-        self.keys = [
-            (key.encode(), Caller(tenant, f"{tenant}#{n}")) for n, (key, tenant) in enumerate(keys.items())
-        ]
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        caller = self._caller(Headers(scope=scope)) if self.keys else Caller(DEFAULT_TENANT, ANONYMOUS)
+        caller = (
+            self._caller(Headers(scope=scope)) if self.keys.enabled else Caller(DEFAULT_TENANT, ANONYMOUS)
+        )
         if caller is not None or scope["path"] in OPEN_PATHS:
             scope.setdefault("state", {})["caller"] = caller
             await self.app(scope, receive, send)
@@ -49,19 +102,7 @@ class BearerAuth:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        given = token.strip().encode()
-        # Every key is compared, in constant time, so timing reveals neither a key nor which matched.
-        found = None
-        for key, caller in self.keys:
-            if hmac.compare_digest(given, key):
-                found = caller
-        return found
-
-
-@dataclass(frozen=True)
-class Caller:
-    tenant: str
-    key: str  # the key's label, never the key
+        return self.keys.caller(token.strip().encode())
 
 
 def caller_of(scope: Scope) -> Caller:
