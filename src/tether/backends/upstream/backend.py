@@ -47,6 +47,7 @@ class UpstreamBackend:
         routes: dict[str, Endpoint] = {}
         for name, url in upstreams:
             endpoint = Endpoint(url, api_key, timeouts)
+            names: list[str] = []
             try:
                 names = await endpoint.models()
             except BackendError as exc:
@@ -57,6 +58,11 @@ class UpstreamBackend:
                         f"serves. Start it first, or name its model: --upstream NAME={url}."
                     ) from None
                 log.warning("upstream %s for model %s does not answer yet: %s", url, name, exc)
+            if name is None and not names:
+                await endpoint.aclose()
+                raise BackendUnavailable(
+                    f"The upstream engine at {url} lists no models; name one: --upstream NAME={url}."
+                )
             for model in [name] if name is not None else names:
                 routes.setdefault(model, endpoint)
         return cls(routes)
@@ -65,10 +71,7 @@ class UpstreamBackend:
     def model_ids(self) -> tuple[str, ...]:
         return tuple(self._routes)
 
-    def generate(self, generation: Generation, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
-        return self._generate(generation, cancel)
-
-    async def _generate(
+    async def generate(
         self, generation: Generation, cancel: Cancellation
     ) -> AsyncGenerator[ModelEvent, None]:
         model, endpoint = self._route(generation.model)
