@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
@@ -64,16 +64,20 @@ def wait_for(condition: object, seconds: float = 30.0) -> bool:
     return False
 
 
-def test_a_client_that_stops_reading_is_cut_off_and_its_response_stops(stall_server: TetherServer) -> None:
-    server = stall_server
-    # A small receive buffer, a one-frame queue and no compression: the client stops taking
-    # bytes almost at once, and the server's buffers fill within a second.
+def stalling_client(server: TetherServer) -> ClientConnection:
+    """A small receive buffer, a one-frame queue and no compression: once it stops reading, it
+    stops taking bytes almost at once, and the server's buffers fill within a second."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     url = server.base_url.replace("http://", "ws://") + "/responses"
+    return connect(url, sock=sock, max_queue=1, max_size=None, compression=None, close_timeout=0.1)
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_its_response_stops(stall_server: TetherServer) -> None:
+    server = stall_server
     client = server.client()
-    with connect(url, sock=sock, max_queue=1, max_size=None, compression=None, close_timeout=0.1) as ws:
+    with stalling_client(server) as ws:
         ws.send(f'{{"type":"response.create","model":"{SCRIPTED}","input":"x","store":true,'
                 '"max_output_tokens":1000000}')  # fmt: skip
         created = str(ws.recv(timeout=10))
@@ -111,3 +115,12 @@ def test_a_half_open_connection_is_reaped_by_the_ping_timeout(ping_server: Tethe
                 pass
     finally:
         sock.close()
+
+
+def test_a_stalled_peer_that_misses_pings_is_cut_off_at_the_ping_timeout(ping_server: TetherServer) -> None:
+    """Unsent bytes are queued and pongs never come: closing would wait for the peer to read
+    (forever); the server aborts instead, long before its 60 s stall limit."""
+    with stalling_client(ping_server) as ws:
+        ws.send(f'{{"type":"response.create","model":"{SCRIPTED}","input":"x","max_output_tokens":1000000}}')
+        ws.recv(timeout=10)
+        assert wait_for(lambda: open_connections(ping_server) == 0, seconds=15), "still open"
