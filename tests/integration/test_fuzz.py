@@ -8,7 +8,10 @@ the well-behaved agent never stalls.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -169,3 +172,23 @@ def test_invalid_utf8_and_deep_nesting_over_http(server: TetherServer) -> None:
         reply = httpx.post(server.base_url + "/responses", content=content,
                            headers={"content-type": "application/json"})  # fmt: skip
         assert reply.status_code == 400 and reply.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_invalid_utf8_in_a_text_frame_closes_1007_and_harms_nothing(server: TetherServer) -> None:
+    """Clients cannot send this through a WebSocket library, so the frame is built by hand."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (f"GET /v1/responses HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    )  # fmt: skip
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    payload, mask = b'{"type": "\xff\xfe"}', os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # FIN + text, masked
+    sock.settimeout(10)
+    frame = sock.recv(4096)
+    sock.close()
+    assert frame[0] == 0x88 and int.from_bytes(frame[2:4], "big") == 1007  # close: invalid data
+    with RawSocket(server) as ws:
+        assert ws.turn(input="still fine", store=False)[-1]["type"] == "response.completed"
