@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
@@ -50,3 +53,16 @@ class RawSocket:
     def turn(self, **fields: Any) -> list[dict[str, Any]]:
         self.create(**fields)
         return self.until_done()
+
+
+def raw_upgrade(server: TetherServer) -> socket.socket:
+    """A TCP socket that has completed the WebSocket handshake and nothing more: for peers no
+    WebSocket library would play (silent ones, ones sending invalid frames)."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (f"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    )  # fmt: skip
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    return sock

@@ -8,10 +8,8 @@ the well-behaved agent never stalls.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +23,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
-from tests.ws_client import RawSocket
+from tests.ws_client import RawSocket, raw_upgrade
 
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 # Close codes a client can earn with bad frames: too big, not UTF-8. Never 1011 (our fault).
@@ -176,13 +174,7 @@ def test_invalid_utf8_and_deep_nesting_over_http(server: TetherServer) -> None:
 
 def test_invalid_utf8_in_a_text_frame_closes_1007_and_harms_nothing(server: TetherServer) -> None:
     """Clients cannot send this through a WebSocket library, so the frame is built by hand."""
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (f"GET /v1/responses HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-    )  # fmt: skip
-    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    sock = raw_upgrade(server)
     payload, mask = b'{"type": "\xff\xfe"}', os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # FIN + text, masked

@@ -6,7 +6,6 @@ send wait, and a half-open TCP connection never answers a ping.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import re
@@ -20,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
+from tests.ws_client import raw_upgrade
 
 STALL_S = 1.0
 
@@ -100,13 +100,7 @@ def test_a_half_open_connection_is_reaped_by_the_ping_timeout(ping_server: Tethe
     """A peer that completed the handshake and then went silent: never answers a ping."""
     server = ping_server
     before = open_connections(server)
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (f"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-    )  # fmt: skip
-    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    sock = raw_upgrade(server)
     try:
         assert wait_for(lambda: open_connections(server) == before, seconds=10)
         sock.settimeout(5)
