@@ -16,7 +16,7 @@ from tether.app import build_app
 from tether.bench.cli import bench
 from tether.config import Settings
 from tether.server.lifecycle import FINAL_CLOSE_S, GracefulServer
-from tether.server.ws_protocol import stall_guarded
+from tether.server.ws_protocol import guarded_protocol
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(bench, name="bench")
@@ -161,7 +161,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
-        ws=stall_guarded(settings.ws_send_stall_s),
+        ws=guarded_protocol(settings.ws_send_stall_s),
         ws_max_size=settings.ws_max_message_bytes,  # over it: close 1009 (spec §3.4)
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

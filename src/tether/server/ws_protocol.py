@@ -1,4 +1,4 @@
-"""uvicorn's sans-I/O WebSocket protocol, plus the two ways it lets a dead peer hold a socket.
+"""uvicorn's sans-I/O WebSocket protocol, with three things a hostile or dead peer must not do.
 
 uvicorn waits for the transport to drain before each send, which is what keeps a slow reader from
 growing server memory. But a peer that stops reading entirely keeps that wait going forever, and
@@ -8,9 +8,11 @@ receives a disconnect, and the connection's responses stop like any client that 
 
     - a send that has waited `stall_s` for the peer to read: close frame 1013 (try again later;
       the SDKs reconnect after it, where 1008 would end Codex's WebSocket use), then abort;
-    - a ping unanswered within `ws_ping_timeout` (half-open TCP): close frame 1011, then abort.
+    - a ping unanswered within `ws_ping_timeout` (half-open TCP): close frame 1011, then abort;
+    - a text frame that is not UTF-8: close 1007, as uvicorn does, but logged as the client's
+      fault in one line instead of as a server error with a traceback.
 
-The close frame reaches a peer only if its buffers still have room; the abort follows at once.
+The close frame of an abort reaches a peer only if its buffers still have room.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from websockets.protocol import State
 log = logging.getLogger(__name__)
 
 
-def stall_guarded(stall_s: float) -> type[WebSocketsSansIOProtocol]:
+def guarded_protocol(stall_s: float) -> type[WebSocketsSansIOProtocol]:
     """The protocol class for uvicorn's `ws=`, cutting off peers that stop reading for `stall_s`."""
 
-    class StallGuardedProtocol(WebSocketsSansIOProtocol):
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         async def send(self, message: ASGISendEvent) -> None:
             if not self.writable.is_set():
                 try:
@@ -45,6 +47,15 @@ def stall_guarded(stall_s: float) -> type[WebSocketsSansIOProtocol]:
             if not self.close_sent and not self.transport.is_closing():
                 self._cut_off(1011, "keepalive ping timeout")
 
+        def send_receive_event_to_app(self) -> None:
+            if self.curr_msg_data_type == "text" and not self.close_sent and not _is_utf8(self.frames):
+                self.frames = []
+                log.info("closing WebSocket from %s: a text frame is not UTF-8", self.client)
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()  # uvicorn's: disconnect the app, send, close
+                return
+            super().send_receive_event_to_app()
+
         def _cut_off(self, code: int, reason: str) -> None:
             log.warning("closing WebSocket from %s: %s", self.client, reason)
             if not self.close_sent and self.conn.state is State.OPEN:
@@ -53,4 +64,12 @@ def stall_guarded(stall_s: float) -> type[WebSocketsSansIOProtocol]:
                 self.close_sent = True
             self.transport.abort()  # not close(): that would wait for the peer to read first
 
-    return StallGuardedProtocol
+    return GuardedWebSocketProtocol
+
+
+def _is_utf8(frames: list[bytes]) -> bool:
+    try:
+        b"".join(frames).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
