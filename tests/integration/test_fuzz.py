@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -184,3 +185,25 @@ def test_invalid_utf8_in_a_text_frame_closes_1007_and_harms_nothing(server: Teth
     assert frame[0] == 0x88 and int.from_bytes(frame[2:4], "big") == 1007  # close: invalid data
     with RawSocket(server) as ws:
         assert ws.turn(input="still fine", store=False)[-1]["type"] == "response.completed"
+
+
+@EXAMPLES
+@given(
+    path=st.sampled_from(["/responses/{id}", "/responses/{id}/input_items", "/responses/{id}/cancel",
+                          "/responses/{id}?stream=true", "/models", "/responses", "/nothing/{id}"]),
+    response_id=st.sampled_from(["resp_missing", "", "..", "%00", "x" * 3000]) | st.text(max_size=30),
+    query=st.dictionaries(
+        st.sampled_from(["limit", "order", "after", "stream", "starting_after", "include[]", "x"]),
+        st.text(max_size=20) | st.integers().map(str), max_size=4),
+    method=st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH"]),
+)  # fmt: skip
+def test_http_paths_and_queries(
+    server: TetherServer, agent: Agent, path: str, response_id: str, query: dict[str, str], method: str
+) -> None:
+    url = server.base_url + path.replace("{id}", quote(response_id, safe=""))
+    reply = httpx.request(method, url, params=query, timeout=30)
+    assert reply.status_code < 500, (method, url, query, reply.status_code, reply.text[:500])
+    assert "Traceback" not in reply.text
+    if reply.status_code >= 400:  # (a trailing slash is redirected, 307, to the path without it)
+        assert "error" in reply.json()
+    assert agent.failure is None
