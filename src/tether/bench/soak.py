@@ -65,10 +65,6 @@ class SoakResult:
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def rss_growth(self) -> float:
-        return self.after["rss"] / self.before["rss"] - 1
-
     def to_json(self) -> dict[str, Any]:
         return {"creates": self.creates, "terminals": self.terminals, "errors": self.errors,
                 "drops": self.drops, "stored_checked": self.stored_checked, "seconds": self.seconds,

@@ -53,23 +53,20 @@ class Admission:
 
     def request(self, key: str) -> None:
         """One request by `key`; raises 429 when it is over its rate."""
-        wait = self.wait_before_request(key)
+        if self.requests_per_s is None:
+            return
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            burst = self.burst if self.burst is not None else max(1.0, self.requests_per_s)
+            bucket = self._buckets[key] = TokenBucket(self.requests_per_s, burst, burst, now)
+        wait = bucket.take(now)
         if wait > 0:
             raise errors.rate_limit_exceeded(
                 f"Rate limit reached: {self.requests_per_s:g} requests per second for this key. "
                 f"Try again in {wait:.2f} s.",
                 wait,
             )
-
-    def wait_before_request(self, key: str) -> float:
-        if self.requests_per_s is None:
-            return 0.0
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            burst = self.burst if self.burst is not None else max(1.0, self.requests_per_s)
-            bucket = self._buckets[key] = TokenBucket(self.requests_per_s, burst, burst, now)
-        return bucket.take(now)
 
     def open_connection(self, key: str) -> None:
         """Takes one of the open-connection places, or raises; `close_connection` gives it back."""

@@ -89,9 +89,7 @@ class BearerAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        caller = (
-            self._caller(Headers(scope=scope)) if self.keys.enabled else Caller(DEFAULT_TENANT, ANONYMOUS)
-        )
+        caller = self._caller(Headers(scope=scope)) if self.keys.enabled else UNAUTHENTICATED
         if caller is not None or scope["path"] in OPEN_PATHS:
             scope.setdefault("state", {})["caller"] = caller
             await self.app(scope, receive, send)
