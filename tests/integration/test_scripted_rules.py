@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import openai
 import pytest
 
 from tests.conftest import SCRIPTED
 from tests.integration.test_http_create import WEATHER_TOOL
+from tests.server_process import TetherServer
 
 TIME_TOOL = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
 
@@ -64,3 +69,31 @@ def test_text_answers_are_deterministic(client: openai.OpenAI) -> None:
     other = client.responses.create(model=SCRIPTED, input="Other question.", max_output_tokens=7)
     assert one.output_text == two.output_text != other.output_text
     assert one.status == "completed" and one.usage is not None and one.usage.output_tokens == 7
+
+
+def test_a_continuation_with_other_tools_reuses_only_the_common_prefix(client: openai.OpenAI) -> None:
+    """Cache hits count like the local engine's: the tools come before the conversation, so new
+    tools make the conversation after them new too."""
+
+    def call(tool: dict[str, Any], **fields: Any) -> Any:
+        return client.responses.create(model=SCRIPTED, tools=[tool], tool_choice="required", **fields)
+
+    first = call(WEATHER_TOOL, input="Weather?")
+    result = [{"type": "function_call_output", "call_id": first.output[0].call_id, "output": "sun"}]
+    same = call(WEATHER_TOOL, input=result, previous_response_id=first.id)
+    other = call(TIME_TOOL, input=result, previous_response_id=first.id)
+    assert first.usage is not None and same.usage is not None and other.usage is not None
+    assert same.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens
+    assert other.usage.input_tokens_details.cached_tokens < 5  # "\ntool get_": where the tools part
+
+
+def test_sub_millisecond_token_latencies_add_up(tmp_path: Path) -> None:
+    """500 µs a token is below uvloop's timer resolution; an absolute schedule still makes 6,000
+    tokens take 3 s, so a background response can be cancelled half-way."""
+    with TetherServer(tmp_path / "t.db", "--scripted-decode-us", "500") as server:
+        client = server.client()
+        response = client.responses.create(model=SCRIPTED, input="x", max_output_tokens=6000, background=True)
+        time.sleep(0.5)
+        cancelled = client.responses.cancel(response.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.usage is not None and 0 < cancelled.usage.output_tokens < 6000

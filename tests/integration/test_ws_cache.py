@@ -122,7 +122,9 @@ def test_a_warm_up_is_created_then_completed_and_chainable(scripted_server: Teth
         assert done["usage"]["output_tokens"] == 0 and done["usage"]["input_tokens"] > 0
         follow = final(ws.turn(store=False, previous_response_id=done["id"], input="Fix it.",
                                tools=[WEATHER_TOOL], instructions="You are a coder."))  # fmt: skip
-        assert follow["usage"]["input_tokens_details"]["cached_tokens"] == done["usage"]["input_tokens"]  # type: ignore[index]
+        # The warm-up's whole context, in whole 4-byte tokens (its last one may be partial).
+        cached = follow["usage"]["input_tokens_details"]["cached_tokens"]  # type: ignore[index]
+        assert done["usage"]["input_tokens"] - 1 <= cached <= done["usage"]["input_tokens"]
 
 
 def test_prewarm_forces_a_warm_up(scripted_server: TetherServer) -> None:

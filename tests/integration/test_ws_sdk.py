@@ -65,9 +65,8 @@ def test_a_25_turn_tool_loop_sends_only_new_outputs(scripted_server: TetherServe
             usage = response.usage
             assert usage.input_tokens > previous.usage.input_tokens
             # Everything the parent saw and said was cached; only the new output is prefilled.
-            assert usage.input_tokens_details.cached_tokens == (
-                previous.usage.input_tokens + previous.usage.output_tokens
-            )
+            cached = usage.input_tokens_details.cached_tokens
+            assert previous.usage.input_tokens + previous.usage.output_tokens <= cached < usage.input_tokens
     assert response.output[0].type == "message" and response.output_text
 
 

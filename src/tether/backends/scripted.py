@@ -17,8 +17,13 @@ else 16. Function-call arguments are not shortened, so a small `max_output_token
 the response ends `incomplete`.
 
 Latency profile: `overhead_ms` once per response, `prefill_us` per input token not already cached
-for the conversation (a continuation of a response this backend produced reuses its tokens, like
-an engine with a prefix cache), `decode_us` per output token.
+for the conversation, `decode_us` per output token. Time follows an absolute schedule from the
+start of the response, so per-token latencies below the event loop's timer resolution (1 ms under
+uvloop) still add up to the right total.
+
+Cache hits are counted the way the local engine counts them: a continuation reuses the longest
+common prefix of its rendered context with its parent's (the parent's own output included), in
+whole tokens; a change early on (other instructions or tools) makes everything after it new.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ MODEL_ID = "tether-scripted"
 _WORDS = ("ant ", "bee ", "cat ", "dog ", "elk ", "fox ", "gnu ", "hen ", "ivy ", "jay ", "koi ",
           "elm ", "fig ", "gem ", "owl ", "pug ", "hat ", "ram ", "ink ", "jam ", "urn ", "kit ",
           "log ", "yak ", "map ")  # fmt: skip
-_CACHE_ENTRIES = 4096
+RENDERS_MAX_CHARS = 64 * 1024**2  # what the cache keeps of conversations' rendered text (LRU)
 
 
 def count_tokens(text: str) -> int:
@@ -70,8 +75,7 @@ class ScriptedBackend:
     def __init__(self, latency: LatencyProfile | None = None, model_id: str = MODEL_ID) -> None:
         self.latency = latency or LatencyProfile()
         self._model_id = model_id
-        # response id -> tokens of its rendered context including its output (bounded LRU)
-        self._cached: OrderedDict[str, int] = OrderedDict()
+        self._renders = Renders(RENDERS_MAX_CHARS)
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -82,52 +86,47 @@ class ScriptedBackend:
 
     async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
         """Charges prefill like a turn and caches the context, so the next turn finds it warm."""
-        input_tokens, cached = await self._prefill(generation)
-        self._remember(generation.response_id, input_tokens)
+        context = render(generation)
+        input_tokens, cached = await self._prefill(generation, context, Schedule())
+        self._renders.put(generation.response_id, context)
         return Usage(input_tokens, cached, 0)
 
     async def generate(
         self, generation: Generation, cancel: Cancellation
     ) -> AsyncGenerator[ModelEvent, None]:
-        await self._sleep_us(self.latency.overhead_ms * 1000)
-        input_tokens, cached = await self._prefill(generation)
+        schedule = Schedule()
+        await schedule.wait_us(self.latency.overhead_ms * 1000)
+        context = render(generation)
+        input_tokens, cached = await self._prefill(generation, context, schedule)
         tool = choose_tool(generation)
         pieces = _call_pieces(tool) if tool else _answer_pieces(generation)
         budget = generation.max_output_tokens
         if tool is not None:
             yield ToolCallStarted(tool.name)
-        produced = 0
+        produced: list[str] = []
         for piece in pieces:
             if cancel.is_set:
                 return
-            if budget is not None and produced >= budget:
+            if budget is not None and len(produced) >= budget:
                 break
-            await self._sleep_us(self.latency.decode_us)
-            produced += 1
+            await schedule.wait_us(self.latency.decode_us)
+            produced.append(piece)
             yield ToolCallDelta(piece) if tool else TextDelta(piece)
         if cancel.is_set:
             return
-        self._remember(generation.response_id, input_tokens + produced)
-        usage = Usage(input_tokens, cached, produced)
-        yield Finished("length", usage) if produced < len(pieces) else Finished("stop", usage)
+        output = _render_output(tool, "".join(produced))
+        self._renders.put(generation.response_id, context + "\n" + output)
+        usage = Usage(input_tokens, cached, len(produced))
+        yield Finished("length", usage) if len(produced) < len(pieces) else Finished("stop", usage)
 
-    async def _prefill(self, generation: Generation) -> tuple[int, int]:
-        """Sleep for the tokens not cached for this conversation; (input, cached) tokens."""
-        input_tokens = count_tokens(render(generation))
-        cached = min(self._cached.get(generation.parent_id or "", 0), input_tokens)
-        await self._sleep_us(self.latency.prefill_us * (input_tokens - cached))
+    async def _prefill(self, generation: Generation, context: str, schedule: Schedule) -> tuple[int, int]:
+        """Wait for the tokens not cached for this conversation; (input, cached) tokens."""
+        input_tokens = count_tokens(context)
+        parent = self._renders.get(generation.parent_id)
+        shared = "" if parent is None else context[: _common_prefix(parent, context)]
+        cached = min(len(shared.encode("utf-8")) // BYTES_PER_TOKEN, input_tokens)  # whole tokens
+        await schedule.wait_us(self.latency.prefill_us * (input_tokens - cached))
         return input_tokens, cached
-
-    def _remember(self, response_id: str, tokens: int) -> None:
-        self._cached[response_id] = tokens
-        self._cached.move_to_end(response_id)
-        while len(self._cached) > _CACHE_ENTRIES:
-            self._cached.popitem(last=False)
-
-    @staticmethod
-    async def _sleep_us(microseconds: float) -> None:
-        if microseconds > 0:
-            await asyncio.sleep(microseconds / 1e6)
 
     def cache_stats(self) -> CacheStats:
         return CacheStats()  # it keeps token counts, never model state
@@ -139,7 +138,53 @@ class ScriptedBackend:
         """See `hold`."""
 
     async def aclose(self) -> None:
-        self._cached.clear()
+        self._renders.clear()
+
+
+class Schedule:
+    """Waits that keep to an absolute timetable from when it was made: a wait shorter than the
+    event loop can time is made up by the next one instead of being lost."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time()
+
+    async def wait_us(self, microseconds: float) -> None:
+        if microseconds <= 0:
+            return
+        self._due += microseconds / 1e6
+        await asyncio.sleep(max(0.0, self._due - self._loop.time()))
+
+
+class Renders:
+    """Conversations' rendered text (context and output) by response id: LRU under a size budget."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+
+    def put(self, response_id: str, text: str) -> None:
+        self._drop(response_id)
+        self._texts[response_id] = text
+        self._chars += len(text)
+        while self._chars > self.max_chars and len(self._texts) > 1:
+            self._drop(next(iter(self._texts)))
+
+    def get(self, response_id: str | None) -> str | None:
+        text = self._texts.get(response_id or "")
+        if text is not None:
+            self._texts.move_to_end(response_id or "")
+        return text
+
+    def clear(self) -> None:
+        self._texts.clear()
+        self._chars = 0
+
+    def _drop(self, response_id: str) -> None:
+        text = self._texts.pop(response_id, None)
+        if text is not None:
+            self._chars -= len(text)
 
 
 def choose_tool(generation: Generation) -> FunctionTool | None:
@@ -168,12 +213,34 @@ def _render_item(item: Item) -> str:
     if isinstance(item, Message):
         return f"{item.role}: {item.text}"
     if isinstance(item, FunctionCall):
-        return f"call {item.name}({item.arguments}) [{item.call_id}]"
+        return _render_call(item.name, item.arguments)
     if isinstance(item, FunctionCallOutput):
         return f"output [{item.call_id}]: {item.text}"
     if isinstance(item, OpaqueItem):
         return ""
     raise TypeError(f"unresolved item reached the backend: {item!r}")
+
+
+def _render_call(name: str, arguments: str) -> str:
+    # No call_id: the model never sees ids, so its own output renders the same when replayed.
+    return f"call {name}({arguments})"
+
+
+def _render_output(tool: FunctionTool | None, produced: str) -> str:
+    """The response's output as its continuation will render it."""
+    return _render_call(tool.name, produced) if tool else f"assistant: {produced}"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix, compared in halving slices (each compare runs in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _answer_pieces(generation: Generation) -> list[str]:
