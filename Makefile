@@ -40,12 +40,13 @@ test: lint
 
 # Codex CLI end to end over WebSocket. Its npm package is ~400 MB, so it has its own target.
 CODEX_DIR := .cache/codex
-CODEX_VERSION ?= 0.169.0
-$(CODEX_DIR)/node_modules/.bin/codex:
+CODEX_VERSION ?= 0.171.0
+$(CODEX_DIR)/.installed-$(CODEX_VERSION):
 	mkdir -p $(CODEX_DIR)
 	cd $(CODEX_DIR) && npm install --no-audit --no-fund --silent @openai/codex@$(CODEX_VERSION)
+	touch $@
 
-test-codex: $(VENV)/.test-installed $(CODEX_DIR)/node_modules/.bin/codex
+test-codex: $(VENV)/.test-installed $(CODEX_DIR)/.installed-$(CODEX_VERSION)
 	$(PY) -m pytest -q -m codex
 
 # Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~40 minutes.
@@ -58,6 +59,7 @@ bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench throughput --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench warm-up --out $(BENCH_OUT)
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q tests/unit

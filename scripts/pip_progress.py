@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
     log_path, command = Path(argv[0]), [*argv[1:], "-v"]
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     shown_percent = -1
+    announced = False
     with (
         log_path.open("w") as log,
         subprocess.Popen(
@@ -45,7 +46,9 @@ def main(argv: list[str]) -> int:
             log.write(line)
             tail.append(line)
             if compiled := COMPILED.search(line):
-                print(COMPILE_NOTICE.format(name=compiled.group(1)), flush=True)
+                if not announced:  # pip says it when the build starts and again when it ends
+                    announced = True
+                    print(COMPILE_NOTICE.format(name=compiled.group(1)), flush=True)
             elif progress := _percent(line):
                 if progress // 10 > shown_percent // 10:  # every 10 %
                     shown_percent = progress

@@ -1,10 +1,15 @@
 """A reverse proxy that writes down what an upstream engine receives, for the upstream tests.
 
-    python -m tests.recording_proxy --target http://127.0.0.1:PORT --port PORT --log FILE
+    python -m tests.recording_proxy --target http://127.0.0.1:PORT --port PORT --log FILE [--cut N]
 
 Every request is forwarded as it came and appended to FILE as one JSON line: its method, path,
 session header and raw body. When a streamed answer ends, a line says whether the whole stream
 reached the client (`"outcome": "finished"`) or the client hung up first (`"closed_early"`).
+
+`--cut N` plays an engine that ends a stream early: of the first N streamed chat completions,
+only the first event reaches the client, and then the stream ends as if it were complete
+(`"outcome": "cut"`). `--owned-by NAME` makes the engine's model list say it is NAME's (e.g.
+`vllm`, to be taken for an engine that can salt its prefix cache).
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 
-def build(target: str, log: Path) -> Starlette:
+def build(target: str, log: Path, cut: int = 0, owned_by: str | None = None) -> Starlette:
     # A connection per request: one the engine dropped mid-answer is never reused by mistake.
     client = httpx.AsyncClient(
         base_url=target, timeout=httpx.Timeout(600.0), limits=httpx.Limits(max_keepalive_connections=0)
     )
+
+    cuts: list[str] = []  # the streams cut so far
 
     def record(entry: dict[str, object]) -> None:
         with log.open("ab") as file:
@@ -42,9 +49,21 @@ def build(target: str, log: Path) -> Starlette:
             stream=True,
         )  # fmt: skip
 
+        streamed = b'"stream":true' in body.replace(b" ", b"")
+        cutting = streamed and len(cuts) < cut
+        if cutting:
+            cuts.append(request.url.path)
+
         async def relay() -> AsyncIterator[bytes]:
             outcome = "closed_early"
             try:
+                if cutting:
+                    async for line in upstream.aiter_lines():
+                        if line.startswith("data:"):
+                            yield (line + "\n\n").encode()
+                            break
+                    outcome = "cut"
+                    return
                 async for data in upstream.aiter_raw():
                     yield data
                 outcome = "finished"
@@ -53,6 +72,12 @@ def build(target: str, log: Path) -> Starlette:
                 record({"path": request.url.path, "outcome": outcome})
 
         media = upstream.headers.get("content-type", "application/json")
+        if owned_by is not None and request.url.path.endswith("/models"):
+            listing = orjson.loads(await upstream.aread())
+            await upstream.aclose()
+            for model in listing.get("data", []):
+                model["owned_by"] = owned_by
+            return Response(orjson.dumps(listing), status_code=upstream.status_code, media_type=media)
         return StreamingResponse(relay(), status_code=upstream.status_code, media_type=media)
 
     return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
@@ -63,8 +88,11 @@ def main() -> None:
     parser.add_argument("--target", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--cut", type=int, default=0, help="Streams to end after their first event.")
+    parser.add_argument("--owned-by", help="The owner the model list names.")
     args = parser.parse_args()
-    uvicorn.run(build(args.target, args.log), host="127.0.0.1", port=args.port, log_level="warning")
+    app = build(args.target, args.log, args.cut, args.owned_by)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,17 @@ from tests.server_process import TetherServer
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
 
 
+def assert_error_shape(event: dict[str, Any]) -> None:
+    """An `error` event as `@ai-sdk/openai` 4.x validates it (else its user sees "Type validation
+    failed" instead of the message): a numeric `sequence_number`, and a nested `error` with string
+    `type`, `code` and `message` and a string or null `param`. Codex needs `status` too."""
+    assert event["type"] == "error"
+    assert isinstance(event["sequence_number"], int) and isinstance(event["status"], int)
+    error = event["error"]
+    assert all(isinstance(error[key], str) for key in ("type", "code", "message")), error
+    assert error["param"] is None or isinstance(error["param"], str)
+
+
 class RawSocket:
     def __init__(self, server: TetherServer, key: str | None = None, **options: Any) -> None:
         """Authenticated with `key`, else with the server's own key when it has one."""

@@ -88,3 +88,13 @@ def test_without_the_bench_extra_it_says_how_to_install_it(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
     assert "pip install 'tether[bench]'" in result.stderr
     assert not (tmp_path / "bench-results").exists()
+
+
+def test_warm_up_times_the_answer_and_the_next_turn(tmp_path: Path) -> None:
+    bench(tmp_path, "warm-up", "--serve", "scripted", "--prefix-tokens", "300", "--repeats", "2")
+    runs = json.loads((tmp_path / "warm-up.json").read_text())
+    assert len(runs) == 2
+    # The next turn continued the warm-up: all of the warm-up's context was cached for it.
+    assert all(run["next_cached_tokens"] >= run["warm_up_input_tokens"] - 1 > 250 for run in runs)
+    assert "| warm-up input tokens |" in (tmp_path / "warm-up.md").read_text()
+    assert (tmp_path / "warm-up.png").read_bytes()[:4] == b"\x89PNG"

@@ -151,6 +151,20 @@ def test_compact_returns_a_window_that_works_as_input(client: openai.OpenAI) -> 
     assert caught.value.param == "input"
 
 
+def test_every_item_of_a_compacted_window_is_complete(client: openai.OpenAI) -> None:
+    """Each output item has everything an output item of its type has (an Open Responses suite
+    rejects a window whose messages lack `id` or `status`); a message keeps its stored id."""
+    first = client.responses.create(model=SCRIPTED, input="Fix the failing test.")
+    reply = client.responses.with_raw_response.compact(model=SCRIPTED, previous_response_id=first.id)
+    message, compacted = reply.http_response.json()["output"]
+    assert set(message) == {"id", "type", "role", "status", "content"}
+    assert message["status"] == "completed" and message["role"] == "user"
+    assert message["content"] == [{"type": "input_text", "text": "Fix the failing test."}]
+    (stored_input,) = client.responses.input_items.list(first.id).data
+    assert message["id"] == stored_input.id
+    assert compacted["id"].startswith("cmp_") and compacted["encrypted_content"]
+
+
 def test_models_and_health(scripted_server: TetherServer) -> None:
     models = scripted_server.client().models.list()
     assert [m.id for m in models.data] == [SCRIPTED]

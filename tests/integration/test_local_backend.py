@@ -87,6 +87,7 @@ def generation(items: tuple[Item, ...], **overrides: Any) -> Generation:
         "tools": (),
         "tool_choice": ToolChoice("auto"),
         "max_output_tokens": 32,
+        "cache_scope": "default",
         "temperature": 0.0,
     }
     return Generation(**(fields | overrides))

@@ -12,7 +12,8 @@ from tests.ws_client import RawSocket
 
 
 def scrape(server: TetherServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"http://127.0.0.1:{server.port}/metrics").text
+    headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else None
+    text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", headers=headers).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

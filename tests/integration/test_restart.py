@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from websockets.exceptions import ConnectionClosedError
+
 from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
 
@@ -48,5 +51,31 @@ def test_a_response_running_at_shutdown_is_stored_as_interrupted(tmp_path: Path)
         assert stored.incomplete_details is not None
         assert stored.incomplete_details.reason == "interrupted"
         assert stored.output[0].status == "incomplete"
+    finally:
+        server.stop()
+
+
+def test_openai_python_after_an_idle_restart_raises_and_recovers_as_the_readme_says(tmp_path: Path) -> None:
+    """README "Client notes": `connect(on_reconnecting=...)` reconnects only while the application
+    reads. A restart between turns (close 1012) surfaces on the next `create()` as websockets'
+    `ConnectionClosedError`; a new connection and the same turn, chained to the stored response,
+    carry on."""
+    server = TetherServer(tmp_path / "idle.db").start()
+    reconnects: list[object] = []
+    try:
+        client = server.client()
+        with client.responses.connect(on_reconnecting=reconnects.append) as conn:
+            conn.response.create(model=SCRIPTED, input="Before the restart.")
+            first = next(e.response for e in conn if e.type == "response.completed")
+            server.stop()
+            server.start()
+            with pytest.raises(ConnectionClosedError) as closed:
+                conn.response.create(model=SCRIPTED, input="After.", previous_response_id=first.id)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert reconnects == []  # nothing was reading when the socket closed
+        with client.responses.connect() as conn:
+            conn.response.create(model=SCRIPTED, input="After.", previous_response_id=first.id)
+            follow = next(e.response for e in conn if e.type == "response.completed")
+        assert follow.previous_response_id == first.id
     finally:
         server.stop()

@@ -84,7 +84,9 @@ def test_a_running_websocket_response_finishes_then_the_socket_closes_1012(tmp_p
         server.stop()
 
 
-def test_a_response_longer_than_the_grace_is_interrupted_and_stored(tmp_path: Path) -> None:
+def test_a_response_longer_than_the_grace_ends_with_its_terminal_event_and_is_stored(
+    tmp_path: Path,
+) -> None:
     server = serve(tmp_path, 0.5).start()
     try:
         with RawSocket(server) as ws:
@@ -92,12 +94,44 @@ def test_a_response_longer_than_the_grace_is_interrupted_and_stored(tmp_path: Pa
             created = ws.recv()["response"]
             while ws.recv()["type"] != "response.output_text.delta":
                 pass
+            ws.create(input="Queued behind it.", store=True)
             assert terminate(server) == 0
-            assert close_code(ws) == 1012
+            events = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    events.append(ws.recv(timeout=30))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+            (refusal,) = [e for e in events if e["type"] == "error"]
+            assert refusal["status"] == 503  # the queued create will never start
+            assert events[-1]["type"] == "response.incomplete"  # the last event before the close
+            assert events[-1]["response"]["incomplete_details"] == {"reason": "interrupted"}
         server.start()
         stored = server.client().responses.retrieve(created["id"])
         assert stored.status == "incomplete" and stored.incomplete_details is not None
         assert stored.incomplete_details.reason == "interrupted"
+    finally:
+        server.stop()
+
+
+def test_an_sse_stream_cut_by_the_grace_ends_with_its_terminal_event(tmp_path: Path) -> None:
+    """openai-python reads the stream to its end: `response.incomplete`, not a dropped connection."""
+    server = serve(tmp_path, 0.5).start()
+    try:
+        exit_code: list[int] = []
+        client = server.client()
+        with client.responses.stream(model=SCRIPTED, input="x", max_output_tokens=2000) as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta" and not exit_code:
+                    exit_code.append(-1)
+                    threading.Thread(target=lambda: exit_code.append(terminate(server))).start()
+        assert event.type == "response.incomplete"  # the last event, then the stream ended cleanly
+        final = event.response
+        assert final.status == "incomplete" and final.incomplete_details is not None
+        assert final.incomplete_details.reason == "interrupted"
+        assert final.usage is not None and 0 < final.usage.output_tokens < 2000
+        while len(exit_code) < 2:
+            threading.Event().wait(0.05)
+        assert exit_code[1] == 0
     finally:
         server.stop()
 

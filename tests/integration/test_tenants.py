@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import SCRIPTED
+from tests.conftest import LOCAL, SCRIPTED
 from tests.integration.test_cli import serve
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
@@ -161,3 +161,28 @@ def test_sighup_reloads_the_keys_file_and_a_bad_one_changes_nothing(tmp_path: Pa
         assert "sk-carol" not in server.log_path.read_text()
     finally:
         server.stop()
+
+
+LONG_PROMPT = "Summarise the following notes. " + " ".join(
+    f"Note {n}: the build passed on day {n}." for n in range(60)
+)
+
+
+@pytest.mark.local_model
+def test_one_tenant_s_prompt_never_hits_another_tenant_s_cache(tmp_path: Path) -> None:
+    """The engine's resident prefix is reused within a tenant only: otherwise bob could tell from
+    `cached_tokens` (or from how fast his first token comes) what alice has just asked."""
+    (tmp_path / "keys").write_text(KEYS)
+    with TetherServer(tmp_path / "t.db", "--api-keys-file", str(tmp_path / "keys"), model="local") as server:
+
+        def ask(key: str) -> int:
+            response = client(server, key).responses.create(
+                model=LOCAL, input=LONG_PROMPT, max_output_tokens=4, temperature=0, store=False
+            )
+            assert response.usage is not None and response.usage.input_tokens > 500
+            return response.usage.input_tokens_details.cached_tokens
+
+        assert ask("sk-alice-1") == 0  # a fresh engine
+        assert ask("sk-alice-2") > 500  # the same tenant (another key of it) reuses the prefix
+        assert ask("sk-bob") == 0  # another tenant does not
+        assert ask("sk-alice-1") == 0  # nor does the first one again, after bob displaced it

@@ -50,11 +50,11 @@ def serve(folder: Path, *upstreams: str, flags: tuple[str, ...] = ()) -> TetherS
 class Recorder(ServerProcess):
     """The recording proxy in front of `target`; `requests()` reads back what passed through."""
 
-    def __init__(self, target: ServerProcess, tmp: Path) -> None:
+    def __init__(self, target: ServerProcess, tmp: Path, *flags: str) -> None:
         self.log = tmp / "received.jsonl"
         port = free_port()
         command = [sys.executable, str(Path(__file__).parents[1] / "recording_proxy.py"), "--port", str(port),
-                   "--target", f"http://127.0.0.1:{target.port}", "--log", str(self.log)]  # fmt: skip
+                   "--target", f"http://127.0.0.1:{target.port}", "--log", str(self.log), *flags]  # fmt: skip
         super().__init__(command, port, "/v1/models", tmp / "proxy.log")
 
     def entries(self) -> list[dict[str, Any]]:
@@ -226,6 +226,50 @@ def test_an_engine_that_gives_up_mid_stream_fails_the_response(tether: TetherSer
         assert "without finishing" in too_long.error.message
         after = run_turn(conn, input="Hi.", store=False, max_output_tokens=4)  # the socket still works
         assert after.status in ("completed", "incomplete")
+
+
+@pytest.mark.parametrize(("cut", "outcomes"), [(1, ["cut", "finished"]), (2, ["cut", "cut"])])
+def test_a_stream_ended_before_any_output_is_tried_once_more(
+    shared_engine: ServerProcess, tmp_path: Path, cut: int, outcomes: list[str]
+) -> None:
+    """An engine that ends a stream before anything of it reached the client (here a proxy that
+    lets only its first, empty event through) gets the same request once more; twice is a failure."""
+    with Recorder(shared_engine, tmp_path, "--cut", str(cut)) as cutter, serve(
+        tmp_path / "tether", f"{LOCAL}={cutter.base_url}"
+    ) as server, server.client().responses.connect() as conn:  # fmt: skip
+        response = run_turn(conn, input="Say hi.", store=False, max_output_tokens=8, temperature=0)
+        after = run_turn(conn, input="Say hi.", store=False, max_output_tokens=8, temperature=0)
+    streams = [
+        e["outcome"] for e in cutter.entries() if "outcome" in e and e["path"] == "/v1/chat/completions"
+    ]
+    assert streams[: len(outcomes)] == outcomes and len(streams) == len(outcomes) + 1  # then `after`
+    if cut == 1:
+        assert response.status in ("completed", "incomplete") and response.output_text
+    else:
+        assert response.status == "failed" and "without finishing" in response.error.message
+    assert after.status in ("completed", "incomplete")  # the socket and the engine carry on
+
+
+def test_tenants_get_sessions_and_cache_salts_of_their_own(
+    shared_engine: ServerProcess, tmp_path: Path
+) -> None:
+    """Two tenants sending the same prompt under the same `prompt_cache_key` must not share an
+    engine's prefix cache: each gets its own session key, and an engine that can salt its cache
+    (here one that lists its models as vLLM's) a salt of its own."""
+    keys = tmp_path / "keys"
+    keys.write_text("alice sk-alice\nbob sk-bob\n")
+    with Recorder(shared_engine, tmp_path, "--owned-by", "vllm") as engine_as_vllm, serve(
+        tmp_path / "tether", f"{LOCAL}={engine_as_vllm.base_url}", flags=("--api-keys-file", str(keys))
+    ) as server:  # fmt: skip
+        for key in ("sk-alice", "sk-alice", "sk-bob"):
+            client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+            client.responses.create(model=LOCAL, input="Hi.", prompt_cache_key="shared", max_output_tokens=4)
+        sent = engine_as_vllm.completions()
+    sessions = [entry["session"] for entry in sent]
+    salts = [entry["json"]["cache_salt"] for entry in sent]
+    assert sessions[0] == sessions[1] != sessions[2] and all(sessions)
+    assert salts[0] == salts[1] != salts[2] and all(salts)
+    assert not any("alice" in salt or "bob" in salt for salt in salts)  # tenant names stay out
 
 
 def test_the_engine_s_key_is_sent_and_its_refusal_is_shown(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
 
 from tests.conftest import SCRIPTED
 from tests.integration.test_http_create import WEATHER_TOOL
+from tests.integration.test_metrics import scrape, value
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 
@@ -125,6 +128,21 @@ def test_a_warm_up_is_created_then_completed_and_chainable(scripted_server: Teth
         # The warm-up's whole context, in whole 4-byte tokens (its last one may be partial).
         cached = follow["usage"]["input_tokens_details"]["cached_tokens"]  # type: ignore[index]
         assert done["usage"]["input_tokens"] - 1 <= cached <= done["usage"]["input_tokens"]
+
+
+def test_a_warm_up_is_answered_before_its_prefill_and_its_continuation_waits_for_it(tmp_path: Path) -> None:
+    """A slow engine must not keep a warm-up's answer waiting (Codex gives up after its connect
+    timeout): the answer comes first, the prefill runs on, and the next turn waits for it and
+    finds the whole warm-up cached. The scripted model here prefills 2,000 tokens a second."""
+    context = [{"role": "developer", "content": "Project notes. " * 400}]  # ~1,500 tokens: 0.75 s
+    with TetherServer(tmp_path / "t.db", "--scripted-prefill-us", "500") as server, RawSocket(server) as ws:
+        warm = final(ws.turn(generate=False, store=False, input=context))
+        assert warm["usage"] == {**warm["usage"], "output_tokens": 0}  # type: ignore[dict-item]
+        assert value(scrape(server), "tether_warm_up_prefills") == 1  # answered; prefill running
+        follow = final(ws.turn(store=False, previous_response_id=warm["id"], input="Go."))
+        cached = follow["usage"]["input_tokens_details"]["cached_tokens"]  # type: ignore[index]
+        assert cached >= warm["usage"]["input_tokens"] - 1  # type: ignore[index]
+        assert value(scrape(server), "tether_warm_up_prefills") == 0
 
 
 def test_prewarm_forces_a_warm_up(scripted_server: TetherServer) -> None:

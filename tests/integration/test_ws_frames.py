@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from typing import Any
 
 import httpx
 import pytest
@@ -13,13 +14,13 @@ from websockets.sync.client import connect
 
 from tests.conftest import SCRIPTED
 from tests.server_process import TetherServer
-from tests.ws_client import TERMINAL, RawSocket
+from tests.ws_client import TERMINAL, RawSocket, assert_error_shape
 
 
-def assert_error(event: dict[str, object], code: str, param: str | None) -> None:
-    assert event["type"] == "error" and event["status"] == 400
-    assert event["error"] == {**event["error"], "code": code, "param": param}  # type: ignore[dict-item]
-    assert "sequence_number" not in event
+def assert_error(event: dict[str, Any], code: str, param: str | None) -> None:
+    assert_error_shape(event)
+    assert event["status"] == 400
+    assert event["error"]["code"] == code and event["error"]["param"] == param
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,17 @@ def test_a_bad_frame_gets_an_error_event_and_the_socket_stays_usable(
         assert events[-1]["type"] == "response.completed"
 
 
+def test_the_upgrade_answers_the_headers_codex_reads(limited_server: TetherServer) -> None:
+    """The model serving the socket, that usage covers reasoning, and the inbound message limit
+    (65536 on this server), so Codex can size its frames."""
+    with RawSocket(limited_server) as ws:
+        assert ws.ws.response is not None
+        headers = ws.ws.response.headers
+    assert headers["openai-model"] == SCRIPTED
+    assert headers["x-reasoning-included"] == "true"
+    assert headers["x-codex-websocket-max-message-bytes"] == "65536"
+
+
 def test_stream_true_and_unknown_fields_are_ignored(scripted_server: TetherServer) -> None:
     """D3: what Codex and the agents SDKs send."""
     with RawSocket(scripted_server) as ws:
@@ -90,6 +102,22 @@ def test_lane_errors_echo_the_stream_id_unless_it_is_invalid(scripted_server: Te
         error = ws.recv()
         assert_error(error, "invalid_stream_id", "stream_id")
         assert "stream_id" not in error
+
+
+def test_error_events_are_numbered_per_connection(scripted_server: TetherServer) -> None:
+    """Errors belong to no response, so they take the connection's own counter: from phase 1
+    (the session) and phase 2 (the chain) alike, across lanes, and from 0 on a new socket."""
+    with RawSocket(scripted_server) as ws:
+        ws.send("{oops")
+        first = ws.recv()
+        ws.create(stream_id="a", previous_response_id="resp_gone")
+        second = ws.recv()
+        assert ws.turn(input="fine")[-1]["type"] == "response.completed"
+        third = ws.turn(model="nope")[-1]
+    assert [e["sequence_number"] for e in (first, second, third)] == [0, 1, 2]
+    with RawSocket(scripted_server) as ws:
+        ws.send("{oops")
+        assert ws.recv()["sequence_number"] == 0
 
 
 def test_the_fifth_lane_is_refused_when_four_are_allowed(limited_server: TetherServer) -> None:

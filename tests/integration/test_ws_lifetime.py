@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.server_process import TetherServer
-from tests.ws_client import RawSocket
+from tests.ws_client import RawSocket, assert_error_shape
 
 
 def wait_until_finished(client: openai.OpenAI, response_id: str) -> dict[str, object]:
@@ -58,7 +58,22 @@ def test_the_cap_never_cuts_a_stream_and_refuses_later_creates(limited_server: T
         assert refused is not None and refused["stream_id"] == "late"
         assert refused["error"]["code"] == "websocket_connection_limit_reached"
         assert events[-1]["response"]["usage"]["output_tokens"] == 200
-        assert closed_code(ws) == 1001
+        assert_closed_for_the_cap(ws)
+
+
+def assert_closed_for_the_cap(ws: RawSocket) -> None:
+    """D5: the close that the cap causes comes right after the error that says so."""
+    notice = ws.recv(timeout=15)
+    assert_error_shape(notice)
+    assert notice["error"]["code"] == "websocket_connection_limit_reached" and "stream_id" not in notice
+    assert closed_code(ws) == 1001
+
+
+def test_a_cap_passed_mid_stream_is_announced_before_the_close(limited_server: TetherServer) -> None:
+    with RawSocket(limited_server) as ws:
+        events = ws.turn(input="x", max_output_tokens=200)  # 4 s at 20 ms a token: past the 3 s cap
+        assert events[-1]["type"] == "response.completed"
+        assert_closed_for_the_cap(ws)
 
 
 def test_a_disconnect_mid_stream_stops_generation_and_keeps_a_stored_response(

@@ -48,6 +48,7 @@ def generation(
         tools=tools,
         tool_choice=tool_choice,
         max_output_tokens=None,
+        cache_scope="default",
     )
 
 

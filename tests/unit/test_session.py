@@ -24,7 +24,7 @@ def assert_error(actions: list[Any], code: str, param: str | None = None, **enve
     event = actions[0].event
     assert event["type"] == "error" and event["status"] == 400
     assert event["error"]["code"] == code and event["error"]["param"] == param
-    assert "sequence_number" not in event
+    assert isinstance(event["sequence_number"], int)
     for key, value in envelope.items():
         assert event.get(key) == value
 
@@ -135,7 +135,22 @@ def test_the_cap_never_cuts_running_or_queued_work() -> None:
     assert_error(late, "websocket_connection_limit_reached", None, stream_id="side")
     assert len(late) == 1
     assert s.turn_finished(None) == [StartTurn(None, json.loads(create(input="queued")))]
-    assert s.turn_finished(None) == [Close(1001, "connection limit reached")]
+    closing = s.turn_finished(None)
+    assert_error(closing, "websocket_connection_limit_reached")
+    assert closing[1:] == [Close(1001, "connection limit reached")]
+
+
+def test_errors_outside_a_response_are_numbered_per_connection() -> None:
+    """Every event carries a `sequence_number`; an `error` belongs to no response, so it takes the
+    connection's own counter, from 0, on every lane."""
+    s = session()
+    numbers = [
+        s.receive_text("{not json", now=1)[0].event["sequence_number"],  # type: ignore[union-attr]
+        s.receive_binary()[0].event["sequence_number"],  # type: ignore[union-attr]
+        s.receive_text(create(stream_id="bad id"), now=1)[0].event["sequence_number"],  # type: ignore[union-attr]
+        s.error(errors.server_error(), "lane").event["sequence_number"],
+    ]
+    assert numbers == [0, 1, 2, 3]
 
 
 def test_a_create_after_the_cap_is_refused_even_before_the_timer_fires() -> None:
@@ -172,3 +187,20 @@ def test_admit_refuses_a_create_with_its_error_and_queues_nothing() -> None:
     (refusal,) = s.receive_text(create(stream_id="a"), now=1)
     assert isinstance(refusal, Send) and refusal.event["error"]["message"] == "slow down"
     assert s.idle and s.named_lanes == 0
+
+
+def test_after_the_shutdown_grace_queued_creates_are_refused_and_never_start() -> None:
+    """Work that runs is interrupted and ends with its terminal event; a create still queued gets
+    a 503 on its lane, and the socket closes 1012 once the running turn has ended."""
+    s = session()
+    s.receive_text(create(), now=1)
+    s.receive_text(create(input="queued"), now=1)
+    s.receive_text(create(stream_id="b", input="queued too"), now=1)
+    s.receive_text(create(stream_id="b", input="and this"), now=1)
+    assert s.shutdown() == []
+    refusals = s.grace_over()
+    assert [(a.event["status"], a.event.get("stream_id")) for a in refusals] == [  # type: ignore[union-attr]
+        (503, None), (503, "b"),
+    ]  # fmt: skip
+    assert s.turn_finished("b") == []
+    assert s.turn_finished(None) == [Close(1012, "server shutting down")]

@@ -40,6 +40,7 @@ def generation(*items: Item, **overrides: object) -> Generation:
         "tools": (),
         "tool_choice": ToolChoice("auto"),
         "max_output_tokens": None,
+        "cache_scope": "default",
     }
     return Generation(**(fields | overrides))  # type: ignore[arg-type]
 
@@ -176,8 +177,17 @@ def test_a_continuation_s_messages_extend_the_earlier_ones(items: list[Item], cu
     assert orjson.dumps(later).startswith(orjson.dumps(earlier)[:-1])
 
 
-def test_session_key_prefers_the_client_s_then_the_chain_s_first_item() -> None:
+def test_session_key_prefers_the_client_s_then_the_chain_s_first_item_within_the_tenant() -> None:
     chained = generation(user("first", "msg_root"), assistant("reply"), user("next"))
-    assert session_key(chained) == "msg_root"
-    assert session_key(dataclasses.replace(chained, prompt_cache_key="codex-42")) == "codex-42"
-    assert session_key(generation()) == "resp_1"
+    assert session_key(chained) == "default:msg_root"
+    assert session_key(dataclasses.replace(chained, prompt_cache_key="codex-42")) == "default:codex-42"
+    assert session_key(generation()) == "default:resp_1"
+    other_tenant = dataclasses.replace(chained, prompt_cache_key="codex-42", cache_scope="team-b")
+    assert session_key(other_tenant) == "team-b:codex-42"
+
+
+def test_a_cache_salt_goes_in_the_body_only_when_given() -> None:
+    assert "cache_salt" not in chat_request(generation(user("hi")), "m", "k", stream=True)
+    body = chat_request(generation(user("hi")), "m", "k", stream=True, cache_salt="s1")
+    assert body["cache_salt"] == "s1"
+    assert list(body).index("cache_salt") > list(body).index("messages")  # the prefix stays stable

@@ -10,14 +10,17 @@ A backend never sees JSON: it gets typed items and tools from `tether.protocol` 
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from tether.protocol.items import Item
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool, ToolChoice
+
+T = TypeVar("T")
 
 
 class BackendError(Exception):
@@ -47,6 +50,8 @@ class Generation:
     `items` is the whole context, oldest first: the chain's inputs and outputs followed by this
     request's input, with item references and compactions already resolved. `parent_id` names the
     response this one continues, so a backend that cached that prefix (tokens, KV) can reuse it.
+    `cache_scope` is whose conversation it is (its tenant): cached state of one scope is never
+    reused for another, or one tenant could time or count its way to another's recent prompts.
     """
 
     response_id: str
@@ -57,10 +62,12 @@ class Generation:
     tools: tuple[FunctionTool, ...]
     tool_choice: ToolChoice
     max_output_tokens: int | None
+    cache_scope: str
     temperature: float = 1.0
     top_p: float = 1.0
     parallel_tool_calls: bool = True
     prompt_cache_key: str | None = None  # the client's name for a conversation's shared prefix
+    generate: bool = True  # False: a warm-up (D2), which only prepares the context
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,28 @@ class Cancellation:
         return self._event.is_set()
 
 
+async def cancellable(work: Awaitable[T], cancel: Cancellation) -> T | None:
+    """`work`'s result, or None when `cancel` was set first (then `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    remove = cancel.on_cancel(threadsafe(task.cancel))
+    try:
+        await asyncio.wait({task})
+    finally:
+        remove()
+        task.cancel()
+    return None if task.cancelled() else task.result()
+
+
+def threadsafe(callback: Callable[[], object]) -> Callable[[], None]:
+    """A cancellation may be set from a worker thread; the loop's own objects are touched on it."""
+    loop = asyncio.get_running_loop()
+
+    def call() -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return call
+
+
 class Backend(Protocol):
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -141,7 +170,8 @@ class Backend(Protocol):
         ...
 
     async def count_tokens(self, generation: Generation) -> int:
-        """Tokens the rendered context of `generation` takes, without generating."""
+        """Tokens the rendered context of `generation` takes, without generating: the input of its
+        turn (or, for a warm-up, of its prefill)."""
         ...
 
     async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tether.bench import load, report, runner, servers
 from tether.bench import soak as soak_run
+from tether.bench import warm_up as warm_up_run
 from tether.bench.agents import MODES, Target
 
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
@@ -202,6 +203,47 @@ def overhead(
     report.overhead_chart(rows, out / f"{name}.png", f"Continuation turn time, scripted model ({_machine()})")
     table = report.overhead_markdown(rows) + "".join(f"\nFailed: {f}\n" for f in failures)
     _write(out, name, table, [row.to_json() for row in rows], json_out)
+
+
+@bench.command(name="warm-up")
+def warm_up(
+    url: Annotated[
+        str | None, typer.Option(help="Tether's base URL; without it, --serve starts one.")
+    ] = None,
+    serve: Annotated[str, typer.Option(help="The --model of the Tether it starts.")] = "local",
+    prefix_tokens: Annotated[int, typer.Option(help="Size of the warm-up's prefix (Codex: ~5,700).")] = 5700,
+    repeats: Annotated[int, typer.Option(help="Runs, each on a socket and a prefix of its own.")] = 3,
+    max_output_tokens: Annotated[int, typer.Option(help="Output cap of the turn after the warm-up.")] = 8,
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
+    name: Annotated[str, typer.Option(help="File name stem.")] = "warm-up",
+    json_out: Annotated[bool, JSON_OUT] = False,
+) -> None:
+    """A Codex-sized warm-up: how soon it is answered, and the next turn's time to first token."""
+    runs: list[warm_up_run.WarmUpRun] = []
+    with _servers(url, None if url else serve) as running, _progress() as progress:
+        target = _target(running.tether_url, max_output_tokens)
+        task = progress.add_task("warm-up and turn", total=repeats)
+        for session in range(repeats):
+            runs.append(asyncio.run(warm_up_run.run(target, prefix_tokens, session)))
+            progress.advance(task)
+    answered = statistics.median(r.answered_s for r in runs)
+    first_token = report.median(r.next_first_token_s for r in runs)
+    lines = [
+        "| warm-up input tokens | warm-up answered (s) | next turn: time to first token (s) "
+        "| warm-up + next turn (s) | next turn: cached tokens |",
+        "|---|---|---|---|---|",
+        f"| {statistics.median(r.warm_up_input_tokens for r in runs):,.0f} | {answered:.3f} "
+        f"| {first_token or 0:.2f} | {statistics.median(r.total_s for r in runs):.2f} "
+        f"| {statistics.median(r.next_cached_tokens for r in runs):,.0f} |",
+    ]
+    numbers = list(range(1, repeats + 1))
+    report.line_chart(
+        {"warm-up answered": (numbers, [r.answered_s for r in runs]),
+         "next turn's first token": (numbers, [r.next_first_token_s or 0 for r in runs]),
+         "warm-up + next turn": (numbers, [r.total_s for r in runs])},
+        out / f"{name}.png", f"Warm-up of {prefix_tokens:,} tokens ({_machine()})", "run", "seconds",
+    )  # fmt: skip
+    _write(out, name, "\n".join(lines) + "\n", [run.__dict__ for run in runs], json_out)
 
 
 REPEATS = typer.Option(help="Runs of each size; the table shows their median.")

@@ -3,7 +3,8 @@
 Per transport (`http`, `ws`): responses by final status, prefilled and cached input tokens, each
 turn's cache-hit ratio (cached / input tokens), its duration and its time to first output. From
 the backend: bytes of KV snapshots held and snapshots evicted. From the WebSocket shell: open
-connections. At scrape time: responses running, asyncio tasks alive and the process's own
+connections. At scrape time: responses running, warm-ups answered whose prefill still runs,
+asyncio tasks alive and the process's own
 figures (resident memory, CPU, open files), which show a leak as a level that does not come
 back down. One registry per server, so tests and several apps in one process do not collide.
 """
@@ -78,18 +79,22 @@ class Metrics:
     def watch_backend(self, stats: Callable[[], CacheStats]) -> None:
         self.registry.register(_BackendCollector(stats))
 
-    def watch_running(self, running: Callable[[], int]) -> None:
-        self.registry.register(_RuntimeCollector(running))
+    def watch_running(self, running: Callable[[], int], prefilling: Callable[[], int]) -> None:
+        self.registry.register(_RuntimeCollector(running, prefilling))
 
 
 class _RuntimeCollector(Collector):
     """Reads what is alive inside the server at scrape time (scrapes run on the event loop)."""
 
-    def __init__(self, running: Callable[[], int]) -> None:
+    def __init__(self, running: Callable[[], int], prefilling: Callable[[], int]) -> None:
         self.running = running
+        self.prefilling = prefilling
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("tether_running_responses", "Responses not yet ended.", value=self.running())
+        yield GaugeMetricFamily(
+            "tether_warm_up_prefills", "Warm-ups answered whose prefill still runs.", value=self.prefilling()
+        )
         yield GaugeMetricFamily("tether_asyncio_tasks", "Tasks alive on the event loop.", value=_tasks())
 
 

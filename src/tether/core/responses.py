@@ -14,13 +14,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tether.backends.base import Backend, BackendUnavailable, Cancellation, ContextOverflow, Generation
 from tether.core import chain, turn
 from tether.core.event_log import EventLog, EventSink, FanOut
 from tether.core.metrics import Metrics
+from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids
 from tether.protocol.events import Event, Phase, ResponseEvents
 from tether.protocol.items import Item, Message, TextPart
@@ -43,6 +44,8 @@ class Running:
     sink: EventSink  # where the turn emits: the log, plus the transport's sender if it has one
     cancel: Cancellation
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Its work, which ends after `done` for a warm-up (whose prefill follows its answer).
+    task: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -60,9 +63,10 @@ class Responses:
         self.store = store
         self.served_models = served_models
         self.metrics = metrics
-        metrics.watch_backend(backend.cache_stats)
-        metrics.watch_running(lambda: len(self.running))
         self.running: dict[str, Running] = {}
+        self.warm_ups = WarmUps()
+        metrics.watch_backend(backend.cache_stats)
+        metrics.watch_running(lambda: len(self.running), lambda: len(self.warm_ups))
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- create -----------------------------------------------------------------------------------
@@ -88,8 +92,8 @@ class Responses:
         """
         context = await self._context(request, history or self.history(tenant))
         response_id = ids.response_id()
-        generation = self._generation(request, context, response_id)
-        input_tokens = await self._count(request, context)  # one that cannot fit is refused here
+        generation = self._generation(request, context, response_id, tenant)
+        input_tokens = await self._count(generation)  # one that cannot fit is refused here
         response = response_object(
             request,
             response_id=response_id,
@@ -104,11 +108,12 @@ class Responses:
         self.running[response_id] = running
         await sink.emit(events.created())
         work = turn.Turn(
-            generation, events, self.backend, sink, running.cancel, input_tokens, request.generate
-        )
-        task = asyncio.create_task(self._execute(running, work, transport), name=response_id)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            generation, events, self.backend, sink, running.cancel, input_tokens, request.generate,
+            ready=self.warm_ups.waiter(request.previous_response_id),
+        )  # fmt: skip
+        running.task = asyncio.create_task(self._execute(running, work, transport), name=response_id)
+        self._tasks.add(running.task)
+        running.task.add_done_callback(self._tasks.discard)
         return running
 
     def _check_model(self, model: str | None) -> None:
@@ -116,7 +121,9 @@ class Responses:
             raise errors.model_not_found(model, ", ".join(sorted(self.served_models)))
 
     @staticmethod
-    def _generation(request: CreateRequest, context: chain.Context, response_id: str) -> Generation:
+    def _generation(
+        request: CreateRequest, context: chain.Context, response_id: str, tenant: str
+    ) -> Generation:
         return Generation(
             response_id=response_id,
             parent_id=request.previous_response_id,
@@ -126,26 +133,39 @@ class Responses:
             tools=request.tools,
             tool_choice=request.tool_choice,
             max_output_tokens=request.max_output_tokens,
+            cache_scope=tenant,
             temperature=request.temperature,
             top_p=request.top_p,
             parallel_tool_calls=request.parallel_tool_calls,
             prompt_cache_key=request.prompt_cache_key,
+            generate=request.generate,
         )
 
     async def _execute(self, running: Running, work: turn.Turn, transport: str) -> None:
         try:
             await turn.run(work)
-            self._measure(running, work, transport)
+            if work.generate:
+                self._measure(running, work, transport)
         finally:
-            await running.log.close()
-            try:
-                if running.request.store:
-                    await self._save(running)
-            except Exception:
-                log.exception("could not store response %s", running.id)
-            finally:
-                self.running.pop(running.id, None)
-                running.done.set()
+            await self._settle(running)
+        if not work.generate and running.events.response["status"] == "completed":
+            prefill = self.backend.prepare(work.generation, work.cancel)
+            usage = await self.warm_ups.prefill(running.id, prefill, work.cancel)
+            if usage is not None:
+                work.usage = usage
+                self._measure(running, work, transport)
+
+    async def _settle(self, running: Running) -> None:
+        """The response is terminal: store it (when `store: true`), then it leaves `running`."""
+        await running.log.close()
+        try:
+            if running.request.store:
+                await self._save(running)
+        except Exception:
+            log.exception("could not store response %s", running.id)
+        finally:
+            self.running.pop(running.id, None)
+            running.done.set()
 
     def _measure(self, running: Running, work: turn.Turn, transport: str) -> None:
         now = time.monotonic()
@@ -250,12 +270,13 @@ class Responses:
     # --- counting and compaction ------------------------------------------------------------------
 
     async def count_input_tokens(self, request: CreateRequest, tenant: str) -> int:
-        return await self._count(request, await self._context(request, self.history(tenant)))
+        context = await self._context(request, self.history(tenant))
+        return await self._count(self._generation(request, context, "count", tenant))
 
     async def compact(self, request: CreateRequest, tenant: str) -> dict[str, Any]:
         """A compacted window: the user's messages, then one item standing for everything else."""
         context = await self._context(request, self.history(tenant))
-        input_tokens = await self._count(request, context)
+        input_tokens = await self._count(self._generation(request, context, "count", tenant))
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)
         item = {"id": ids.compaction_id(), "type": "compaction",
@@ -272,8 +293,7 @@ class Responses:
         self._check_model(request.model)
         return await chain.resolve(request.previous_response_id, request.input, history)
 
-    async def _count(self, request: CreateRequest, context: chain.Context) -> int:
-        generation = self._generation(request, context, "count")
+    async def _count(self, generation: Generation) -> int:
         try:
             return await self.backend.count_tokens(generation)
         except ContextOverflow as exc:
@@ -282,19 +302,26 @@ class Responses:
             # Before any response exists: a 503 the SDKs retry (e.g. a restarting engine).
             raise errors.backend_unavailable(exc.public) from None
 
-    async def aclose(self) -> None:
-        """Interrupt what is still running and wait for it to be stored."""
+    def interrupt_all(self) -> None:
+        """End everything still running as `incomplete` / `interrupted` (each reader of a stream
+        still gets that terminal event), and stop the prefills of warm-ups."""
         for running in list(self.running.values()):
             running.cancel.cancel(turn.INTERRUPTED)
+        self.warm_ups.cancel_all()
+
+    async def aclose(self) -> None:
+        """Interrupt what is still running and wait for it to be stored."""
+        self.interrupt_all()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _user_wire(message: Item) -> dict[str, Any]:
+    """A user message of the window as a complete output item: its id, a status, input parts."""
     assert isinstance(message, Message)
-    parts = [TextPart("input_text", p.text).to_wire() if isinstance(p, TextPart) else p.to_wire()
-             for p in message.content]  # fmt: skip
-    return {"type": "message", "role": "user", "content": parts}
+    parts = tuple(TextPart("input_text", p.text) if isinstance(p, TextPart) else p for p in message.content)
+    whole = replace(message, content=parts, id=message.id or ids.message_id(), status="completed")
+    return whole.to_wire()
 
 
 def _not_background(response_id: str) -> errors.ApiError:

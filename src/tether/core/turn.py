@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tether.backends.base import (
@@ -23,6 +24,7 @@ from tether.backends.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStarted,
+    cancellable,
 )
 from tether.core.event_log import EventSink
 from tether.protocol import errors, ids
@@ -43,7 +45,10 @@ class Turn:
     sink: EventSink
     cancel: Cancellation
     input_tokens: int  # counted before the turn started, for usage when it ends early
-    generate: bool = True  # False: a warm-up (D2), which prepares the context and ends
+    generate: bool = True  # False: a warm-up (D2), answered at once; core prefills after it
+    # What must be over before the backend starts: the prefill of the warm-up this turn continues
+    # (raises `BackendError` if that failed); None when there is none.
+    ready: Callable[[], Awaitable[None]] | None = None
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
     started: float = field(default_factory=time.monotonic)
@@ -58,9 +63,12 @@ async def run(turn: Turn) -> None:
     try:
         if turn.generate:
             await turn.sink.emit(turn.events.in_progress())
-            await _stream(turn)
+            if turn.ready is not None:
+                await cancellable(turn.ready(), turn.cancel)
+            if not turn.cancel.is_set:
+                await _stream(turn)
         else:
-            await _warm_up(turn)
+            await _answer_warm_up(turn)
     except BackendError as exc:
         log.warning("backend failed on %s: %s", turn.generation.response_id, exc)
         await _fail(turn, exc.public)
@@ -73,13 +81,12 @@ async def run(turn: Turn) -> None:
         await _end_cancelled(turn)
 
 
-async def _warm_up(turn: Turn) -> None:
-    """D2: exactly `response.created` then `response.completed`, no output; the backend prepares
-    the context (the local engine prefills it) so the next turn starts warm."""
-    usage = await turn.backend.prepare(turn.generation, turn.cancel)
-    if not turn.cancel.is_set:
-        turn.usage = usage
-        await turn.sink.emit(turn.events.completed(usage, int(time.time())))
+async def _answer_warm_up(turn: Turn) -> None:
+    """D2: exactly `response.created` then `response.completed`, no output, at once. Its usage has
+    the context's input tokens and no cached ones: what the prefill that follows finds cached is
+    not known yet (the next turn's `cached_tokens` shows what the warm-up prepared)."""
+    turn.usage = Usage(turn.input_tokens, 0, 0)
+    await turn.sink.emit(turn.events.completed(turn.usage, int(time.time())))
 
 
 async def _stream(turn: Turn) -> None:

@@ -45,9 +45,11 @@ class ApiError(Exception):
         """The body of a non-2xx HTTP answer (spec §7.1)."""
         return {"error": self.payload()}
 
-    def ws_event(self, stream_id: str | None = None) -> dict[str, Any]:
-        """The WebSocket `error` event: nested, always with `status` (§7.1)."""
-        event: dict[str, Any] = {"type": "error", "status": self.status, "error": self.ws_payload()}
+    def ws_event(self, sequence_number: int, stream_id: str | None = None) -> dict[str, Any]:
+        """The WebSocket `error` event: nested, always with `status` (§7.1) and a `sequence_number`
+        (D8; `@ai-sdk/openai` rejects an event without one)."""
+        event: dict[str, Any] = {"type": "error", "sequence_number": sequence_number,
+                                 "status": self.status, "error": self.ws_payload()}  # fmt: skip
         if stream_id is not None:
             event["stream_id"] = stream_id
         return event

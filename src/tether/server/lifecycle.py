@@ -4,10 +4,12 @@
    after its current request.
 2. Each WebSocket drains: what it accepted finishes, a new create gets a 503 error event, and
    the socket closes with 1012 (service restart, which the SDKs reconnect after) once idle.
-3. After `grace_s` at most, uvicorn's own shutdown closes what is left (WebSockets with 1012,
-   their responses ending `incomplete` / `interrupted` as for any client that leaves), and the
-   app's lifespan interrupts and stores whatever still runs.
-4. The process exits 0: a SIGTERM the server shut down for is a clean stop, not a crash.
+3. After `grace_s` at most, what still runs is interrupted: it ends `incomplete` / `interrupted`,
+   and every stream reading it gets that terminal event (SSE ends; a WebSocket sends it, then
+   closes 1012), within `FINAL_FLUSH_S`. WebSocket creates still queued are refused (503).
+4. uvicorn's own shutdown closes whatever is left (a peer too stalled to take its last events),
+   and the app's lifespan stores what it interrupted.
+5. The process exits 0: a SIGTERM the server shut down for is a clean stop, not a crash.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-# After the drain, how long uvicorn waits for the connections it has just closed to finish.
+# After the grace, how long interrupted responses get to send their terminal events.
+FINAL_FLUSH_S = 2
+# After that, how long uvicorn waits for the connections it has just closed to finish.
 FINAL_CLOSE_S = 1
 
 
@@ -40,11 +44,18 @@ class GracefulServer(uvicorn.Server):
                 connection.shutdown()  # HTTP: close when idle, or after the current request
         for ws in list(self.app.state.ws_connections):
             ws.shutdown()
+        await self._wait_while_busy(self.grace_s)
+        for ws in list(self.app.state.ws_connections):
+            ws.grace_over()
+        self.app.state.responses.interrupt_all()
+        await self._wait_while_busy(FINAL_FLUSH_S)
+        await super().shutdown(sockets)
+
+    async def _wait_while_busy(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace_s
+        deadline = loop.time() + seconds
         while self._busy() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        await super().shutdown(sockets)
 
     def _busy(self) -> bool:
         return bool(self.app.state.responses.running or self.app.state.ws_connections)

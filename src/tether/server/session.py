@@ -4,7 +4,7 @@ Frames and timer ticks go in; actions come out: `Send` an event, `StartTurn` for
 reached the head of its lane with an active slot free, `Close` the socket. The shell
 (`server/websocket.py`) performs the actions and owns sockets, tasks and clocks.
 
-    OPEN ──cap passes──▶ DRAINING ──nothing running or queued──▶ CLOSING (1001 sent)
+    OPEN ──cap passes──▶ DRAINING ──nothing running or queued──▶ CLOSING (limit error, then 1001)
       └──────────── cap passes while idle ────────────────────────▲
 
 Server shutdown drains the same way: accepted work finishes, later creates are refused, and the
@@ -89,6 +89,7 @@ class Session:
         self.lanes: dict[LaneKey, Lane] = {None: Lane()}
         self.active = 0
         self.waiting: deque[LaneKey] = deque()  # lanes whose head waits for an active slot
+        self.errors_sent = 0  # numbers the `error` events, which belong to no response
 
     @property
     def idle(self) -> bool:
@@ -104,22 +105,22 @@ class Session:
         try:
             event = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            return [_error(errors.invalid_json(str(exc)))]
+            return [self.error(errors.invalid_json(str(exc)))]
         if not isinstance(event, dict):
-            return [_error(errors.invalid_json("expected a JSON object"))]
+            return [self.error(errors.invalid_json("expected a JSON object"))]
         kind = event.get("type")
         if not isinstance(kind, str):
-            return [_error(errors.missing_event_type())]
+            return [self.error(errors.missing_event_type())]
         if kind == "response.create":
             return self._create(event, now)
         if kind == "response.steer":
             if self._past_cap(now):
-                return [_error(errors.connection_limit_reached(self.limits.cap_s))]
-            return [_error(errors.unsupported_event(kind))]
-        return [_error(errors.unknown_event_type(kind))]
+                return [self.error(errors.connection_limit_reached(self.limits.cap_s))]
+            return [self.error(errors.unsupported_event(kind))]
+        return [self.error(errors.unknown_event_type(kind))]
 
     def receive_binary(self) -> list[Action]:
-        return [_error(errors.binary_frame())]
+        return [self.error(errors.binary_frame())]
 
     def turn_finished(self, lane_key: LaneKey) -> list[Action]:
         lane = self.lanes[lane_key]
@@ -131,7 +132,7 @@ class Session:
             self.waiting.append(lane_key)
         actions = self._start_waiting()
         if self.state is State.DRAINING and self.idle:
-            actions.append(self._close())
+            actions += self._close()
         return actions
 
     def cap_reached(self) -> list[Action]:
@@ -139,9 +140,7 @@ class Session:
         if self.state is not State.OPEN:
             return []
         self.state = State.DRAINING
-        if self.idle:
-            return [_error(errors.connection_limit_reached(self.limits.cap_s)), self._close()]
-        return []
+        return self._close() if self.idle else []
 
     def shutdown(self) -> list[Action]:
         """The server is stopping: what was accepted finishes, then the socket closes with 1012."""
@@ -149,7 +148,18 @@ class Session:
         if self.state is State.CLOSING:
             return []
         self.state = State.DRAINING
-        return [self._close()] if self.idle else []
+        return self._close() if self.idle else []
+
+    def grace_over(self) -> list[Action]:
+        """Shutdown's grace has passed and what runs is being interrupted: creates still queued
+        will never start, and each is refused (503) so that its client sends it again elsewhere."""
+        refusals: list[Action] = [self.error(errors.server_shutting_down(), key)
+                                  for key, lane in self.lanes.items() for _ in lane.queue]  # fmt: skip
+        for lane in self.lanes.values():
+            lane.queue.clear()
+        self.waiting.clear()
+        closing = self.state is State.DRAINING and self.idle
+        return [*refusals, *self._close()] if closing else refusals
 
     # --- create -----------------------------------------------------------------------------------
 
@@ -157,26 +167,33 @@ class Session:
         stream_id = body.get("stream_id")
         valid_stream_id = stream_id if isinstance(stream_id, str) and STREAM_ID.match(stream_id) else None
         if self.shutting_down:
-            return [_error(errors.server_shutting_down(), valid_stream_id)]
+            return [self.error(errors.server_shutting_down(), valid_stream_id)]
         if self._past_cap(now):
-            refusal = _error(errors.connection_limit_reached(self.limits.cap_s), valid_stream_id)
+            refusal = self.error(errors.connection_limit_reached(self.limits.cap_s), valid_stream_id)
             closing = self.state is State.DRAINING and self.idle
-            return [refusal, self._close()] if closing else [refusal]
+            return [refusal, *self._close(said=True)] if closing else [refusal]
         if stream_id is not None and valid_stream_id is None:
-            return [_error(errors.invalid_stream_id())]
+            return [self.error(errors.invalid_stream_id())]
         if valid_stream_id not in self.lanes and self.named_lanes >= self.limits.max_named_lanes:
-            return [_error(errors.stream_limit_reached(self.limits.max_named_lanes), stream_id)]
+            return [self.error(errors.stream_limit_reached(self.limits.max_named_lanes), stream_id)]
         try:
             self.admit()
             self._check_queue()
         except ApiError as refusal:
-            return [_error(refusal, valid_stream_id)]
+            return [self.error(refusal, valid_stream_id)]
         lane = self.lanes.setdefault(valid_stream_id, Lane())
         lane.queue.append(body)
         if lane.running or valid_stream_id in self.waiting:
             return []
         self.waiting.append(valid_stream_id)
         return self._start_waiting()
+
+    def error(self, error: ApiError, stream_id: str | None = None) -> Send:
+        """An `error` event. Every event carries a `sequence_number` (clients validate it); one that
+        belongs to no response takes the next of the connection's own counter, from 0."""
+        event = error.ws_event(self.errors_sent, stream_id)
+        self.errors_sent += 1
+        return Send(event)
 
     def _check_queue(self) -> None:
         queued = sum(len(lane.queue) for lane in self.lanes.values())
@@ -202,12 +219,11 @@ class Session:
             self.state = State.DRAINING
         return self.state is not State.OPEN
 
-    def _close(self) -> Close:
+    def _close(self, said: bool = False) -> list[Action]:
+        """CLOSING. A close for the cap follows the `websocket_connection_limit_reached` error that
+        says so (unless the last event `said` it already), so a client can tell a cap from a crash."""
         self.state = State.CLOSING
         if self.shutting_down:
-            return Close(1012, "server shutting down")
-        return Close(1001, "connection limit reached")
-
-
-def _error(error: ApiError, stream_id: str | None = None) -> Send:
-    return Send(error.ws_event(stream_id))
+            return [Close(1012, "server shutting down")]
+        notice = [] if said else [self.error(errors.connection_limit_reached(self.limits.cap_s))]
+        return [*notice, Close(1001, "connection limit reached")]

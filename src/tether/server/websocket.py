@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -72,12 +71,6 @@ class Sender:
         await self.websocket.close(code, reason)
 
 
-@dataclass
-class LaneTurn:
-    task: asyncio.Task[None]
-    running: Running | None = None
-
-
 class Connection:
     def __init__(self, websocket: WebSocket, responses: Responses, settings: Settings) -> None:
         self.websocket = websocket
@@ -97,7 +90,8 @@ class Connection:
         self.tenant = caller.tenant  # every response of the connection belongs to it
         self.cache = ConnectionCache(fallback=responses.history(self.tenant), warmth=responses.backend)
         self.sender = Sender(websocket, settings.ws_send_queue_events)
-        self.lanes: dict[LaneKey, LaneTurn] = {}
+        self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
+        self.working: dict[str, Running] = {}  # started here, work not over (a warm-up's prefill too)
         self.gone = False
 
     async def serve(self) -> None:
@@ -130,12 +124,18 @@ class Connection:
                 await self.sender.close(action.code, action.reason)
 
     def _cap_reached(self) -> None:
-        task = asyncio.create_task(self._perform(self.session.cap_reached()))
-        task.add_done_callback(_log_failure)
+        self._perform_soon(self.session.cap_reached())
 
     def shutdown(self) -> None:
         """The server is stopping: let accepted work finish, then close with 1012."""
-        task = asyncio.create_task(self._perform(self.session.shutdown()))
+        self._perform_soon(self.session.shutdown())
+
+    def grace_over(self) -> None:
+        """Shutdown's grace has passed: refuse what is still queued (what runs is interrupted)."""
+        self._perform_soon(self.session.grace_over())
+
+    def _perform_soon(self, actions: list[Action]) -> None:
+        task = asyncio.create_task(self._perform(actions))
         task.add_done_callback(_log_failure)
 
     # --- turns ------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Connection:
     def _start(self, lane: LaneKey, body: dict[str, Any]) -> None:
         task = asyncio.create_task(self._turn(lane, body), name=f"ws-lane-{lane}")
         task.add_done_callback(_log_failure)
-        self.lanes[lane] = LaneTurn(task)
+        self.lanes[lane] = task
 
     async def _turn(self, lane: LaneKey, body: dict[str, Any]) -> None:
         parent = body.get("previous_response_id")
@@ -166,15 +166,13 @@ class Connection:
                 transport="ws",
             )
         except ApiError as error:
-            await self.sender.emit(error.ws_event(lane))
-            self._evict_failed_parent(lane, parent)
+            await self._refuse(lane, parent, error)
             return
         except Exception:
             log.exception("could not start a response on lane %r", lane)
-            await self.sender.emit(errors.server_error().ws_event(lane))
-            self._evict_failed_parent(lane, parent)
+            await self._refuse(lane, parent, errors.server_error())
             return
-        self.lanes[lane].running = running
+        self._track(running)
         self.cache.started(running.id, ended=lambda: running.events.phase is Phase.TERMINAL)
         try:
             final = await self.responses.finish(running)
@@ -186,6 +184,19 @@ class Connection:
         finally:
             self.cache.settle(running.id)
 
+    def _track(self, running: Running) -> None:
+        """D9: a disconnect stops the work of what this connection started, until it is over."""
+        assert running.task is not None
+        self.working[running.id] = running
+        running.task.add_done_callback(lambda _: self.working.pop(running.id, None))
+        if self.gone:  # the client left while the response was being started
+            running.cancel.cancel(turn.INTERRUPTED)
+
+    async def _refuse(self, lane: LaneKey, parent: str | None, error: ApiError) -> None:
+        """No response was made: the lane gets the error, and the parent may be evicted."""
+        await self._perform([self.session.error(error, lane)])
+        self._evict_failed_parent(lane, parent)
+
     def _evict_failed_parent(self, lane: LaneKey, parent: str | None) -> None:
         """§8.2 rule 4 (and D10): a failed same-lane continuation evicts its parent; a failed
         fork from another lane leaves that lane's latest alone (rule 5)."""
@@ -196,12 +207,10 @@ class Connection:
 
     async def _disconnected(self, sender: asyncio.Task[None]) -> None:
         self.gone = True
-        lanes = list(self.lanes.values())
-        for lane in lanes:
-            if lane.running is not None:
-                lane.running.cancel.cancel(turn.INTERRUPTED)
+        for running in list(self.working.values()):
+            running.cancel.cancel(turn.INTERRUPTED)
         self.sender.abandon()
-        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+        await asyncio.gather(*self.lanes.values(), return_exceptions=True)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
@@ -213,8 +222,8 @@ async def endpoint(websocket: WebSocket) -> None:
     if not settings.websocket:
         await websocket.send_denial_response(_upgrade_required())
         return
-    await websocket.accept()
     responses: Responses = websocket.app.state.responses
+    await websocket.accept(headers=handshake_headers(settings, responses.backend.model_ids))
     connections: set[Connection] = websocket.app.state.ws_connections
     connection = Connection(websocket, responses, settings)
     responses.metrics.websocket_connections.inc()
@@ -224,6 +233,25 @@ async def endpoint(websocket: WebSocket) -> None:
     finally:
         connections.discard(connection)
         responses.metrics.websocket_connections.dec()
+
+
+def handshake_headers(settings: Settings, model_ids: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """What Codex reads from the upgrade response, where Tether has a true answer:
+
+    - `x-codex-websocket-max-message-bytes`: the largest message Tether accepts (larger: 1009);
+    - `x-reasoning-included`: the usage Tether reports already covers past reasoning items (they
+      cost nothing: the model never sees them), so the client must not add its own estimate;
+    - `openai-model`: the model that serves this connection, when the server serves one by one
+      name. Codex takes a name other than the one it asked for as a reroute and warns of it (in
+      words about flagged accounts), so with aliases, which it may be using, it is not sent.
+    """
+    headers = {
+        "x-codex-websocket-max-message-bytes": str(settings.ws_max_message_bytes),
+        "x-reasoning-included": "true",
+    }
+    if len(model_ids) == 1 and not settings.model_aliases:
+        headers["openai-model"] = model_ids[0]
+    return [(name.encode(), value.encode()) for name, value in headers.items()]
 
 
 def _upgrade_required() -> JSONResponse:

@@ -74,6 +74,7 @@ class LocalBackend:
         self.records = TokenRecords(TOKEN_RECORDS_MAX_TOKENS)
         self.snapshots = KvSnapshots(kv_cache_bytes)
         self._resident: str | None = None  # the response whose conversation the context holds
+        self._scope: str | None = None  # whose tokens the context holds (see `Generation.cache_scope`)
         self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
         self._end_of_turn = frozenset({self._chatml.end_of_turn, llm.token_eos()})
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-llama")
@@ -110,7 +111,8 @@ class LocalBackend:
         return int(self._llm.n_ctx())
 
     async def count_tokens(self, generation: Generation) -> int:
-        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, True))
+        opening = generation.generate  # a turn's prompt opens the model's reply; a warm-up's does not
+        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, opening))
         return len(job.prompt)
 
     def cache_stats(self) -> CacheStats:
@@ -263,12 +265,17 @@ class LocalBackend:
         """Make the context hold `tokens`; returns how many were already there (not prefilled).
 
         The resident conversation is snapshotted first if `tokens` would displace part of it; the
-        parent's snapshot is restored when it covers more than the resident prefix does."""
+        parent's snapshot is restored when it covers more than the resident prefix does. What
+        another scope left in the context is never reused, however much of it matches."""
         llm = self._llm
-        common = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        same_scope = self._scope == job.cache_scope
+        common = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens) if same_scope else 0
         if self._resident is not None and common < llm.n_tokens:
             self.snapshots.put(self._resident, capture(llm))
         self._resident = None
+        if not same_scope:
+            self._forget_context()
+            self._scope = job.cache_scope
         snapshot = self.snapshots.get(job.parent_id) if job.reuses_parent else None
         if snapshot is not None and common < snapshot.n_tokens <= len(tokens):
             restore(llm, snapshot, tokens)

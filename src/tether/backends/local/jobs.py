@@ -23,6 +23,7 @@ MIN_OUTPUT_TOKENS = 64
 class Job:
     response_id: str
     parent_id: str | None
+    cache_scope: str  # whose KV it may reuse (its tenant's)
     prompt: list[int]  # a warm-up's is the rendering only; a turn's opens the model's reply
     system_len: int
     reuses_parent: bool  # the prompt starts with the parent's token record
@@ -55,6 +56,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
     return Job(
         response_id=generation.response_id,
         parent_id=generation.parent_id,
+        cache_scope=generation.cache_scope,
         prompt=prompt,
         system_len=len(system),
         reuses_parent=reuses,

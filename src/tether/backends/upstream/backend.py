@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
 from tether.backends.base import (
@@ -22,14 +22,18 @@ from tether.backends.base import (
     Cancellation,
     Generation,
     ModelEvent,
+    cancellable,
+    threadsafe,
 )
-from tether.backends.upstream.chunks import ChunkDecoder, usage_of
+from tether.backends.upstream.chunks import ChunkDecoder, EndedEarly, usage_of
 from tether.backends.upstream.endpoint import Endpoint, Timeouts
 from tether.backends.upstream.render import chat_request, encode, estimate_tokens
 from tether.protocol.response import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Tries of a stream that the engine ends before any of it reached the client.
+ATTEMPTS = 2
 
 
 class UpstreamBackend:
@@ -76,13 +80,24 @@ class UpstreamBackend:
     ) -> AsyncGenerator[ModelEvent, None]:
         model, endpoint = self._route(generation.model)
         key = session_key(generation)
-        body = chat_request(generation, model, key, stream=True)
-        decoder = ChunkDecoder()
-        async for chunk in until_cancelled(endpoint.stream(encode(body), key), cancel):
-            for event in decoder.feed(chunk):
-                yield event
-        if not cancel.is_set:
-            yield decoder.finish(estimate_tokens(body))
+        salt = endpoint.cache_salt(generation.cache_scope)
+        body = chat_request(generation, model, key, stream=True, cache_salt=salt)
+        for attempt in range(1, ATTEMPTS + 1):
+            decoder = ChunkDecoder()
+            try:
+                async for chunk in until_cancelled(endpoint.stream(encode(body), key), cancel):
+                    for event in decoder.feed(chunk):
+                        yield event
+                if not cancel.is_set:
+                    yield decoder.finish(estimate_tokens(body))
+                return
+            except EndedEarly as exc:
+                # Nothing of this stream reached the client: the same request again is safe.
+                if decoder.events or attempt == ATTEMPTS:
+                    raise
+                log.warning(
+                    "upstream %s ended a stream early (%s); trying it once more", endpoint.base_url, exc
+                )
 
     async def count_tokens(self, generation: Generation) -> int:
         """An estimate (Chat Completions cannot count). Called before every response exists, so it
@@ -96,7 +111,8 @@ class UpstreamBackend:
         model, endpoint = self._route(generation.model)
         key = session_key(generation)
         one_token = dataclasses.replace(generation, max_output_tokens=1)
-        body = chat_request(one_token, model, key, stream=False)
+        salt = endpoint.cache_salt(generation.cache_scope)
+        body = chat_request(one_token, model, key, stream=False, cache_salt=salt)
         completion = await cancellable(endpoint.complete(encode(body), key), cancel)
         usage = usage_of(completion.get("usage") if completion else None, estimate_tokens(body), 0)
         return dataclasses.replace(usage, output_tokens=0)
@@ -125,11 +141,11 @@ class UpstreamBackend:
 def session_key(generation: Generation) -> str:
     """What keeps a conversation on one replica: the client's `prompt_cache_key`, else the id of
     the conversation's first item. That id is given when the chain's root is created and every
-    continuation carries it, over any connection and in any Tether process, with no lookup."""
-    if generation.prompt_cache_key:
-        return generation.prompt_cache_key
+    continuation carries it, over any connection and in any Tether process, with no lookup.
+    Within the tenant's scope: another tenant naming the same key lands on a session of its own."""
     first = getattr(generation.items[0], "id", None) if generation.items else None
-    return first or generation.response_id
+    key = generation.prompt_cache_key or first or generation.response_id
+    return f"{generation.cache_scope}:{key}"
 
 
 async def until_cancelled(source: AsyncIterator[T], cancel: Cancellation) -> AsyncIterator[T]:
@@ -149,7 +165,7 @@ async def until_cancelled(source: AsyncIterator[T], cancel: Cancellation) -> Asy
         queue.put_nowait(end)
 
     task = asyncio.create_task(pump())
-    remove = cancel.on_cancel(_threadsafe(task.cancel))
+    remove = cancel.on_cancel(threadsafe(task.cancel))
     try:
         while (got := await queue.get()) is not None:
             if isinstance(got, Exception):
@@ -159,25 +175,3 @@ async def until_cancelled(source: AsyncIterator[T], cancel: Cancellation) -> Asy
         remove()
         task.cancel()
         await asyncio.wait({task})  # not `await task`: that would swallow our own cancellation
-
-
-async def cancellable(work: Awaitable[T], cancel: Cancellation) -> T | None:
-    """`work`'s result, or None when `cancel` was set first (then `work` is cancelled)."""
-    task = asyncio.ensure_future(work)
-    remove = cancel.on_cancel(_threadsafe(task.cancel))
-    try:
-        await asyncio.wait({task})
-    finally:
-        remove()
-        task.cancel()
-    return None if task.cancelled() else task.result()
-
-
-def _threadsafe(callback: Callable[[], object]) -> Callable[[], None]:
-    """A cancellation may be set from a worker thread; the loop's own objects are touched on it."""
-    loop = asyncio.get_running_loop()
-
-    def call() -> None:
-        loop.call_soon_threadsafe(callback)
-
-    return call

@@ -28,6 +28,12 @@ _FINISH_REASONS: dict[str, Literal["stop", "length", "content_filter"]] = {
 }
 
 
+class EndedEarly(BackendError):
+    """The engine's stream stopped before the response was finished: it closed the stream without
+    a finish reason, or dropped the connection. Before anything of it reached the client the
+    request is worth one more try (see `UpstreamBackend.generate`)."""
+
+
 def parse_line(line: str) -> Json | object | None:
     """One line of the event stream: a chunk, `DONE`, or None for framing (blank, comment, `event:`)."""
     if not line.startswith("data:"):
@@ -49,6 +55,7 @@ class ChunkDecoder:
         self.finish_reason: str | None = None
         self.usage: Json | None = None
         self.deltas = 0  # content and argument deltas: output tokens when usage is missing
+        self.events = 0  # model events made of the chunks so far
         self._calls_started: list[int] = []
 
     def feed(self, chunk: Json) -> Iterator[ModelEvent]:
@@ -63,14 +70,16 @@ class ChunkDecoder:
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue  # Tether asks for one choice
-            yield from self._delta(choice.get("delta") or {})
+            for event in self._delta(choice.get("delta") or {}):
+                self.events += 1
+                yield event
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def finish(self, estimated_input_tokens: int) -> Finished:
         """The stream's end; one that never gave a finish reason was cut short by the engine
         (llama-cpp-python ends a stream this way when the prompt does not fit its context)."""
         if self.finish_reason is None:
-            raise BackendError("upstream stream ended without a finish reason", public=UNFINISHED)
+            raise EndedEarly("upstream stream ended without a finish reason", public=UNFINISHED)
         reason = _FINISH_REASONS.get(self.finish_reason, "stop")
         return Finished(reason, usage_of(self.usage, estimated_input_tokens, self.deltas))
 

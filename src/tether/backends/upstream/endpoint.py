@@ -8,6 +8,9 @@ get a 503 they can retry instead of a response that fails.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ import httpx
 import orjson
 
 from tether.backends.base import BackendError, BackendUnavailable
-from tether.backends.upstream.chunks import DONE, parse_line
+from tether.backends.upstream.chunks import DONE, EndedEarly, parse_line
 
 log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
@@ -36,6 +39,11 @@ class Endpoint:
         self.base_url = base_url
         self.timeouts = timeouts
         self.reachable = True
+        self.known = False  # whether its model list has been read
+        # vLLM can keep each tenant's prefix cache apart (`cache_salt`); learnt from its model list.
+        self.salts_prefix_cache = False
+        url = httpx.URL(base_url)
+        self._url = url.copy_with(port=url.port or (443 if url.scheme == "https" else 80))
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -45,25 +53,47 @@ class Endpoint:
         )
 
     async def models(self) -> list[str]:
-        """The ids the engine serves (`GET /models`)."""
-        response = await self._get_models()
-        if response.status_code >= 400:
-            raise _refused(response.status_code, response.content)
-        data = response.json().get("data") or []
-        return [str(model["id"]) for model in data if isinstance(model, Mapping) and "id" in model]
-
-    async def ensure_reachable(self) -> None:
-        if not self.reachable:
-            await self._get_models()  # any answer will do: the engine is up
-
-    async def _get_models(self) -> httpx.Response:
+        """The ids the engine serves (`GET /models`), and what kind of engine it is."""
         try:
             # The read timeout too: an engine busy generating may answer late, and it is up.
             response = await self._client.get("/models")
         except httpx.HTTPError as exc:
             raise self._lost(exc) from exc
         self.reachable = True
-        return response
+        if response.status_code >= 400:
+            raise _refused(response.status_code, response.content)
+        listed = _listed(response)
+        self.salts_prefix_cache = any(model.get("owned_by") == "vllm" for model in listed)
+        self.known = True
+        return [str(model["id"]) for model in listed if "id" in model]
+
+    async def ensure_reachable(self) -> None:
+        """While the engine is known to be down, check that it listens again before sending it work.
+
+        A TCP connect, not a request: llama-cpp-python ends the stream it is generating whenever
+        another request arrives (its `interrupt_requests`, on by default), `GET /models` included,
+        so a check by request would cut another client's response short."""
+        if self.reachable:
+            return
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._url.host, self._url.port), self.timeouts.connect_s
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("upstream %s still unreachable: %s", self.base_url, exc)
+            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", public=UNREACHABLE) from exc
+        writer.close()
+        self.reachable = True
+        if not self.known:  # down since Tether started: learn once what the engine is
+            with contextlib.suppress(BackendError):
+                await self.models()
+
+    def cache_salt(self, cache_scope: str) -> str | None:
+        """What keeps `cache_scope`'s prefix cache apart on this engine, if it can: a digest, so
+        tenant names stay out of the engine's logs."""
+        if not self.salts_prefix_cache:
+            return None
+        return hashlib.sha256(f"tether cache scope {cache_scope}".encode()).hexdigest()[:32]
 
     async def complete(self, body: bytes, session_key: str) -> Json:
         """A non-streaming chat completion."""
@@ -109,12 +139,20 @@ class Endpoint:
             return BackendUnavailable(reason, public=UNREACHABLE)
         if isinstance(exc, httpx.ReadTimeout):
             public = f"The upstream engine sent nothing for {self.timeouts.read_s:g} s."
-        else:
-            public = "The upstream engine closed the connection before it finished."
-        return BackendError(reason, public=public)
+            return BackendError(reason, public=public)
+        return EndedEarly(reason, public="The upstream engine closed the connection before it finished.")
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _listed(response: httpx.Response) -> list[Mapping[str, Any]]:
+    """The model objects of a `GET /models` answer (none if it is not the OpenAI shape)."""
+    try:
+        data = response.json().get("data")
+    except (ValueError, AttributeError):
+        return []
+    return [model for model in data or () if isinstance(model, Mapping)]
 
 
 def _headers(session_key: str) -> dict[str, str]:

@@ -41,8 +41,11 @@ Json = dict[str, Any]
 BYTES_PER_TOKEN = 4  # for estimates only: Chat Completions has no endpoint that counts
 
 
-def chat_request(generation: Generation, model: str, session_key: str, *, stream: bool) -> Json:
-    """The body for `generation`; `max_tokens` 1 and no stream is a warm-up (D2)."""
+def chat_request(
+    generation: Generation, model: str, session_key: str, *, stream: bool, cache_salt: str | None = None
+) -> Json:
+    """The body for `generation`; `max_tokens` 1 and no stream is a warm-up (D2). `cache_salt`
+    separates the engine's prefix cache (vLLM's field of that name) for each tenant."""
     body: Json = {"model": model}
     if generation.tools:
         body["tools"] = [_tool(tool) for tool in generation.tools]
@@ -56,6 +59,8 @@ def chat_request(generation: Generation, model: str, session_key: str, *, stream
     body["top_p"] = generation.top_p
     # Routers that keep a session on one replica read `user` when no header names it.
     body["user"] = session_key
+    if cache_salt is not None:
+        body["cache_salt"] = cache_salt
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
