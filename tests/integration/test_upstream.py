@@ -228,9 +228,9 @@ def test_an_engine_that_gives_up_mid_stream_fails_the_response(tether: TetherSer
         assert after.status in ("completed", "incomplete")
 
 
-@pytest.mark.parametrize(("cut", "outcomes"), [(1, ["cut", "finished"]), (2, ["cut", "cut"])])
+@pytest.mark.parametrize("cut", [1, 2])
 def test_a_stream_ended_before_any_output_is_tried_once_more(
-    shared_engine: ServerProcess, tmp_path: Path, cut: int, outcomes: list[str]
+    shared_engine: ServerProcess, tmp_path: Path, cut: int
 ) -> None:
     """An engine that ends a stream before anything of it reached the client (here a proxy that
     lets only its first, empty event through) gets the same request once more; twice is a failure."""
@@ -242,7 +242,9 @@ def test_a_stream_ended_before_any_output_is_tried_once_more(
     streams = [
         e["outcome"] for e in cutter.entries() if "outcome" in e and e["path"] == "/v1/chat/completions"
     ]
-    assert streams[: len(outcomes)] == outcomes and len(streams) == len(outcomes) + 1  # then `after`
+    # The first try, one more try, and `after`; how a whole stream ends is a race ("finished" or,
+    # when Tether closes the connection at `[DONE]`, "closed_early"), so only the cuts are counted.
+    assert len(streams) == 3 and streams[:cut] == ["cut"] * cut and "cut" not in streams[cut:]
     if cut == 1:
         assert response.status in ("completed", "incomplete") and response.output_text
     else:
