@@ -1,8 +1,9 @@
 """Warm-ups (`generate: false`, D2) are answered at once; their prefill runs after the answer.
 
 Codex waits for a warm-up's `response.completed` only as long as its WebSocket connect timeout
-(5 to 15 s). The local model prefills Codex's ~5,700-token prefix in ~22 s, so a warm-up that
-answered only after its prefill made Codex give up, open a new socket and send everything again.
+(5 to 15 s). The local model prefills Codex's ~5,700-token prefix in 20 s to 2 minutes (110 s on
+the benchmark machine, docs/benchmarks.md), so a warm-up that answered only after its prefill
+made Codex give up, open a new socket and send everything again.
 
 So the answer goes first and the prefill runs on. A turn that continues a warm-up waits for its
 prefill before it uses the backend (the engine then holds the prefix), and if the prefill failed,
@@ -65,17 +66,17 @@ class WarmUps:
     def waiter(self, parent_id: str | None) -> Callable[[], Awaitable[None]] | None:
         """What a turn continuing `parent_id` must await before it starts, if anything: a parent
         that has ended can have a prefill running, or failed, only if it is here now."""
-        if parent_id not in self._running and parent_id not in self._failed:
+        if parent_id is None or (parent_id not in self._running and parent_id not in self._failed):
             return None
         return lambda: self.ready(parent_id)
 
-    async def ready(self, parent_id: str | None) -> None:
+    async def ready(self, parent_id: str) -> None:
         """Return once nothing of `parent_id`'s warm-up still runs; raise `BackendError` if its
         prefill failed (a prefill cancelled because its client left is no failure)."""
-        prefill = self._running.get(parent_id or "")
+        prefill = self._running.get(parent_id)
         if prefill is not None:
             await prefill.over.wait()
-        failure = self._failed.pop(parent_id or "", None)
+        failure = self._failed.pop(parent_id, None)
         if failure is not None:
             cause = failure.public or "the model backend failed"
             raise BackendError(
