@@ -105,6 +105,17 @@ class Settings(BaseSettings):
     ws_max_queued_creates: int = Field(
         64, ge=1, description="Creates waiting to start per connection, all lanes; more get 429."
     )
+    ws_max_queued_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of the creates waiting to start per connection, all lanes; a create past "
+        "it gets 429 (one alone always waits).",
+    )
+    ws_cached_responses: int = Field(
+        8,
+        ge=0,
+        description="Responses a connection keeps in memory to continue, besides each lane's latest (§8.2).",
+    )
     ws_max_connections: int | None = Field(
         None, ge=1, description="Open WebSocket connections in total; more upgrades get 503."
     )

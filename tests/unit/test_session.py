@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tether.core.lifecycle import IllegalMove
 from tether.protocol import errors
 from tether.server.session import Close, Send, Session, SessionLimits, StartTurn, State
 
@@ -204,3 +205,56 @@ def test_after_the_shutdown_grace_queued_creates_are_refused_and_never_start() -
     ]  # fmt: skip
     assert s.turn_finished("b") == []
     assert s.turn_finished(None) == [Close(1012, "server shutting down")]
+
+
+def test_queued_bytes_are_bounded_at_n_and_n_plus_one() -> None:
+    """§8.1 allows a bound on queued creates: their frames may hold at most `max_queued_bytes`."""
+    first = create(input="a" * 100)
+    size = len(first)
+    s = session(max_active=1, max_queued_bytes=2 * size)
+    assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)  # runs: not queued
+    assert s.receive_text(first, now=1) == []
+    assert s.receive_text(first, now=1) == []  # 2 x size: at the bound
+    (refusal,) = s.receive_text(create(), now=1)  # one byte more would pass it
+    assert isinstance(refusal, Send) and refusal.event["status"] == 429
+    assert refusal.event["error"]["code"] == "rate_limit_exceeded"
+    assert f"maximum of {2 * size}" in refusal.event["error"]["message"]
+    assert isinstance(s.turn_finished(None)[0], StartTurn)  # one left the queue: room again
+    assert s.receive_text(first, now=1) == []
+
+
+def test_a_create_alone_in_the_queue_always_waits() -> None:
+    s = session(max_active=1, max_queued_bytes=1024)
+    s.receive_text(create(), now=1)
+    assert s.receive_text(create(input="x" * 5000), now=1) == []
+
+
+def test_a_closed_session_starts_nothing_and_says_nothing() -> None:
+    """D9: on disconnect, queued creates are dropped; a turn that ends then starts no other."""
+    s = session()
+    s.receive_text(create(), now=1)
+    s.receive_text(create(input="queued"), now=1)
+    s.disconnected()
+    assert s.state is State.CLOSED
+    assert s.turn_finished(None) == []
+    assert s.receive_text(create(), now=1) == [] and s.idle
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_socket_can_go_from_every_state_but_closed(state: State) -> None:
+    s = session()
+    s.state = state
+    if state is State.CLOSED:
+        with pytest.raises(IllegalMove, match="from closed to closed"):
+            s.disconnected()
+        return
+    s.disconnected()
+    assert s.state is State.CLOSED
+
+
+def test_the_cap_in_closing_changes_nothing() -> None:
+    s = session(cap_s=10)
+    s.cap_reached()
+    assert s.state is State.CLOSING
+    assert s.cap_reached() == [] and s.shutdown() == []
+    assert s.state is State.CLOSING

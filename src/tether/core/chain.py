@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tether.protocol import compaction, errors, ids
+from tether.core.lifecycle import is_chainable
+from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.items import (
     Compaction,
     FunctionCall,
@@ -27,9 +28,6 @@ from tether.protocol.items import (
     with_id,
 )
 from tether.store.base import Store
-
-# A parent must have finished to be continued; failed and cancelled ones never can (§8.3).
-CHAINABLE_STATUSES = frozenset({"completed", "incomplete"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class StoredHistory:
         if not await self.in_flight.settled(response_id, self.tenant):
             raise not_finished(response_id)
         parent = await self.store.get(response_id, self.tenant)
-        if parent is None or parent.get("status") not in CHAINABLE_STATUSES:
+        if parent is None or not is_chainable(resources.status_of(parent)):
             raise errors.previous_response_not_found(response_id)
         chain = await self.store.chain_items(response_id, self.tenant)
         if chain is None:

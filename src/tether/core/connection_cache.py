@@ -1,24 +1,34 @@
 """A WebSocket connection's memory of its responses (spec §8.2): never written anywhere.
 
-Each lane keeps its latest response that ended `completed` or `incomplete` (warm-ups included),
-and the connection keeps a few more recent ones. A `previous_response_id` resolves here first,
-then in the store (for `store: true` responses), else `previous_response_not_found` (D1).
-A `store: false` response therefore exists only on the connection that made it.
+Every rule of §8.2 is here, applied as each response of the connection settles (`record`) or
+a create is refused before a response exists (`refused`):
+
+1. a lane's latest is its last response that ended chainable (`completed` or `incomplete`,
+   warm-ups included), replaced when a newer one *finishes*; the connection keeps a few more
+   recent ones;
+3. a `previous_response_id` resolves here first, then in the store (for `store: true`), else
+   `previous_response_not_found` (D1) — so a `store: false` response exists only on the
+   connection that made it (rule 9);
+4. a same-lane continuation that fails (`response.failed`, or an `error` event before it
+   started) evicts its parent;
+5. a fork from another lane's latest that fails leaves that lane alone;
+6. nothing else evicts: not an `incomplete`, not a failure that named no parent;
+7. a parent still running on this connection cannot be continued; one that has just ended is
+   waited for until it is recorded.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from tether.core.chain import History, not_finished
+from tether.core.lifecycle import Lifecycle, Outcome, State
 from tether.protocol.items import Item
 
 Lane = str | None  # None is the default lane
-RECENT_RESPONSES = 8
 
 
 class Warmth(Protocol):
@@ -30,30 +40,57 @@ class Warmth(Protocol):
 
 
 @dataclass(frozen=True)
-class Pending:
-    """A response running on this connection: `ended` once its terminal event is out."""
-
-    ended: Callable[[], bool]
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass(frozen=True)
 class CachedResponse:
     id: str
     items: tuple[Item, ...]  # its whole context: the chain's inputs and outputs, then its own
 
 
 class ConnectionCache:
-    def __init__(self, fallback: History, warmth: Warmth, recent: int = RECENT_RESPONSES) -> None:
+    def __init__(self, fallback: History, warmth: Warmth, recent: int) -> None:
+        """`recent`: how many responses the connection keeps beyond each lane's latest."""
         self.fallback = fallback
         self.warmth = warmth
         self.latest: dict[Lane, CachedResponse] = {}
         self.recent: OrderedDict[str, CachedResponse] = OrderedDict()
         self.recent_limit = recent
-        self.in_flight: dict[str, Pending] = {}  # started on this connection, not yet settled
+        self.in_flight: dict[str, Lifecycle] = {}  # started on this connection, not yet recorded
 
-    def remember(self, lane: Lane, response: CachedResponse) -> None:
-        """A response on `lane` ended well: it becomes the lane's latest (§8.2 rule 1)."""
+    # --- the rules --------------------------------------------------------------------------------
+
+    def started(self, response_id: str, lifecycle: Lifecycle) -> None:
+        self.in_flight[response_id] = lifecycle
+
+    def record(
+        self, lane: Lane, parent: str | None, response_id: str, context: tuple[Item, ...], outcome: Outcome
+    ) -> None:
+        """The response `response_id`, started on `lane` from `parent`, ended with `outcome`."""
+        self.in_flight.pop(response_id, None)
+        if outcome.chainable:
+            self._remember(lane, CachedResponse(response_id, context + outcome.output))
+        elif outcome.status is State.FAILED:
+            self._continuation_failed(lane, parent)
+
+    def refused(self, lane: Lane, parent: str | None) -> None:
+        """A create on `lane` from `parent` got an `error` event before a response existed."""
+        self._continuation_failed(lane, parent)
+
+    def _continuation_failed(self, lane: Lane, parent: str | None) -> None:
+        # Rules 4 and 5 (and D10): only a same-lane continuation evicts its parent.
+        if parent is not None and self.is_latest(lane, parent):
+            self._evict(parent)
+
+    def is_latest(self, lane: Lane, response_id: str | None) -> bool:
+        latest = self.latest.get(lane)
+        return latest is not None and latest.id == response_id
+
+    def clear(self) -> None:
+        """The connection is gone, and its cache with it (rule 8)."""
+        for cached in self.latest.values():
+            self.warmth.release(cached.id)
+        self.latest.clear()
+        self.recent.clear()
+
+    def _remember(self, lane: Lane, response: CachedResponse) -> None:
         replaced = self.latest.get(lane)
         self.latest[lane] = response
         self.warmth.hold(response.id)
@@ -64,22 +101,12 @@ class ConnectionCache:
         while len(self.recent) > self.recent_limit:
             self.recent.popitem(last=False)
 
-    def is_latest(self, lane: Lane, response_id: str | None) -> bool:
-        latest = self.latest.get(lane)
-        return latest is not None and latest.id == response_id
-
-    def evict(self, response_id: str) -> None:
-        """§8.2 rule 4: stale state is never reused; a stored copy can still be hydrated."""
+    def _evict(self, response_id: str) -> None:
+        """Stale state is never reused; a stored copy can still be hydrated (rule 4)."""
         self.recent.pop(response_id, None)
         for lane in [lane for lane, cached in self.latest.items() if cached.id == response_id]:
             del self.latest[lane]
         self.warmth.release(response_id)
-
-    def clear(self) -> None:
-        for cached in self.latest.values():
-            self.warmth.release(cached.id)
-        self.latest.clear()
-        self.recent.clear()
 
     def _release_unless_latest(self, response_id: str) -> None:
         if all(cached.id != response_id for cached in self.latest.values()):
@@ -91,22 +118,13 @@ class ConnectionCache:
 
     # --- History ----------------------------------------------------------------------------------
 
-    def started(self, response_id: str, ended: Callable[[], bool]) -> None:
-        self.in_flight[response_id] = Pending(ended)
-
-    def settle(self, response_id: str) -> None:
-        """The response is remembered (or, having failed, deliberately not): release waiters."""
-        pending = self.in_flight.pop(response_id, None)
-        if pending is not None:
-            pending.settled.set()
-
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
-        pending = self.in_flight.get(response_id)
-        if pending is not None:
-            # Another lane may chain from it the moment its terminal event arrives (§8.2 rule 7).
-            if not pending.ended():
+        running = self.in_flight.get(response_id)
+        if running is not None:
+            # Another lane may chain from it the moment its terminal event arrives (rule 7).
+            if not running.ended:
                 raise not_finished(response_id)
-            await pending.settled.wait()
+            await running.settled()
         for cached in self._cached():
             if cached.id == response_id:
                 return cached.items

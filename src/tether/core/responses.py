@@ -4,8 +4,9 @@ Transports call these and render what comes back; every client error is an `ApiE
 before a response exists. Every call names the tenant it acts for: another tenant's response,
 running or stored, is answered exactly like an unknown id. A response in flight lives in
 `self.running` with its `EventLog`, so a streaming reader, a poller and a canceller all see the
-same events. Once it is terminal it is stored (when `store: true`) and only then leaves
-`running`, so a reader never finds it in neither.
+same events. Its life follows `core.lifecycle`: once it has ended it is settled here, in one
+place (stored when `store: true`, recorded by its WebSocket connection's cache), and only then
+leaves `running`, so a reader never finds it in neither.
 """
 
 from __future__ import annotations
@@ -15,41 +16,53 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from tether.backends.base import Backend, BackendUnavailable, Cancellation, ContextOverflow, Generation
 from tether.core import chain, turn
+from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import EventLog, EventSink, FanOut
+from tether.core.lifecycle import Lifecycle, Outcome, State
 from tether.core.metrics import Metrics
 from tether.core.warm_ups import WarmUps
-from tether.protocol import compaction, errors, ids
-from tether.protocol.events import Event, Phase, ResponseEvents
-from tether.protocol.items import Item, Message, TextPart
+from tether.protocol import compaction, errors, ids, resources
+from tether.protocol.events import Event, ResponseEvents
+from tether.protocol.items import Compaction, Item, Message, TextPart
 from tether.protocol.request import CreateRequest
+from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
 from tether.store.base import ItemPage, Store, StoredResponse
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SocketTurn:
+    """Where a WebSocket turn runs: its lane (`stream_id`, D4), the cache of its connection
+    (which resolves its parent and records how it ended, §8.2), the connection's sender."""
+
+    lane: str | None
+    cache: ConnectionCache
+    sender: EventSink
+
+
 @dataclass
 class Running:
-    """A response between `response.created` and its stored terminal state."""
+    """A response between `response.created` and settled."""
 
+    id: str
     request: CreateRequest
     tenant: str
     context: chain.Context
     events: ResponseEvents
     log: EventLog  # every event, for stream readers and for the store
-    sink: EventSink  # where the turn emits: the log, plus the transport's sender if it has one
+    sink: EventSink  # where the turn emits: the log, plus the socket's sender if it has one
     cancel: Cancellation
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    # Its work, which ends after `done` for a warm-up (whose prefill follows its answer).
+    socket: SocketTurn | None
+    created_at: int
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).
     task: asyncio.Task[None] | None = None
-
-    @property
-    def id(self) -> str:
-        return str(self.events.response["id"])
 
     def snapshot(self) -> dict[str, Any]:
         return self.events.snapshot()
@@ -75,43 +88,38 @@ class Responses:
         """The tenant's stored chains (a WebSocket's cache falls back to these)."""
         return chain.StoredHistory(self.store, in_flight=self, tenant=tenant)
 
-    async def start(
-        self,
-        request: CreateRequest,
-        *,
-        tenant: str,
-        history: chain.History | None = None,
-        stream_id: str | None = None,
-        sender: EventSink | None = None,
-        transport: str = "http",
-    ) -> Running:
+    async def start(self, request: CreateRequest, tenant: str, socket: SocketTurn | None = None) -> Running:
         """Validate against state, emit `response.created`, and run the response in a task.
 
-        `history` resolves the parent (the store by default; a WebSocket passes its cache),
-        `stream_id` goes on every event (D4), `sender` receives the events as they are made.
+        Over HTTP the parent resolves in the store; a `socket` turn resolves it in its
+        connection's cache first, and its events carry its lane's `stream_id` (D4).
         """
-        context = await self._context(request, history or self.history(tenant))
+        context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
         response_id = ids.response_id()
         generation = self._generation(request, context, response_id, tenant)
         input_tokens = await self._count(generation)  # one that cannot fit is refused here
+        created_at = int(time.time())
         response = response_object(
             request,
             response_id=response_id,
             model=str(request.model),
-            created_at=int(time.time()),
+            created_at=created_at,
             status="queued" if request.background else "in_progress",
         )
         log = EventLog()
-        sink = FanOut(log, sender) if sender is not None else log
-        events = ResponseEvents(response, stream_id)
-        running = Running(request, tenant, context, events, log, sink, Cancellation())
+        sink = log if socket is None else FanOut(log, socket.sender)
+        events = ResponseEvents(response, None if socket is None else socket.lane)
+        running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
+                          created_at)  # fmt: skip
         self.running[response_id] = running
+        if socket is not None:
+            socket.cache.started(response_id, running.lifecycle)
         await sink.emit(events.created())
         work = turn.Turn(
-            generation, events, self.backend, sink, running.cancel, input_tokens, request.generate,
-            ready=self.warm_ups.waiter(request.previous_response_id),
+            generation, events, running.lifecycle, self.backend, sink, running.cancel, input_tokens,
+            request.generate, ready=self.warm_ups.waiter(request.previous_response_id),
         )  # fmt: skip
-        running.task = asyncio.create_task(self._execute(running, work, transport), name=response_id)
+        running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)
         running.task.add_done_callback(self._tasks.discard)
         return running
@@ -141,68 +149,72 @@ class Responses:
             generate=request.generate,
         )
 
-    async def _execute(self, running: Running, work: turn.Turn, transport: str) -> None:
+    async def _execute(self, running: Running, work: turn.Turn) -> None:
         try:
             await turn.run(work)
             if work.generate:
-                self._measure(running, work, transport)
+                self._measure(running, work)
         finally:
             await self._settle(running)
-        if not work.generate and running.events.response["status"] == "completed":
+        outcome = running.lifecycle.outcome
+        if not work.generate and outcome is not None and outcome.status is State.COMPLETED:
             prefill = self.backend.prepare(work.generation, work.cancel)
             usage = await self.warm_ups.prefill(running.id, prefill, work.cancel)
             if usage is not None:
                 work.usage = usage
-                self._measure(running, work, transport)
+                self._measure(running, work)
 
     async def _settle(self, running: Running) -> None:
-        """The response is terminal: store it (when `store: true`), then it leaves `running`."""
+        """The one end of every response: stored (when `store: true`), recorded by its connection's
+        cache (§8.2), out of `running`, then SETTLED, which wakes whoever waits for it."""
         await running.log.close()
+        outcome = running.lifecycle.outcome
+        assert outcome is not None, f"response {running.id} settles without having ended"
         try:
             if running.request.store:
-                await self._save(running)
+                await self._save(running, outcome)
         except Exception:
             log.exception("could not store response %s", running.id)
         finally:
+            if running.socket is not None:
+                parent = running.request.previous_response_id
+                running.socket.cache.record(running.socket.lane, parent, running.id,
+                                            running.context.items, outcome)  # fmt: skip
             self.running.pop(running.id, None)
-            running.done.set()
+            running.lifecycle.settle()
 
-    def _measure(self, running: Running, work: turn.Turn, transport: str) -> None:
+    def _measure(self, running: Running, work: turn.Turn) -> None:
         now = time.monotonic()
         first = None if work.first_output is None else work.first_output - work.started
-        status = str(running.events.response["status"])
+        outcome = running.lifecycle.outcome
+        status = "unknown" if outcome is None else outcome.status.value
+        transport = "http" if running.socket is None else "ws"
         self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
 
-    async def _save(self, running: Running) -> None:
-        response = running.snapshot()
+    async def _save(self, running: Running, outcome: Outcome) -> None:
         await self.store.save(
             StoredResponse(
                 id=running.id,
                 tenant=running.tenant,
                 previous_response_id=running.request.previous_response_id,
-                status=response["status"],
-                created_at=response["created_at"],
-                response=response,
+                status=outcome.status.value,
+                created_at=running.created_at,
+                response=running.snapshot(),
                 input_items=tuple(item.to_wire() for item in running.context.input),
-                output_items=tuple(response["output"]),
+                output_items=tuple(item.to_wire() for item in outcome.output),
                 events=tuple(running.log.events),
             )
         )
 
     async def settled(self, response_id: str, tenant: str) -> bool:
-        """`chain.InFlight`: a stored response that has ended is waited for until it is saved."""
+        """`chain.InFlight`: a stored response that has ended is waited for until it is settled."""
         running = self._stored_running(response_id, tenant)
         if running is None:
             return True
-        if running.events.phase is not Phase.TERMINAL:
+        if not running.lifecycle.ended:
             return False
-        await running.done.wait()
+        await running.lifecycle.settled()
         return True
-
-    async def finish(self, running: Running) -> dict[str, Any]:
-        """Wait for the terminal state; the final Response object."""
-        await running.done.wait()
-        return running.snapshot()
 
     # --- read, delete, cancel ---------------------------------------------------------------------
 
@@ -250,18 +262,21 @@ class Responses:
             if not running.request.background:
                 raise _not_background(response_id)
             running.cancel.cancel(turn.CANCELLED)
-            return await self.finish(running)
+            await running.lifecycle.settled()
+            return running.snapshot()
         stored = await self.get(response_id, tenant)
-        if not stored.get("background"):
+        if not resources.is_background(stored):
             raise _not_background(response_id)
         return stored
 
     async def input_items(
-        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Order
     ) -> ItemPage:
         running = self._stored_running(response_id, tenant)
         if running is not None:
-            return _page([item.to_wire() for item in running.context.input], after, limit, order)
+            wire = [item.to_wire() for item in running.context.input]
+            items, has_more = resources.page(wire, after, limit, order)
+            return ItemPage(items=items, has_more=has_more)
         page = await self.store.input_items(response_id, tenant, after=after, limit=limit, order=order)
         if page is None:
             raise errors.response_not_found(response_id)
@@ -279,15 +294,10 @@ class Responses:
         input_tokens = await self._count(self._generation(request, context, "count", tenant))
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)
-        item = {"id": ids.compaction_id(), "type": "compaction",
-                "encrypted_content": compaction.encode(rest)}  # fmt: skip
-        return {
-            "id": ids.compaction_id(),
-            "object": "response.compaction",
-            "created_at": int(time.time()),
-            "output": [_user_wire(m) for m in user] + [item],
-            "usage": Usage(input_tokens, 0, 0).to_wire(),
-        }
+        window = Compaction(compaction.encode(rest), id=ids.compaction_id())
+        output = (*(_as_output(m) for m in user), window)
+        usage = Usage(input_tokens, 0, 0)
+        return resources.compacted(ids.compaction_id(), int(time.time()), output, usage)
 
     async def _context(self, request: CreateRequest, history: chain.History) -> chain.Context:
         self._check_model(request.model)
@@ -316,12 +326,10 @@ class Responses:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _user_wire(message: Item) -> dict[str, Any]:
+def _as_output(message: Message) -> Item:
     """A user message of the window as a complete output item: its id, a status, input parts."""
-    assert isinstance(message, Message)
     parts = tuple(TextPart("input_text", p.text) if isinstance(p, TextPart) else p for p in message.content)
-    whole = replace(message, content=parts, id=message.id or ids.message_id(), status="completed")
-    return whole.to_wire()
+    return replace(message, content=parts, id=message.id or ids.message_id(), status="completed")
 
 
 def _not_background(response_id: str) -> errors.ApiError:
@@ -330,16 +338,6 @@ def _not_background(response_id: str) -> errors.ApiError:
         "only background responses can be cancelled.",
         None,
     )
-
-
-def _page(
-    items: list[dict[str, Any]], after: str | None, limit: int, order: Literal["asc", "desc"]
-) -> ItemPage:
-    ordered = items if order == "asc" else items[::-1]
-    if after is not None:
-        positions = [i for i, item in enumerate(ordered) if item.get("id") == after]
-        ordered = ordered[positions[0] + 1 :] if positions else []
-    return ItemPage(items=ordered[:limit], has_more=len(ordered) > limit)
 
 
 async def _iterate(events: list[Event]) -> AsyncIterator[Event]:

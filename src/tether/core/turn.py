@@ -1,6 +1,7 @@
 """Run one response: drive the backend, turn its model events into stream events, end it once.
 
-A turn always reaches exactly one terminal state (§5.1):
+A turn always reaches exactly one terminal state (§5.1), a move of its `Lifecycle` made together
+with the terminal event, and leaves its typed `Outcome` there:
 - the backend finished: `completed`, or `incomplete` / `max_output_tokens` when it was cut short;
 - the cancellation was set: `incomplete` / `interrupted` (client gone, D9) or `cancelled`
   (background cancel, §10.6);
@@ -26,10 +27,12 @@ from tether.backends.base import (
     ToolCallStarted,
     cancellable,
 )
-from tether.core.event_log import EventSink
+from tether.core.event_log import Event, EventSink
+from tether.core.lifecycle import Lifecycle, Outcome, State
 from tether.protocol import errors, ids
+from tether.protocol.errors import ApiError
 from tether.protocol.events import ResponseEvents
-from tether.protocol.response import Usage
+from tether.protocol.response import Usage, incomplete_reason
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ INTERRUPTED = "interrupted"
 class Turn:
     generation: Generation
     events: ResponseEvents
+    lifecycle: Lifecycle
     backend: Backend
     sink: EventSink
     cancel: Cancellation
@@ -62,6 +66,7 @@ async def run(turn: Turn) -> None:
     """Drive `turn` from `response.created` to its terminal event."""
     try:
         if turn.generate:
+            turn.lifecycle.start()
             await turn.sink.emit(turn.events.in_progress())
             if turn.ready is not None:
                 await cancellable(turn.ready(), turn.cancel)
@@ -77,7 +82,7 @@ async def run(turn: Turn) -> None:
         log.exception("response %s failed", turn.generation.response_id)
         await _fail(turn, None)
         return
-    if turn.usage is None:  # stopped by the cancellation, without `Finished`
+    if not turn.lifecycle.ended:  # stopped by the cancellation, without `Finished`
         await _end_cancelled(turn)
 
 
@@ -86,7 +91,7 @@ async def _answer_warm_up(turn: Turn) -> None:
     the context's input tokens and no cached ones: what the prefill that follows finds cached is
     not known yet (the next turn's `cached_tokens` shows what the warm-up prepared)."""
     turn.usage = Usage(turn.input_tokens, 0, 0)
-    await turn.sink.emit(turn.events.completed(turn.usage, int(time.time())))
+    await _end(turn, State.COMPLETED, turn.events.completed(turn.usage, int(time.time())))
 
 
 async def _stream(turn: Turn) -> None:
@@ -104,61 +109,60 @@ async def _stream(turn: Turn) -> None:
 
 async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCallDelta) -> None:
     """One model event in, its stream events out."""
-    events, emit = turn.events, turn.sink.emit
+    events = turn.events
     if turn.first_output is None:
         turn.first_output = time.monotonic()
     if isinstance(model_event, ToolCallStarted):
-        await _close_open(turn, "completed")
+        closed = events.close_open("completed")
         call = events.open_function_call(ids.function_call_id(), ids.call_id(), model_event.name)
-        for event in call:
-            await emit(event)
+        await _emit_all(turn, [*closed, *call])
         return
     turn.output_deltas += 1
     if isinstance(model_event, ToolCallDelta):
-        await emit(events.arguments_delta(model_event.arguments))
+        await turn.sink.emit(events.arguments_delta(model_event.arguments))
         return
     if not model_event.text:
         return
-    if not _open_is(events, "message"):
-        await _close_open(turn, "completed")
-        for event in events.open_message(ids.message_id()):
-            await emit(event)
-    await emit(events.text_delta(model_event.text))
-
-
-# Why a response ended `incomplete`, by the backend's finish reason (§6.1 `incomplete_details`).
-_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+    if events.open_item_type != "message":
+        closed = events.close_open("completed")
+        await _emit_all(turn, [*closed, *events.open_message(ids.message_id())])
+    await turn.sink.emit(events.text_delta(model_event.text))
 
 
 async def _finish(turn: Turn, finished: Finished) -> None:
     turn.usage = finished.usage
-    incomplete = _INCOMPLETE_REASONS.get(finished.reason)
-    await _close_open(turn, "completed" if incomplete is None else "incomplete")
-    if incomplete is not None:
-        await turn.sink.emit(turn.events.incomplete(incomplete, finished.usage))
+    reason = incomplete_reason(finished.reason)
+    await _emit_all(turn, turn.events.close_open("completed" if reason is None else "incomplete"))
+    if reason is not None:
+        await _end(turn, State.INCOMPLETE, turn.events.incomplete(reason, finished.usage))
     else:
-        await turn.sink.emit(turn.events.completed(finished.usage, int(time.time())))
-
-
-def _open_is(events: ResponseEvents, item_type: str) -> bool:
-    return events.has_open_item and events.output[-1]["type"] == item_type
-
-
-async def _close_open(turn: Turn, status: str) -> None:
-    events = turn.events
-    if not events.has_open_item:
-        return
-    closing = events.close_message if events.output[-1]["type"] == "message" else (events.close_function_call)
-    for event in closing(status):
-        await turn.sink.emit(event)
+        await _end(turn, State.COMPLETED, turn.events.completed(finished.usage, int(time.time())))
 
 
 async def _end_cancelled(turn: Turn) -> None:
+    usage = turn.usage_so_far()
     if turn.cancel.reason == CANCELLED:
-        turn.events.cancelled(turn.usage_so_far())
+        turn.events.cancelled(usage)  # §6.2: a cancelled background response's stream just ends
+        await _end(turn, State.CANCELLED, None)
         return
-    await turn.sink.emit(turn.events.incomplete(INTERRUPTED, turn.usage_so_far()))
+    await _end(turn, State.INCOMPLETE, turn.events.incomplete(INTERRUPTED, usage))
 
 
 async def _fail(turn: Turn, message: str | None) -> None:
-    await turn.sink.emit(turn.events.failed(errors.backend_failed(message), turn.usage_so_far()))
+    if turn.lifecycle.ended:  # it failed sending its terminal event: nothing more can be said
+        return
+    error = errors.backend_failed(message)
+    await _end(turn, State.FAILED, turn.events.failed(error, turn.usage_so_far()), error)
+
+
+async def _end(turn: Turn, status: State, event: Event | None, error: ApiError | None = None) -> None:
+    """The one way a turn ends: its outcome is kept, then its terminal event goes out."""
+    turn.usage = turn.usage_so_far()
+    turn.lifecycle.end(Outcome(status, turn.events.output_items, turn.usage, error))
+    if event is not None:
+        await turn.sink.emit(event)
+
+
+async def _emit_all(turn: Turn, events: list[Event]) -> None:
+    for event in events:
+        await turn.sink.emit(event)

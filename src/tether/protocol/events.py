@@ -11,17 +11,26 @@ import copy
 import enum
 from typing import Any
 
+import orjson
+
 from tether.protocol.errors import ApiError
+from tether.protocol.items import FunctionCall, Item, Message, TextPart
 from tether.protocol.response import Usage
 
 Event = dict[str, Any]
+
+
+def sse_frame(event: Event) -> bytes:
+    """§10.3: `event: <type>`, one line of JSON, a blank line."""
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 class EmitterMisuse(AssertionError):
     """An event was requested in a state that forbids it (a Tether bug)."""
 
 
-class Phase(enum.Enum):
+class _Phase(enum.Enum):
     NEW = "new"
     CREATED = "created"
     IN_PROGRESS = "in_progress"
@@ -35,21 +44,24 @@ class ResponseEvents:
         self.response = response
         self._stream_id = stream_id
         self._sequence = 0
-        self._phase = Phase.NEW
+        self._phase = _Phase.NEW
         self._open: dict[str, Any] | None = None  # the output item being streamed
         self._text: list[str] = []
-
-    @property
-    def phase(self) -> Phase:
-        return self._phase
+        self._items: list[Item] = []  # the output as typed items, each once it is closed
 
     @property
     def output(self) -> list[dict[str, Any]]:
         return self.response["output"]  # type: ignore[no-any-return]
 
     @property
-    def has_open_item(self) -> bool:
-        return self._open is not None
+    def output_items(self) -> tuple[Item, ...]:
+        """The output items closed so far (at a terminal event: all of them), typed."""
+        return tuple(self._items)
+
+    @property
+    def open_item_type(self) -> str | None:
+        """`message` or `function_call` while one is being streamed, else None."""
+        return None if self._open is None else str(self._open["type"])
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the Response as it stands, the open item showing what it holds so far."""
@@ -61,13 +73,13 @@ class ResponseEvents:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def created(self) -> Event:
-        self._expect("created", Phase.NEW)
-        self._phase = Phase.CREATED
+        self._expect("created", _Phase.NEW)
+        self._phase = _Phase.CREATED
         return self._lifecycle("response.created")
 
     def in_progress(self) -> Event:
-        self._expect("in_progress", Phase.CREATED)
-        self._phase = Phase.IN_PROGRESS
+        self._expect("in_progress", _Phase.CREATED)
+        self._phase = _Phase.IN_PROGRESS
         self.response["status"] = "in_progress"
         return self._lifecycle("response.in_progress")
 
@@ -116,6 +128,14 @@ class ResponseEvents:
         item["content"] = [part]
         return [*events, self._close_item(status)]
 
+    def close_open(self, status: str) -> list[Event]:
+        """Close whatever item is open (none: no events)."""
+        if self._open is None:
+            return []
+        if self._open["type"] == "message":
+            return self.close_message(status)
+        return self.close_function_call(status)
+
     def open_function_call(self, item_id: str, call_id: str, name: str) -> list[Event]:
         item = {"id": item_id, "type": "function_call", "status": "in_progress",
                 "call_id": call_id, "name": name, "arguments": ""}  # fmt: skip
@@ -136,7 +156,7 @@ class ResponseEvents:
     # --- helpers ----------------------------------------------------------------------------------
 
     def _open_item(self, item: dict[str, Any]) -> Event:
-        self._expect("open an output item", Phase.IN_PROGRESS)
+        self._expect("open an output item", _Phase.IN_PROGRESS)
         if self._open is not None:
             raise EmitterMisuse(f"cannot open a {item['type']} while a {self._open['type']} is open")
         self._open = item
@@ -150,6 +170,7 @@ class ResponseEvents:
     def _close_item(self, status: str) -> Event:
         assert self._open is not None
         self._open["status"] = status
+        self._items.append(self._typed(self._open))
         event = self._event(
             "response.output_item.done",
             output_index=len(self.output) - 1,
@@ -159,15 +180,16 @@ class ResponseEvents:
         return event
 
     def _terminal(self, status: str, usage: Usage) -> None:
-        if self._phase not in (Phase.CREATED, Phase.IN_PROGRESS):
+        if self._phase not in (_Phase.CREATED, _Phase.IN_PROGRESS):
             raise EmitterMisuse(f"cannot end the response as {status} in phase {self._phase.value}")
         if self._open is not None:
             # §5.5 F: an item left open by a failure or interruption is listed as incomplete,
             # without its .done events.
             self._open["status"] = "incomplete"
             self._fill(self._open)
+            self._items.append(self._typed(self._open))
             self._open = None
-        self._phase = Phase.TERMINAL
+        self._phase = _Phase.TERMINAL
         self.response["status"] = status
         self.response["usage"] = usage.to_wire()
 
@@ -178,6 +200,14 @@ class ResponseEvents:
             item["content"] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
         else:
             item["arguments"] = text
+
+    def _typed(self, item: dict[str, Any]) -> Item:
+        """The typed form of a filled output item, from what this emitter streamed into it."""
+        text = "".join(self._text)
+        if item["type"] == "message":
+            part = TextPart("output_text", text)
+            return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])
+        return FunctionCall(item["call_id"], item["name"], text, id=item["id"], status=item["status"])
 
     def _item_event(self, kind: str, **fields: Any) -> Event:
         assert self._open is not None
@@ -193,7 +223,7 @@ class ResponseEvents:
         self._sequence += 1
         return event
 
-    def _expect(self, call: str, phase: Phase) -> None:
+    def _expect(self, call: str, phase: _Phase) -> None:
         if self._phase is not phase:
             raise EmitterMisuse(f"{call} needs phase {phase.value}, the response is {self._phase.value}")
 

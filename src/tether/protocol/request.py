@@ -139,6 +139,20 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
     )
 
 
+def parse_compact(body: Any) -> CreateRequest:
+    """§10.9: a create body in which `model` is required."""
+    if isinstance(body, Mapping) and not body.get("model"):
+        raise invalid_request("Missing required parameter: 'model'.", "model")
+    return parse_create(body, "http")
+
+
+def previous_response_id_of(body: Any) -> str | None:
+    """The `previous_response_id` a body names, read leniently: a create refused as invalid
+    still tells which parent it meant to continue (§8.2 rule 4)."""
+    value = body.get("previous_response_id") if isinstance(body, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def _check_unsupported(raw: _Body, transport: Transport) -> None:
     if raw.previous_response_id is not None and raw.conversation is not None:
         raise invalid_request(

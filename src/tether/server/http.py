@@ -18,10 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tether.core import turn
+from tether.core.lifecycle import Outcome
 from tether.core.responses import Responses, Running
-from tether.protocol import errors
+from tether.protocol import errors, resources
 from tether.protocol.errors import ApiError
-from tether.protocol.request import parse_create
+from tether.protocol.request import parse_compact, parse_create
 from tether.server import sse
 from tether.server.auth import tenant_of
 
@@ -68,35 +69,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def create(request: Request) -> Response:
     create_request = parse_create(await read_json(request), "http")
-    responses = responses_of(request)
-    running = await responses.start(create_request, tenant=tenant_of(request))
+    running = await responses_of(request).start(create_request, tenant_of(request))
     if create_request.stream:
         return sse.stream(running.log.follow(), on_close=lambda: _interrupt(running))
     if create_request.background:
         return JsonResponse(running.snapshot())
-    final = await _finish_unless_disconnected(request, responses, running)
-    if final["status"] == "failed":
+    outcome = await _settled_unless_disconnected(request, running)
+    if outcome.error is not None:
         # §10.2: a non-streaming response that fails during generation is a 500, saying why.
-        return api_error(request, errors.backend_failed(final["error"]["message"]))
-    return JsonResponse(final)
+        return api_error(request, outcome.error)
+    return JsonResponse(running.snapshot())
 
 
 def _interrupt(running: Running) -> None:
     """D9: a client that leaves a non-background response cancels it."""
-    if not running.request.background and not running.done.is_set():
+    if not running.request.background and not running.lifecycle.ended:
         running.cancel.cancel(turn.INTERRUPTED)
 
 
-async def _finish_unless_disconnected(
-    request: Request, responses: Responses, running: Running
-) -> dict[str, Any]:
-    finished = asyncio.ensure_future(responses.finish(running))
+async def _settled_unless_disconnected(request: Request, running: Running) -> Outcome:
+    settled = asyncio.ensure_future(running.lifecycle.settled())
     disconnected = asyncio.ensure_future(_disconnect(request))
-    await asyncio.wait({finished, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({settled, disconnected}, return_when=asyncio.FIRST_COMPLETED)
     disconnected.cancel()
-    if not finished.done():
+    if not settled.done():
         _interrupt(running)
-    return await finished
+    return await settled
 
 
 async def _disconnect(request: Request) -> None:
@@ -116,7 +114,7 @@ async def retrieve(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     response_id = request.path_params["response_id"]
     await responses_of(request).delete(response_id, tenant_of(request))
-    return JsonResponse({"id": response_id, "object": "response", "deleted": True})
+    return JsonResponse(resources.deleted(response_id))
 
 
 async def cancel(request: Request) -> Response:
@@ -140,40 +138,27 @@ async def input_items(request: Request) -> Response:
         limit=limit,
         order=cast(Literal["asc", "desc"], order),
     )
-    return JsonResponse(
-        {
-            "object": "list",
-            "data": page.items,
-            "first_id": page.items[0]["id"] if page.items else None,
-            "last_id": page.items[-1]["id"] if page.items else None,
-            "has_more": page.has_more,
-        }
-    )
+    return JsonResponse(resources.input_items_list(page.items, page.has_more))
 
 
 async def input_tokens(request: Request) -> Response:
     create_request = parse_create(await read_json(request), "http")
     count = await responses_of(request).count_input_tokens(create_request, tenant_of(request))
-    return JsonResponse({"object": "response.input_tokens", "input_tokens": count})
+    return JsonResponse(resources.input_tokens(count))
 
 
 async def compact(request: Request) -> Response:
-    body = await read_json(request)
-    if isinstance(body, dict) and not body.get("model"):
-        raise errors.invalid_request("Missing required parameter: 'model'.", "model")
-    return JsonResponse(await responses_of(request).compact(parse_create(body, "http"), tenant_of(request)))
+    compact_request = parse_compact(await read_json(request))
+    return JsonResponse(await responses_of(request).compact(compact_request, tenant_of(request)))
 
 
 async def models(request: Request) -> Response:
-    responses = responses_of(request)
     created = int(request.app.state.started_at)
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "tether"}
-            for name in sorted(responses.served_models)]  # fmt: skip
-    return JsonResponse({"object": "list", "data": data})
+    return JsonResponse(resources.model_list(sorted(responses_of(request).served_models), created))
 
 
 async def healthz(request: Request) -> Response:
-    return JsonResponse({"status": "ok", "models": list(responses_of(request).backend.model_ids)})
+    return JsonResponse(resources.health(responses_of(request).backend.model_ids))
 
 
 async def metrics(request: Request) -> Response:

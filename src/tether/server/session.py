@@ -2,43 +2,59 @@
 
 Frames and timer ticks go in; actions come out: `Send` an event, `StartTurn` for a create that
 reached the head of its lane with an active slot free, `Close` the socket. The shell
-(`server/websocket.py`) performs the actions and owns sockets, tasks and clocks.
+(`server/websocket.py`) performs the actions and owns sockets, tasks and clocks. Frames are
+decoded by `protocol.client_events`; the session keeps lanes and states, not wire rules.
 
-    OPEN ──cap passes──▶ DRAINING ──nothing running or queued──▶ CLOSING (limit error, then 1001)
-      └──────────── cap passes while idle ────────────────────────▲
+The connection's states are `TRANSITIONS` (docs/architecture.md draws it):
 
-Server shutdown drains the same way: accepted work finishes, later creates are refused, and the
-close is 1012 (service restart), which the SDKs reconnect after.
+    OPEN ──cap passes, or shutdown──▶ DRAINING ──nothing running or queued──▶ CLOSING ──▶ CLOSED
+
+DRAINING: accepted work finishes and new creates are refused. CLOSING: the close is sent — 1001
+after the cap's limit error, 1012 (service restart, which the SDKs reconnect after) at shutdown.
+CLOSED: the socket is gone (from any state); nothing starts any more.
 
 Lanes: the default lane (key None) and named `stream_id` lanes, each FIFO. At most
 `max_active` responses run at once across lanes; a lane whose head waits for a slot joins
 `waiting`, and the lane that has waited longest starts first. Phase 1 of §4.1.2 happens here
-(JSON, type, cap, stream_id, lane cap, then the key's rate and the bound on queued creates);
-phase 2 (body schema, chain) happens when the turn starts.
+(JSON, type, cap, stream_id, lane cap, then the key's rate and the bounds on queued creates);
+phase 2 (body schema, chain) happens in core when the turn starts.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from tether.protocol import errors
+from tether.core.lifecycle import IllegalMove
+from tether.protocol import client_events, errors
+from tether.protocol.client_events import Create, Steer
 from tether.protocol.errors import ApiError
 
 LaneKey = str | None  # None is the default lane
-STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 
 
 class State(enum.Enum):
     OPEN = "open"
-    DRAINING = "draining"  # past the cap: accepted work finishes, new creates are refused
-    CLOSING = "closing"  # 1001 sent
+    DRAINING = "draining"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+TRANSITIONS: dict[State, dict[State, str]] = {
+    State.OPEN: {
+        State.DRAINING: "the cap passes, or the server shuts down",
+        State.CLOSED: "the socket is gone",
+    },
+    State.DRAINING: {
+        State.CLOSING: "nothing running or queued",
+        State.CLOSED: "the socket is gone",
+    },
+    State.CLOSING: {State.CLOSED: "the socket is gone"},
+    State.CLOSED: {},
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class SessionLimits:
     max_named_lanes: int = 32
     cap_s: float = 3600.0
     max_queued: int = 64  # creates accepted but not started, all lanes together (§8.1 allows a bound)
+    max_queued_bytes: int = 64 * 1024 * 1024  # the bytes of their frames
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,7 @@ Action = Send | StartTurn | Close
 
 @dataclass
 class Lane:
-    queue: deque[dict[str, Any]] = field(default_factory=deque)
+    queue: deque[Create] = field(default_factory=deque)
     running: bool = False
 
 
@@ -89,6 +106,7 @@ class Session:
         self.lanes: dict[LaneKey, Lane] = {None: Lane()}
         self.active = 0
         self.waiting: deque[LaneKey] = deque()  # lanes whose head waits for an active slot
+        self.queued_bytes = 0  # the frames of the creates in the lanes' queues
         self.errors_sent = 0  # numbers the `error` events, which belong to no response
 
     @property
@@ -102,22 +120,17 @@ class Session:
     # --- inputs -----------------------------------------------------------------------------------
 
     def receive_text(self, text: str, now: float) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
         try:
-            event = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return [self.error(errors.invalid_json(str(exc)))]
-        if not isinstance(event, dict):
-            return [self.error(errors.invalid_json("expected a JSON object"))]
-        kind = event.get("type")
-        if not isinstance(kind, str):
-            return [self.error(errors.missing_event_type())]
-        if kind == "response.create":
-            return self._create(event, now)
-        if kind == "response.steer":
+            event = client_events.decode(text)
+        except ApiError as error:
+            return [self.error(error)]
+        if isinstance(event, Steer):
             if self._past_cap(now):
                 return [self.error(errors.connection_limit_reached(self.limits.cap_s))]
-            return [self.error(errors.unsupported_event(kind))]
-        return [self.error(errors.unknown_event_type(kind))]
+            return [self.error(errors.unsupported_event("response.steer"))]
+        return self._create(event, now)
 
     def receive_binary(self) -> list[Action]:
         return [self.error(errors.binary_frame())]
@@ -125,9 +138,11 @@ class Session:
     def turn_finished(self, lane_key: LaneKey) -> list[Action]:
         lane = self.lanes[lane_key]
         if not lane.running:
-            raise AssertionError(f"turn_finished for lane {lane_key!r}, which is not running")
+            raise IllegalMove(f"turn_finished for lane {lane_key!r}, which is not running")
         lane.running = False
         self.active -= 1
+        if self.state is State.CLOSED:
+            return []
         if lane.queue:
             self.waiting.append(lane_key)
         actions = self._start_waiting()
@@ -139,53 +154,55 @@ class Session:
         """The shell's timer fired at `opened_at + cap_s`."""
         if self.state is not State.OPEN:
             return []
-        self.state = State.DRAINING
+        self._move(State.DRAINING)
         return self._close() if self.idle else []
 
     def shutdown(self) -> list[Action]:
         """The server is stopping: what was accepted finishes, then the socket closes with 1012."""
         self.shutting_down = True
-        if self.state is State.CLOSING:
-            return []
-        self.state = State.DRAINING
-        return self._close() if self.idle else []
+        if self.state is State.OPEN:
+            self._move(State.DRAINING)
+        return self._close() if self.state is State.DRAINING and self.idle else []
 
     def grace_over(self) -> list[Action]:
         """Shutdown's grace has passed and what runs is being interrupted: creates still queued
         will never start, and each is refused (503) so that its client sends it again elsewhere."""
         refusals: list[Action] = [self.error(errors.server_shutting_down(), key)
                                   for key, lane in self.lanes.items() for _ in lane.queue]  # fmt: skip
-        for lane in self.lanes.values():
-            lane.queue.clear()
-        self.waiting.clear()
+        self._drop_queues()
         closing = self.state is State.DRAINING and self.idle
         return [*refusals, *self._close()] if closing else refusals
 
+    def disconnected(self) -> None:
+        """The socket is gone: queued creates are dropped (D9), and nothing starts any more."""
+        self._move(State.CLOSED)
+        self._drop_queues()
+
     # --- create -----------------------------------------------------------------------------------
 
-    def _create(self, body: dict[str, Any], now: float) -> list[Action]:
-        stream_id = body.get("stream_id")
-        valid_stream_id = stream_id if isinstance(stream_id, str) and STREAM_ID.match(stream_id) else None
+    def _create(self, create: Create, now: float) -> list[Action]:
+        lane_key = create.lane
         if self.shutting_down:
-            return [self.error(errors.server_shutting_down(), valid_stream_id)]
+            return [self.error(errors.server_shutting_down(), lane_key)]
         if self._past_cap(now):
-            refusal = self.error(errors.connection_limit_reached(self.limits.cap_s), valid_stream_id)
+            refusal = self.error(errors.connection_limit_reached(self.limits.cap_s), lane_key)
             closing = self.state is State.DRAINING and self.idle
             return [refusal, *self._close(said=True)] if closing else [refusal]
-        if stream_id is not None and valid_stream_id is None:
+        if not create.has_valid_lane:
             return [self.error(errors.invalid_stream_id())]
-        if valid_stream_id not in self.lanes and self.named_lanes >= self.limits.max_named_lanes:
-            return [self.error(errors.stream_limit_reached(self.limits.max_named_lanes), stream_id)]
+        if lane_key not in self.lanes and self.named_lanes >= self.limits.max_named_lanes:
+            return [self.error(errors.stream_limit_reached(self.limits.max_named_lanes), lane_key)]
         try:
             self.admit()
-            self._check_queue()
+            self._check_queue(create.size)
         except ApiError as refusal:
-            return [self.error(refusal, valid_stream_id)]
-        lane = self.lanes.setdefault(valid_stream_id, Lane())
-        lane.queue.append(body)
-        if lane.running or valid_stream_id in self.waiting:
+            return [self.error(refusal, lane_key)]
+        lane = self.lanes.setdefault(lane_key, Lane())
+        lane.queue.append(create)
+        self.queued_bytes += create.size
+        if lane.running or lane_key in self.waiting:
             return []
-        self.waiting.append(valid_stream_id)
+        self.waiting.append(lane_key)
         return self._start_waiting()
 
     def error(self, error: ApiError, stream_id: str | None = None) -> Send:
@@ -195,12 +212,21 @@ class Session:
         self.errors_sent += 1
         return Send(event)
 
-    def _check_queue(self) -> None:
+    def _check_queue(self, size: int) -> None:
+        """§8.1 allows a bound on queued creates: Tether bounds their number and their bytes. A
+        create alone in the queue is always accepted (the message limit bounds its size)."""
         queued = sum(len(lane.queue) for lane in self.lanes.values())
         if queued >= self.limits.max_queued:
             raise errors.rate_limit_exceeded(
                 f"{queued} response.create are already waiting on this connection, its maximum; "
                 "send more as responses finish.",
+                1.0,
+            )
+        if queued and self.queued_bytes + size > self.limits.max_queued_bytes:
+            raise errors.rate_limit_exceeded(
+                f"The response.create waiting on this connection hold {self.queued_bytes} bytes; "
+                f"this one ({size} bytes) would pass the maximum of {self.limits.max_queued_bytes}. "
+                "Send it as responses finish.",
                 1.0,
             )
 
@@ -211,19 +237,32 @@ class Session:
             lane = self.lanes[key]
             lane.running = True
             self.active += 1
-            actions.append(StartTurn(key, lane.queue.popleft()))
+            create = lane.queue.popleft()
+            self.queued_bytes -= create.size
+            actions.append(StartTurn(key, create.body))
         return actions
+
+    def _drop_queues(self) -> None:
+        for lane in self.lanes.values():
+            lane.queue.clear()
+        self.waiting.clear()
+        self.queued_bytes = 0
 
     def _past_cap(self, now: float) -> bool:
         if self.state is State.OPEN and now - self.opened_at >= self.limits.cap_s:
-            self.state = State.DRAINING
+            self._move(State.DRAINING)
         return self.state is not State.OPEN
 
     def _close(self, said: bool = False) -> list[Action]:
         """CLOSING. A close for the cap follows the `websocket_connection_limit_reached` error that
         says so (unless the last event `said` it already), so a client can tell a cap from a crash."""
-        self.state = State.CLOSING
+        self._move(State.CLOSING)
         if self.shutting_down:
             return [Close(1012, "server shutting down")]
         notice = [] if said else [self.error(errors.connection_limit_reached(self.limits.cap_s))]
         return [*notice, Close(1001, "connection limit reached")]
+
+    def _move(self, to: State) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalMove(f"a connection cannot move from {self.state.value} to {to.value}")
+        self.state = to

@@ -1,17 +1,13 @@
-"""Server-Sent Events framing (spec §10.3): `event: <type>`, one line of JSON, a blank line."""
+"""Streams of Server-Sent Events (spec §10.3), framed by `protocol.events.sse_frame`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import orjson
 from starlette.responses import StreamingResponse
 
-
-def encode(event: dict[str, Any]) -> bytes:
-    kind: str = event["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+from tether.protocol.events import sse_frame
 
 
 def stream(
@@ -22,7 +18,7 @@ def stream(
     async def body() -> AsyncIterator[bytes]:
         try:
             async for event in events:
-                yield encode(event)
+                yield sse_frame(event)
         finally:
             if on_close is not None:
                 on_close()

@@ -1,12 +1,14 @@
-"""WebSocket mode (spec §3, §8): the shell around `session.Session`.
+"""WebSocket mode (spec §3, §8): the shell between the socket, `session.Session` (the lanes and
+the connection's states, no I/O) and `core.connection.Connection` (the responses).
 
 It alone touches the socket, the clock and tasks. Frames go into the session; its actions are
 performed here: `Send` through the connection's one bounded sender, `StartTurn` as a task per
-running lane, `Close` after the sender has flushed. A turn starts with phase 2 of §4.1.2 (body,
-chain, D10), resolving parents in the connection's cache before the store.
+running lane that hands the create to core once and waits until its response has settled,
+`Close` after the sender has flushed.
 
-On disconnect (D9), for any reason: running responses are cancelled (a `store: true` one is kept
-as `incomplete` / `interrupted`), queued creates are dropped, and the cache dies with the socket.
+On disconnect (D9), for any reason: running responses are interrupted (a `store: true` one is
+kept as `incomplete` / `interrupted`), queued creates are dropped, and the cache dies with the
+socket.
 """
 
 from __future__ import annotations
@@ -21,15 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tether.config import Settings
-from tether.core import turn
-from tether.core.connection_cache import CachedResponse, ConnectionCache
+from tether.core.connection import Connection
 from tether.core.event_log import Event
-from tether.core.responses import Responses, Running
-from tether.protocol import errors
+from tether.core.responses import Responses
+from tether.protocol import errors, handshake
 from tether.protocol.errors import ApiError
-from tether.protocol.events import Phase
-from tether.protocol.items import parse_item
-from tether.protocol.request import parse_create
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
 from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
@@ -71,28 +69,27 @@ class Sender:
         await self.websocket.close(code, reason)
 
 
-class Connection:
+class Shell:
+    """Owns the socket, the clock and the tasks of one connection; decides nothing itself."""
+
     def __init__(self, websocket: WebSocket, responses: Responses, settings: Settings) -> None:
         self.websocket = websocket
-        self.responses = responses
         self.loop = asyncio.get_running_loop()
         limits = SessionLimits(
             max_active=settings.ws_max_active_responses,
             max_named_lanes=settings.ws_max_named_lanes,
             cap_s=settings.ws_connection_cap_s,
             max_queued=settings.ws_max_queued_creates,
+            max_queued_bytes=settings.ws_max_queued_bytes,
         )
         caller = caller_of(websocket.scope)
         admission: Admission = websocket.app.state.admission
         self.session = Session(
             limits, opened_at=self.loop.time(), admit=lambda: admission.request(caller.key)
         )
-        self.tenant = caller.tenant  # every response of the connection belongs to it
-        self.cache = ConnectionCache(fallback=responses.history(self.tenant), warmth=responses.backend)
         self.sender = Sender(websocket, settings.ws_send_queue_events)
+        self.connection = Connection(responses, caller.tenant, self.sender, settings.ws_cached_responses)
         self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
-        self.working: dict[str, Running] = {}  # started here, work not over (a warm-up's prefill too)
-        self.gone = False
 
     async def serve(self) -> None:
         sender = asyncio.create_task(self.sender.run(), name="ws-sender")
@@ -118,7 +115,7 @@ class Connection:
             if isinstance(action, Send):
                 await self.sender.emit(action.event)
             elif isinstance(action, StartTurn):
-                if not self.gone:
+                if not self.connection.gone:
                     self._start(action.lane, action.body)
             elif isinstance(action, Close):
                 await self.sender.close(action.code, action.reason)
@@ -146,75 +143,29 @@ class Connection:
         self.lanes[lane] = task
 
     async def _turn(self, lane: LaneKey, body: dict[str, Any]) -> None:
-        parent = body.get("previous_response_id")
+        """Down into core once; back when the response has settled or was refused."""
         try:
-            await self._respond(lane, body, parent if isinstance(parent, str) else None)
-        finally:
-            self.lanes.pop(lane, None)
-            if not self.gone:
-                await self._perform(self.session.turn_finished(lane))
-
-    async def _respond(self, lane: LaneKey, body: dict[str, Any], parent: str | None) -> None:
-        try:
-            request = parse_create(body, "ws")
-            running = await self.responses.start(
-                request,
-                tenant=self.tenant,
-                history=self.cache,
-                stream_id=lane,
-                sender=self.sender,
-                transport="ws",
-            )
+            await self.connection.respond(lane, body)
         except ApiError as error:
-            await self._refuse(lane, parent, error)
-            return
+            await self._perform([self.session.error(error, lane)])
         except Exception:
             log.exception("could not start a response on lane %r", lane)
-            await self._refuse(lane, parent, errors.server_error())
-            return
-        self._track(running)
-        self.cache.started(running.id, ended=lambda: running.events.phase is Phase.TERMINAL)
-        try:
-            final = await self.responses.finish(running)
-            if final["status"] in ("completed", "incomplete"):
-                outputs = tuple(parse_item(item, "output") for item in final["output"])
-                self.cache.remember(lane, CachedResponse(running.id, running.context.items + outputs))
-            elif final["status"] == "failed":
-                self._evict_failed_parent(lane, parent)
+            await self._perform([self.session.error(errors.server_error(), lane)])
         finally:
-            self.cache.settle(running.id)
-
-    def _track(self, running: Running) -> None:
-        """D9: a disconnect stops the work of what this connection started, until it is over."""
-        assert running.task is not None
-        self.working[running.id] = running
-        running.task.add_done_callback(lambda _: self.working.pop(running.id, None))
-        if self.gone:  # the client left while the response was being started
-            running.cancel.cancel(turn.INTERRUPTED)
-
-    async def _refuse(self, lane: LaneKey, parent: str | None, error: ApiError) -> None:
-        """No response was made: the lane gets the error, and the parent may be evicted."""
-        await self._perform([self.session.error(error, lane)])
-        self._evict_failed_parent(lane, parent)
-
-    def _evict_failed_parent(self, lane: LaneKey, parent: str | None) -> None:
-        """§8.2 rule 4 (and D10): a failed same-lane continuation evicts its parent; a failed
-        fork from another lane leaves that lane's latest alone (rule 5)."""
-        if parent is not None and self.cache.is_latest(lane, parent):
-            self.cache.evict(parent)
+            self.lanes.pop(lane, None)
+            await self._perform(self.session.turn_finished(lane))
 
     # --- the end ----------------------------------------------------------------------------------
 
     async def _disconnected(self, sender: asyncio.Task[None]) -> None:
-        self.gone = True
-        for running in list(self.working.values()):
-            running.cancel.cancel(turn.INTERRUPTED)
+        self.session.disconnected()
+        self.connection.disconnected()
         self.sender.abandon()
         await asyncio.gather(*self.lanes.values(), return_exceptions=True)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
-        self.cache.clear()
+        self.connection.close()
 
 
 async def endpoint(websocket: WebSocket) -> None:
@@ -223,35 +174,19 @@ async def endpoint(websocket: WebSocket) -> None:
         await websocket.send_denial_response(_upgrade_required())
         return
     responses: Responses = websocket.app.state.responses
-    await websocket.accept(headers=handshake_headers(settings, responses.backend.model_ids))
-    connections: set[Connection] = websocket.app.state.ws_connections
-    connection = Connection(websocket, responses, settings)
+    model_ids = responses.backend.model_ids
+    # The model is named only when one name serves (with aliases Codex may be using another).
+    model = model_ids[0] if len(model_ids) == 1 and not settings.model_aliases else None
+    await websocket.accept(headers=handshake.headers(settings.ws_max_message_bytes, model))
+    shells: set[Shell] = websocket.app.state.ws_connections
+    shell = Shell(websocket, responses, settings)
     responses.metrics.websocket_connections.inc()
-    connections.add(connection)
+    shells.add(shell)
     try:
-        await connection.serve()
+        await shell.serve()
     finally:
-        connections.discard(connection)
+        shells.discard(shell)
         responses.metrics.websocket_connections.dec()
-
-
-def handshake_headers(settings: Settings, model_ids: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
-    """What Codex reads from the upgrade response, where Tether has a true answer:
-
-    - `x-codex-websocket-max-message-bytes`: the largest message Tether accepts (larger: 1009);
-    - `x-reasoning-included`: the usage Tether reports already covers past reasoning items (they
-      cost nothing: the model never sees them), so the client must not add its own estimate;
-    - `openai-model`: the model that serves this connection, when the server serves one by one
-      name. Codex takes a name other than the one it asked for as a reroute and warns of it (in
-      words about flagged accounts), so with aliases, which it may be using, it is not sent.
-    """
-    headers = {
-        "x-codex-websocket-max-message-bytes": str(settings.ws_max_message_bytes),
-        "x-reasoning-included": "true",
-    }
-    if len(model_ids) == 1 and not settings.model_aliases:
-        headers["openai-model"] = model_ids[0]
-    return [(name.encode(), value.encode()) for name, value in headers.items()]
 
 
 def _upgrade_required() -> JSONResponse:
