@@ -1,175 +1,99 @@
-"""Settings: one object, built from `tether serve` flags and `TETHER_*` environment variables.
+"""Settings: every limit and default of the server, declared once, in sections.
 
-Every limit and default of the server is declared here and passed down; nothing else reads the
-environment.
+Each section is handed whole to the one part that uses it:
+
+    listening   host, port, log_level                cli.py (uvicorn)
+    auth        api_keys, api_keys_file              server/auth.py
+    admission   rate_limit_*, ws_max_connections*    server/admission.py
+    http        http_*                               server/http.py
+    websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
+    models      model, model_aliases                 app.py (which backend), core (served names)
+    storage     db                                   store/sqlite.py
+    local       n_threads, n_ctx, kv_cache_bytes     backends/local
+    upstream    upstreams, upstream_*                backends/upstream
+    scripted    scripted_*                           backends/scripted.py
+    shutdown    shutdown_*                           server/lifecycle.py
+
+A setting has one flat name, which is its `tether serve` flag (`--ws-max-active-responses`) and,
+upper-cased after `TETHER_`, its environment variable. The CLI's options and the README's table
+are made from these declarations (`declarations()`); nothing else reads the environment. Keys are
+`SecretStr`: no repr or log shows them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, ClassVar, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from tether.store.base import DEFAULT_TENANT
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 TENANT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MiB = 1024 * 1024
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TETHER_", frozen=True)
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    option: str | None = None,
+    metavar: str | None = None,
+    unset: str = "none",
+    **bounds: Any,
+) -> Any:
+    """A setting's declaration: its default, what it does (the CLI's help and the README's text),
+    its flat name when it is not the section's prefix + field name, its CLI option when it is not
+    `--flat-name`, the placeholder of its value on the CLI, and how a default of None reads."""
+    extra: dict[str, Any] = {"flag": flag, "option": option, "metavar": metavar, "unset": unset}
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
 
-    host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
-    model: str = Field(
-        "local",
-        description="'local' (embedded SmolLM2-135M), 'scripted' (deterministic), or a .gguf path.",
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    PREFIX: ClassVar[str] = ""  # before each field's name in its flat name
+
+
+class Listening(Section):
+    host: str = setting(
+        "127.0.0.1",
+        "Address to listen on. A non-loopback address is refused unless at least one API key is configured.",
+        metavar="H",
     )
-    db: Path = Field(Path("tether.db"), description="SQLite file for store=true responses.")
-    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+    port: int = setting(8000, "TCP port (0 picks a free one).", metavar="P", ge=0, le=65535)
+    log_level: str = setting("info", "Log level.", metavar="L")
+
+
+class Auth(Section):
+    api_keys: tuple[SecretStr, ...] = setting(
         (),
-        description="Bearer keys of the default tenant; when any key is set, every request needs "
-        "one. Env: comma-separated.",
+        "When any key is set (here or in a keys file), every request needs `Authorization: Bearer "
+        "KEY`; otherwise 401 `invalid_api_key`. `/healthz` stays open. These keys belong to the "
+        "tenant `default`.",
+        option="--api-key",
+        metavar="KEY",
     )
-    api_keys_file: Path | None = Field(
+    api_keys_file: Path | None = setting(
         None,
-        description="A file of tenants' keys, one 'TENANT KEY' per line ('#' starts a comment). "
-        "A tenant sees only its own responses.",
+        "Tenants' keys, one `TENANT KEY` per line (`#` starts a comment; a tenant may have several "
+        "keys). Each tenant sees only its own responses: another tenant's id, stored or running, "
+        "gets exactly the answer an unknown id gets, so ids cannot be probed. Keys are compared in "
+        "constant time and never logged. SIGHUP re-reads the file (a broken file, or one that would "
+        "leave no keys, is refused and logged; the keys in use stay).",
+        metavar="PATH",
     )
-    model_aliases: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Extra model names accepted for the served model. Env: comma-separated."
-    )
-    n_threads: int = Field(2, ge=1, description="CPU threads for the embedded engine.")
-    n_ctx: int = Field(8192, ge=256, description="Context window of the embedded engine (tokens).")
-    kv_cache_bytes: int = Field(
-        2 * 1024**3,
-        ge=0,
-        description="Memory for KV snapshots of conversations not resident in the engine (LRU; "
-        "those a live WebSocket lane will continue go last). Evicted ones are re-prefilled.",
-    )
-    upstreams: Annotated[tuple[str, ...], NoDecode] = Field(
-        (),
-        description="OpenAI-compatible engines to serve instead of a local model: 'URL' (serves "
-        "every model the engine lists) or 'NAME=URL' (serves model NAME from it). Env: comma-separated.",
-    )
-    upstream_model: str | None = Field(
-        None, description="With one 'URL' upstream: serve just this model of it (no listing needed)."
-    )
-    upstream_api_key: str | None = Field(None, description="Bearer key sent to the upstream engines.")
-    upstream_connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect timeout.")
-    upstream_read_timeout_s: float = Field(
-        300.0, gt=0, description="Longest wait for the upstream's next byte (its prefill included)."
-    )
-    scripted_prefill_us: float = Field(0.0, ge=0, description="Scripted model: µs per new input token.")
-    scripted_decode_us: float = Field(0.0, ge=0, description="Scripted model: µs per output token.")
-    scripted_overhead_ms: float = Field(0.0, ge=0, description="Scripted model: ms per response.")
-    # --- WebSocket mode (spec §3, §8.1, §9) ---
-    websocket: bool = Field(True, description="Serve WebSocket mode; off answers upgrades with 426.")
-    http_max_body_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413."
-    )
-    ws_max_message_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Largest inbound message; larger ones close with 1009."
-    )
-    ws_max_active_responses: int = Field(
-        16, ge=1, description="Responses running at once per connection, all lanes (D4)."
-    )
-    ws_max_named_lanes: int = Field(
-        32, ge=0, description="Distinct stream_id lanes per connection, over its life (D4)."
-    )
-    ws_connection_cap_s: float = Field(
-        3600.0, gt=0, description="Connection lifetime cap; past it new work is refused (D5)."
-    )
-    ws_ping_interval_s: float | None = Field(
-        20.0, description="Server pings keep NAT paths open; None disables them."
-    )
-    ws_ping_timeout_s: float | None = Field(
-        20.0, description="Close a connection whose pong is this late; None waits forever."
-    )
-    ws_send_stall_s: float = Field(
-        60.0,
-        gt=0,
-        description="A client that reads nothing for this long while events wait is disconnected "
-        "(close 1013) and its responses stop.",
-    )
-    ws_send_queue_events: int = Field(
-        256,
-        ge=1,
-        description="Events queued per connection before a slow reader makes generation wait.",
-    )
-    ws_max_queued_creates: int = Field(
-        64, ge=1, description="Creates waiting to start per connection, all lanes; more get 429."
-    )
-    ws_max_queued_bytes: int = Field(
-        64 * 1024 * 1024,
-        ge=1024,
-        description="Bytes of the creates waiting to start per connection, all lanes; a create past "
-        "it gets 429 (one alone always waits).",
-    )
-    ws_cached_responses: int = Field(
-        8,
-        ge=0,
-        description="Responses a connection keeps in memory to continue, besides each lane's latest (§8.2).",
-    )
-    ws_max_connections: int | None = Field(
-        None, ge=1, description="Open WebSocket connections in total; more upgrades get 503."
-    )
-    ws_max_connections_per_key: int | None = Field(
-        None, ge=1, description="Open WebSocket connections per API key; more upgrades get 429."
-    )
-    rate_limit_rps: float | None = Field(
-        None,
-        gt=0,
-        description="Requests per second per API key (HTTP requests and WebSocket creates); "
-        "more get 429 with retry-after.",
-    )
-    rate_limit_burst: float | None = Field(
-        None, ge=1, description="Requests a key may make at once above its rate [one second's worth]."
-    )
-    shutdown_grace_s: float = Field(
-        10.0,
-        ge=0,
-        description="On shutdown, how long running responses may finish before they are "
-        "interrupted (and stored as incomplete / interrupted).",
-    )
-    log_level: str = Field("info", description="uvicorn / tether log level.")
-
-    @field_validator("api_keys", "model_aliases", "upstreams", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("upstreams")
-    @classmethod
-    def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for spec in value:
-            upstream_route(spec)  # raises with what is wrong
-        return value
-
-    @model_validator(mode="after")
-    def _one_backend(self) -> Settings:
-        if self.upstreams and self.model != "local":
-            raise ValueError("give either --model or --upstream, not both")
-        unnamed = [spec for spec in self.upstreams if upstream_route(spec)[0] is None]
-        if self.upstream_model is not None and len(unnamed) != 1:
-            raise ValueError("--upstream-model names the model of exactly one '--upstream URL'")
-        return self
-
-    def upstream_routes(self) -> list[tuple[str | None, str]]:
-        """(model name or None to ask the engine, base URL) per upstream."""
-        routes = [upstream_route(spec) for spec in self.upstreams]
-        return [(name or self.upstream_model, url) for name, url in routes]
 
     def tenant_keys(self) -> dict[str, str]:
         """Every bearer key and the tenant it belongs to; raises ValueError naming a bad line."""
-        keys = dict.fromkeys(self.api_keys, DEFAULT_TENANT)
+        keys = dict.fromkeys((key.get_secret_value() for key in self.api_keys), DEFAULT_TENANT)
         if self.api_keys_file is None:
             return keys
         try:
@@ -190,14 +114,405 @@ class Settings(BaseSettings):
                 raise ValueError(f"{where}: this key already belongs to tenant {keys[key]!r}")
         return keys
 
+
+class AdmissionLimits(Section):
+    rate_limit_rps: float | None = setting(
+        None,
+        "Requests per second per API key, counting HTTP requests under `/v1` and WebSocket "
+        "creates; over it: 429 `rate_limit_exceeded` with `retry-after` (a header over HTTP, "
+        "`error.headers` on a WebSocket, whose connection stays open).",
+        metavar="R",
+        unset="no limit",
+        gt=0,
+    )
+    rate_limit_burst: float | None = setting(
+        None,
+        "Requests a key may make at once before its rate applies.",
+        metavar="N",
+        unset="one second's worth",
+        ge=1,
+    )
+    ws_max_connections: int | None = setting(
+        None,
+        "Open WebSocket connections in total; one more upgrade gets 503 with `retry-after` "
+        "(another instance can take it).",
+        metavar="N",
+        unset="no limit",
+        ge=1,
+    )
+    ws_max_connections_per_key: int | None = setting(
+        None,
+        "Open WebSocket connections per API key; one more upgrade gets 429.",
+        metavar="N",
+        unset="no limit",
+        ge=1,
+    )
+
+
+class HttpLimits(Section):
+    PREFIX = "http_"
+    max_body_bytes: int = setting(
+        64 * MiB,
+        "Largest HTTP request body; a larger one gets 413 `request_too_large` (before it is read, "
+        "when its length is declared).",
+        metavar="N",
+        ge=1024,
+    )
+
+
+class WebSocketLimits(Section):
+    PREFIX = "ws_"
+    enabled: bool = setting(
+        True,
+        "WebSocket mode on `/v1/responses`; off answers upgrades with 426 (Codex then uses HTTP at once).",
+        flag="websocket",
+    )
+    max_message_bytes: int = setting(
+        64 * MiB,
+        "Largest inbound message (Codex sends base64 images); a larger one closes the socket with 1009.",
+        metavar="N",
+        ge=1024,
+    )
+    max_active_responses: int = setting(
+        16,
+        "Responses running at once per connection, all lanes together; more creates wait their turn (D4).",
+        metavar="N",
+        ge=1,
+    )
+    max_named_lanes: int = setting(
+        32,
+        "Distinct `stream_id` lanes per connection over its life; the next one gets "
+        "`websocket_stream_limit_reached` (D4).",
+        metavar="N",
+        ge=0,
+    )
+    max_queued_creates: int = setting(
+        64,
+        "Creates accepted but not yet started per connection, all lanes together; one more gets "
+        "429 `rate_limit_exceeded`.",
+        metavar="N",
+        ge=1,
+    )
+    max_queued_bytes: int = setting(
+        64 * MiB,
+        "Bytes of the creates accepted but not yet started per connection, all lanes together; a "
+        "create that would pass it gets 429 `rate_limit_exceeded` (a create alone in the queue "
+        "always waits: the message limit bounds it).",
+        metavar="N",
+        ge=1024,
+    )
+    cached_responses: int = setting(
+        8,
+        "Responses a connection keeps in memory to continue from, besides each lane's latest "
+        "(§8.2); an older one is continued from the store, or is not found if `store: false`.",
+        metavar="N",
+        ge=0,
+    )
+    connection_cap_s: float = setting(
+        3600.0,
+        "Connection lifetime cap: later creates get `websocket_connection_limit_reached`, and the "
+        "socket closes with 1001 once nothing runs. A running response is never cut (D5).",
+        metavar="S",
+        gt=0,
+    )
+    send_queue_events: int = setting(
+        256,
+        "Events queued per connection; when a client reads slower than the model writes, "
+        "generation waits instead of memory growing.",
+        metavar="N",
+        ge=1,
+    )
+    send_stall_s: float = setting(
+        60.0,
+        "A client that has read nothing for this long while events wait for it is disconnected "
+        "(TCP abort after a 1013 close frame; logged), and its responses stop as for any client "
+        "that leaves.",
+        metavar="S",
+        gt=0,
+    )
+    ping_interval_s: float | None = setting(
+        20.0,
+        "Server pings keep idle connections alive through NATs and proxies; unset: no pings. Idle "
+        "connections are never closed before the cap.",
+        metavar="S",
+        gt=0,
+    )
+    ping_timeout_s: float | None = setting(
+        20.0,
+        "A peer whose pong is this late is cut off (close 1011, then TCP abort); unset: wait forever.",
+        metavar="S",
+        gt=0,
+    )
+
+
+class Models(Section):
+    model: str = setting(
+        "local",
+        "`local`: the embedded SmolLM2-135M-Instruct through llama.cpp. A path: any other `.gguf` "
+        "file. `scripted`: a deterministic model for tests and benchmarks. Its rules: with no "
+        "callable function tool or `tool_choice` `none` it answers text; with `tool_choice` "
+        "`required` or a named function it calls that tool (or the first one) with arguments that "
+        "satisfy the tool's schema; with `auto` it calls the first tool when the last input item "
+        "is a user message, and answers text after a tool output. Text is exactly "
+        "`max_output_tokens` tokens long when set (else 16); a token is 4 bytes.",
+        metavar="M",
+    )
+    model_aliases: tuple[str, ...] = setting(
+        (),
+        "Extra names clients may put in `model` (e.g. the name your agent is configured with).",
+        option="--model-alias",
+        metavar="NAME",
+    )
+
+
+class Storage(Section):
+    db: Path = setting(
+        Path("tether.db"), "SQLite file for `store: true` responses (WAL mode).", metavar="PATH"
+    )
+
+
+class LocalEngine(Section):
+    n_threads: int = setting(2, "CPU threads of the embedded engine.", metavar="N", ge=1)
+    n_ctx: int = setting(
+        8192,
+        "Context window of the embedded engine, in tokens (at most the one the model was trained for).",
+        metavar="N",
+        ge=256,
+    )
+    kv_cache_bytes: int = setting(
+        2 * 1024 * MiB,
+        "Memory for KV snapshots of conversations that are not in the engine right now (~23 KB a "
+        "token for SmolLM2-135M, so 2 GiB holds ~90k tokens). LRU; the latest response of a live "
+        "WebSocket lane goes last. An evicted conversation is re-prefilled from its token ids, "
+        "never an error.",
+        metavar="N",
+        ge=0,
+    )
+
+
+class Upstream(Section):
+    PREFIX = "upstream_"
+    urls: tuple[str, ...] = setting(
+        (),
+        "Serve OpenAI-compatible engines instead of a local model. `URL` serves every model the "
+        "engine lists; `NAME=URL` serves model `NAME` from it. A URL without a path gets `/v1`.",
+        flag="upstreams",
+        option="--upstream",
+        metavar="URL|NAME=URL",
+    )
+    model: str | None = setting(
+        None,
+        "With a single `--upstream URL`: serve just this model of it, without asking the engine.",
+        metavar="NAME",
+    )
+    api_key: SecretStr | None = setting(
+        None, "Sent to the engines as `Authorization: Bearer KEY`.", metavar="KEY"
+    )
+    connect_timeout_s: float = setting(5.0, "Longest wait to connect to an engine.", metavar="S", gt=0)
+    read_timeout_s: float = setting(
+        300.0,
+        "Longest silence from an engine (its prefill included) before the response fails.",
+        metavar="S",
+        gt=0,
+    )
+    attempts: int = setting(
+        2,
+        "Tries of a request whose stream an engine cut before anything reached the client.",
+        metavar="N",
+        ge=1,
+    )
+    max_connections: int = setting(
+        1024,
+        "Connections open to each engine at once, one per streaming response; more wait for one.",
+        metavar="N",
+        ge=1,
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            upstream_route(spec)  # raises with what is wrong
+        return value
+
+    def routes(self) -> list[tuple[str | None, str]]:
+        """(model name or None to ask the engine, base URL) per upstream."""
+        routes = [upstream_route(spec) for spec in self.urls]
+        return [(name or self.model, url) for name, url in routes]
+
+
+class ScriptedModel(Section):
+    PREFIX = "scripted_"
+    prefill_us: float = setting(
+        0.0,
+        "Scripted model: microseconds per input token not already cached for the conversation.",
+        metavar="US",
+        ge=0,
+    )
+    decode_us: float = setting(0.0, "Scripted model: microseconds per output token.", metavar="US", ge=0)
+    overhead_ms: float = setting(0.0, "Scripted model: fixed milliseconds per response.", metavar="MS", ge=0)
+
+
+class Shutdown(Section):
+    PREFIX = "shutdown_"
+    grace_s: float = setting(
+        10.0,
+        "On SIGTERM/Ctrl-C the server stops accepting connections and running responses get this "
+        "long to finish; WebSockets refuse new creates (503) and close with 1012 once idle. What "
+        "is still running after it ends `incomplete` / `interrupted` and is stored. A SIGTERM "
+        "shutdown exits 0.",
+        metavar="S",
+        ge=0,
+    )
+    final_flush_s: float = setting(
+        2.0,
+        "After the grace: how long the interrupted responses get to send their terminal events.",
+        metavar="S",
+        ge=0,
+    )
+    final_close_s: int = setting(
+        1,
+        "After that: how long the connections just closed get to finish before they are dropped.",
+        metavar="S",
+        ge=0,
+    )
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listening: Listening = Listening()
+    auth: Auth = Auth()
+    admission: AdmissionLimits = AdmissionLimits()
+    http: HttpLimits = HttpLimits()
+    websocket: WebSocketLimits = WebSocketLimits()
+    models: Models = Models()
+    storage: Storage = Storage()
+    local: LocalEngine = LocalEngine()
+    upstream: Upstream = Upstream()
+    scripted: ScriptedModel = ScriptedModel()
+    shutdown: Shutdown = Shutdown()
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Settings:
+        if self.upstream.urls and self.models.model != "local":
+            raise ValueError("give either --model or --upstream, not both")
+        unnamed = [spec for spec in self.upstream.urls if upstream_route(spec)[0] is None]
+        if self.upstream.model is not None and len(unnamed) != 1:
+            raise ValueError("--upstream-model names the model of exactly one '--upstream URL'")
+        return self
+
+    @classmethod
+    def load(
+        cls, values: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings from flat-named `values` (the CLI's), then `TETHER_*` variables of `environ`
+        (the process's by default), then the declared defaults. Lists in a variable are
+        comma-separated."""
+        values = values or {}
+        environ = os.environ if environ is None else environ
+        sections: dict[str, dict[str, Any]] = {}
+        for declaration in declarations():
+            value = values.get(declaration.flag)
+            if value is None and declaration.env in environ:
+                value = _from_env(environ[declaration.env], declaration.is_list)
+            if value is not None:
+                sections.setdefault(declaration.section, {})[declaration.field] = value
+        return cls.model_validate(sections)
+
     @property
     def listens_on_loopback(self) -> bool:
-        if self.host in LOOPBACK_NAMES:
+        host = self.listening.host
+        if host in LOOPBACK_NAMES:
             return True
         try:
-            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+            return ipaddress.ip_address(host.strip("[]")).is_loopback
         except ValueError:
             return False
+
+
+def _from_env(text: str, is_list: bool) -> str | tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip()) if is_list else text
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting as the CLI, the environment and the README see it."""
+
+    section: str
+    field: str
+    flag: str  # the flat name
+    cli_option: str | None
+    annotation: Any
+    default: Any
+    help: str
+    metavar: str | None
+    unset: str
+
+    @property
+    def env(self) -> str:
+        return "TETHER_" + self.flag.upper()
+
+    @property
+    def option(self) -> str:
+        """The CLI option (a list's is repeated: `--api-key K --api-key L`)."""
+        return self.cli_option or "--" + self.flag.replace("_", "-")
+
+    @property
+    def value_type(self) -> type:
+        """The type of one value, None and lists aside (a secret is given as text)."""
+        args = [a for a in get_args(self.annotation) if a is not type(None)] or [self.annotation]
+        base = args[0]
+        if get_origin(base) is tuple:
+            base = get_args(base)[0]
+        return str if base is SecretStr else base
+
+    @property
+    def is_list(self) -> bool:
+        return get_origin(self.annotation) is tuple
+
+    def default_text(self) -> str:
+        if self.default is None or self.default == ():
+            return self.unset
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return f"`{int(self.default)}`"
+        return f"`{self.default}`"
+
+
+def declarations() -> Iterator[Declaration]:
+    """Every setting, section by section, in the order declared."""
+    for section_name, section_field in Settings.model_fields.items():
+        section = section_field.annotation
+        assert isinstance(section, type) and issubclass(section, Section)
+        for name, field in section.model_fields.items():
+            extra = field.json_schema_extra
+            assert isinstance(extra, dict)
+            flag = extra["flag"] or section.PREFIX + name
+            yield Declaration(
+                section=section_name,
+                field=name,
+                flag=str(flag),
+                cli_option=None if extra["option"] is None else str(extra["option"]),
+                annotation=field.annotation,
+                default=field.default,
+                help=field.description or "",
+                metavar=None if extra["metavar"] is None else str(extra["metavar"]),
+                unset=str(extra["unset"]),
+            )
+
+
+def markdown_table() -> str:
+    """The README's table of settings, made from the declarations."""
+    rows = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
+    for d in declarations():
+        if d.value_type is bool:
+            flag = f"`{d.option}/--no-{d.option[2:]}`"
+        else:
+            flag = f"`{d.option} {d.metavar or 'VALUE'}`" + (" (repeatable)" if d.is_list else "")
+        rows.append(f"| {flag} | `{d.env}` | {d.default_text()} | {d.help} |")
+    return "\n".join(rows)
 
 
 def upstream_route(spec: str) -> tuple[str | None, str]:

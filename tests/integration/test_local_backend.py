@@ -23,6 +23,7 @@ from tether.backends.base import (
 )
 from tether.backends.local import LocalBackend
 from tether.backends.local.model_file import DEFAULT_MODEL_ID, locate
+from tether.config import LocalEngine
 from tether.protocol.items import Item, Message, TextPart
 from tether.protocol.tools import FunctionTool, ToolChoice
 
@@ -129,7 +130,7 @@ def satisfies(arguments: Any, schema: Mapping[str, Any]) -> bool:
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[LocalBackend]:
-    loaded = LocalBackend.load()
+    loaded = LocalBackend.load(LocalEngine())
     yield loaded
     asyncio.run(loaded.aclose())
 
@@ -298,7 +299,7 @@ def test_context_overflow_is_refused_before_generating(backend: LocalBackend) ->
 
 @pytest.mark.local_model
 def test_closed_backend_is_unavailable() -> None:
-    closing = LocalBackend.load(n_ctx=512)
+    closing = LocalBackend.load(LocalEngine(n_ctx=512))
     assert closing.n_ctx == 512
     asyncio.run(closing.aclose())
     with pytest.raises(BackendUnavailable):

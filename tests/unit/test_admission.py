@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tether.config import AdmissionLimits
 from tether.protocol.errors import ApiError
 from tether.server.admission import Admission, TokenBucket
 
@@ -26,7 +27,7 @@ def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:
 
 def test_each_key_has_its_own_rate() -> None:
     clock = Clock()
-    admission = Admission(requests_per_s=1.0, clock=clock)
+    admission = Admission(AdmissionLimits(rate_limit_rps=1.0), clock=clock)
     admission.request("alice")
     with pytest.raises(ApiError) as refused:
         admission.request("alice")
@@ -38,13 +39,13 @@ def test_each_key_has_its_own_rate() -> None:
 
 
 def test_no_rate_means_no_limit() -> None:
-    admission = Admission()
+    admission = Admission(AdmissionLimits())
     for _ in range(1000):
         admission.request("k")
 
 
 def test_connections_per_key_and_in_total() -> None:
-    admission = Admission(max_connections=3, max_connections_per_key=2)
+    admission = Admission(AdmissionLimits(ws_max_connections=3, ws_max_connections_per_key=2))
     admission.open_connection("alice")
     admission.open_connection("alice")
     with pytest.raises(ApiError) as per_key:

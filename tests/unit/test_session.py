@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
 from tether.protocol import errors
-from tether.server.session import Close, Send, Session, SessionLimits, StartTurn, State
+from tether.server.session import Close, Send, Session, StartTurn, State
 
 
 def create(**fields: Any) -> str:
@@ -17,7 +18,7 @@ def create(**fields: Any) -> str:
 
 
 def session(**limits: Any) -> Session:
-    return Session(SessionLimits(**limits), opened_at=0.0)
+    return Session(WebSocketLimits(**limits), opened_at=0.0)
 
 
 def assert_error(actions: list[Any], code: str, param: str | None = None, **envelope: Any) -> None:
@@ -74,7 +75,7 @@ def test_stream_id_of_256_characters_and_null_are_valid() -> None:
 
 def test_the_33rd_named_lane_is_refused_with_its_stream_id() -> None:
     """D4: 32 named lanes (the default lane does not count), counted for the connection's life."""
-    s = session(max_active=64)
+    s = session(max_active_responses=64)
     for i in range(32):
         assert isinstance(s.receive_text(create(stream_id=f"lane-{i}"), now=1)[0], StartTurn)
     assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)
@@ -109,7 +110,7 @@ def test_at_most_16_run_and_the_longest_waiting_lane_starts_next() -> None:
 
 
 def test_limits_are_configurable_at_n_and_n_plus_one() -> None:
-    s = session(max_active=2, max_named_lanes=1)
+    s = session(max_active_responses=2, max_named_lanes=1)
     assert len(s.receive_text(create(stream_id="a"), now=1)) == 1
     assert_error(s.receive_text(create(stream_id="b"), now=1), "websocket_stream_limit_reached", "stream_id")
     assert len(s.receive_text(create(), now=1)) == 1
@@ -118,7 +119,7 @@ def test_limits_are_configurable_at_n_and_n_plus_one() -> None:
 
 def test_an_idle_connection_past_the_cap_gets_the_error_then_1001() -> None:
     """D5."""
-    s = session(cap_s=60)
+    s = session(connection_cap_s=60)
     actions = s.cap_reached()
     assert_error(actions, "websocket_connection_limit_reached")
     assert "(1 minutes)" in actions[0].event["error"]["message"]  # type: ignore[union-attr]
@@ -127,7 +128,7 @@ def test_an_idle_connection_past_the_cap_gets_the_error_then_1001() -> None:
 
 
 def test_the_cap_never_cuts_running_or_queued_work() -> None:
-    s = session(cap_s=10)
+    s = session(connection_cap_s=10)
     s.receive_text(create(), now=1)
     s.receive_text(create(input="queued"), now=2)
     assert s.cap_reached() == []
@@ -155,7 +156,7 @@ def test_errors_outside_a_response_are_numbered_per_connection() -> None:
 
 
 def test_a_create_after_the_cap_is_refused_even_before_the_timer_fires() -> None:
-    s = session(cap_s=10)
+    s = session(connection_cap_s=10)
     actions = s.receive_text(create(), now=10.5)
     assert_error(actions, "websocket_connection_limit_reached")
     assert actions[1] == Close(1001, "connection limit reached")
@@ -168,7 +169,7 @@ def test_turn_finished_on_an_idle_lane_is_a_bug() -> None:
 
 
 def test_queued_creates_are_bounded_across_lanes() -> None:
-    s = session(max_active=1, max_queued=2)
+    s = session(max_active_responses=1, max_queued_creates=2)
     assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)  # runs: not queued
     assert s.receive_text(create(), now=1) == []
     assert s.receive_text(create(stream_id="b"), now=1) == []
@@ -184,7 +185,7 @@ def test_admit_refuses_a_create_with_its_error_and_queues_nothing() -> None:
     def over_rate() -> None:
         raise errors.rate_limit_exceeded("slow down", 0.25)
 
-    s = Session(SessionLimits(), opened_at=0.0, admit=over_rate)
+    s = Session(WebSocketLimits(), opened_at=0.0, admit=over_rate)
     (refusal,) = s.receive_text(create(stream_id="a"), now=1)
     assert isinstance(refusal, Send) and refusal.event["error"]["message"] == "slow down"
     assert s.idle and s.named_lanes == 0
@@ -209,9 +210,9 @@ def test_after_the_shutdown_grace_queued_creates_are_refused_and_never_start() -
 
 def test_queued_bytes_are_bounded_at_n_and_n_plus_one() -> None:
     """§8.1 allows a bound on queued creates: their frames may hold at most `max_queued_bytes`."""
-    first = create(input="a" * 100)
+    first = create(input="a" * 1000)
     size = len(first)
-    s = session(max_active=1, max_queued_bytes=2 * size)
+    s = session(max_active_responses=1, max_queued_bytes=2 * size)
     assert isinstance(s.receive_text(create(), now=1)[0], StartTurn)  # runs: not queued
     assert s.receive_text(first, now=1) == []
     assert s.receive_text(first, now=1) == []  # 2 x size: at the bound
@@ -224,7 +225,7 @@ def test_queued_bytes_are_bounded_at_n_and_n_plus_one() -> None:
 
 
 def test_a_create_alone_in_the_queue_always_waits() -> None:
-    s = session(max_active=1, max_queued_bytes=1024)
+    s = session(max_active_responses=1, max_queued_bytes=1024)
     s.receive_text(create(), now=1)
     assert s.receive_text(create(input="x" * 5000), now=1) == []
 
@@ -253,7 +254,7 @@ def test_a_socket_can_go_from_every_state_but_closed(state: State) -> None:
 
 
 def test_the_cap_in_closing_changes_nothing() -> None:
-    s = session(cap_s=10)
+    s = session(connection_cap_s=10)
     s.cap_reached()
     assert s.state is State.CLOSING
     assert s.cap_reached() == [] and s.shutdown() == []

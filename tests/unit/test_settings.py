@@ -1,11 +1,15 @@
-"""`--upstream` values and how they combine with the other backend settings."""
+"""Settings: declared once, read from flags and the environment, and `--upstream` values."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import typer
 from pydantic import ValidationError
 
-from tether.config import Settings, upstream_route
+from tether.cli import app
+from tether.config import Settings, WebSocketLimits, declarations, markdown_table, upstream_route
 
 
 @pytest.mark.parametrize(
@@ -26,17 +30,55 @@ def test_upstream_route(spec: str, route: tuple[str | None, str]) -> None:
 @pytest.mark.parametrize("spec", ["localhost:8000", "name=", "ftp://x/v1", "=http://x"])
 def test_a_bad_upstream_is_refused(spec: str) -> None:
     with pytest.raises(ValueError):
-        Settings(upstreams=(spec,))
+        Settings.load({"upstreams": (spec,)})
 
 
 def test_an_env_list_and_the_model_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TETHER_UPSTREAMS", "http://a:1, b=http://b:2/v1")
     monkeypatch.setenv("TETHER_UPSTREAM_MODEL", "served-by-a")
-    assert Settings().upstream_routes() == [("served-by-a", "http://a:1/v1"), ("b", "http://b:2/v1")]
+    routes = Settings.load().upstream.routes()
+    assert routes == [("served-by-a", "http://a:1/v1"), ("b", "http://b:2/v1")]
 
 
 def test_upstreams_exclude_another_model_and_an_ambiguous_upstream_model() -> None:
     with pytest.raises(ValidationError, match="either --model or --upstream"):
-        Settings(model="scripted", upstreams=("http://a:1",))
+        Settings.load({"model": "scripted", "upstreams": ("http://a:1",)})
     with pytest.raises(ValidationError, match="exactly one"):
-        Settings(upstreams=("http://a:1", "http://b:2"), upstream_model="m")
+        Settings.load({"upstreams": ("http://a:1", "http://b:2"), "upstream_model": "m"})
+
+
+def test_the_readme_table_is_made_from_the_declarations() -> None:
+    """A default lives in one place: the README shows the declarations (scripts/settings_table.py)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- settings: begin -->\n", 1)[1].split("\n<!-- settings: end -->", 1)[0]
+    assert block == markdown_table(), "run: python scripts/settings_table.py"
+
+
+def test_every_setting_is_one_option_of_tether_serve_and_one_variable() -> None:
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    options = {name for param in serve.params for name in param.opts if name != "--help"}
+    declared = list(declarations())
+    assert options == {d.option for d in declared}
+    assert len({d.env for d in declared}) == len(declared) == len({d.flag for d in declared})
+
+
+def test_flags_win_over_the_environment_which_wins_over_the_default() -> None:
+    environ = {"TETHER_WS_MAX_ACTIVE_RESPONSES": "4", "TETHER_PORT": "9000", "TETHER_WEBSOCKET": "false"}
+    settings = Settings.load({"port": 9100}, environ)
+    assert settings.listening.port == 9100
+    assert settings.websocket.max_active_responses == 4 and settings.websocket.enabled is False
+    assert settings.websocket.max_named_lanes == WebSocketLimits().max_named_lanes
+
+
+def test_keys_never_show_in_a_repr() -> None:
+    settings = Settings.load({"api_keys": ("sk-alice-secret",), "upstream_api_key": "sk-engine-secret"})
+    assert settings.auth.tenant_keys() == {"sk-alice-secret": "default"}
+    assert settings.upstream.api_key is not None
+    assert settings.upstream.api_key.get_secret_value() == "sk-engine-secret"
+    for text in (repr(settings), str(settings), repr(settings.auth), settings.model_dump_json()):
+        assert "secret" not in text
+
+
+def test_an_unknown_setting_is_refused() -> None:
+    with pytest.raises(ValidationError, match="max_actve"):
+        WebSocketLimits(max_actve=3)  # type: ignore[call-arg]

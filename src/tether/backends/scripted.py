@@ -34,7 +34,6 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tether.backends.base import (
@@ -47,6 +46,7 @@ from tether.backends.base import (
     ToolCallDelta,
     ToolCallStarted,
 )
+from tether.config import ScriptedModel
 from tether.protocol.items import FunctionCall, FunctionCallOutput, Item, Message, OpaqueItem
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool
@@ -64,16 +64,10 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
 
 
-@dataclass(frozen=True)
-class LatencyProfile:
-    prefill_us: float = 0.0
-    decode_us: float = 0.0
-    overhead_ms: float = 0.0
-
-
 class ScriptedBackend:
-    def __init__(self, latency: LatencyProfile | None = None, model_id: str = MODEL_ID) -> None:
-        self.latency = latency or LatencyProfile()
+    def __init__(self, latency: ScriptedModel | None = None, model_id: str = MODEL_ID) -> None:
+        """`latency`: what a prefilled token, a decoded one and a response cost (none by default)."""
+        self.latency = latency or ScriptedModel()
         self._model_id = model_id
         self._renders = Renders(RENDERS_MAX_CHARS)
 

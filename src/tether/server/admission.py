@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tether.config import AdmissionLimits
 from tether.protocol import errors
 from tether.protocol.errors import ApiError
 from tether.server.rejections import reject
@@ -43,39 +44,35 @@ class TokenBucket:
 
 @dataclass
 class Admission:
-    requests_per_s: float | None = None
-    burst: float | None = None  # None: one second's worth of requests
-    max_connections: int | None = None
-    max_connections_per_key: int | None = None
+    limits: AdmissionLimits
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _connections: dict[str, int] = field(default_factory=dict)
 
     def request(self, key: str) -> None:
         """One request by `key`; raises 429 when it is over its rate."""
-        if self.requests_per_s is None:
+        rate = self.limits.rate_limit_rps
+        if rate is None:
             return
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            burst = self.burst if self.burst is not None else max(1.0, self.requests_per_s)
-            bucket = self._buckets[key] = TokenBucket(self.requests_per_s, burst, burst, now)
+            burst = self.limits.rate_limit_burst or max(1.0, rate)  # unset: one second's worth
+            bucket = self._buckets[key] = TokenBucket(rate, burst, burst, now)
         wait = bucket.take(now)
         if wait > 0:
             raise errors.rate_limit_exceeded(
-                f"Rate limit reached: {self.requests_per_s:g} requests per second for this key. "
-                f"Try again in {wait:.2f} s.",
+                f"Rate limit reached: {rate:g} requests per second for this key. Try again in {wait:.2f} s.",
                 wait,
             )
 
     def open_connection(self, key: str) -> None:
         """Takes one of the open-connection places, or raises; `close_connection` gives it back."""
         open_for_key = self._connections.get(key, 0)
-        if self.max_connections is not None and sum(self._connections.values()) >= self.max_connections:
-            raise errors.server_full(
-                f"The server holds its maximum of {self.max_connections} WebSocket connections.", 1.0
-            )
-        if self.max_connections_per_key is not None and open_for_key >= self.max_connections_per_key:
+        total, per_key = self.limits.ws_max_connections, self.limits.ws_max_connections_per_key
+        if total is not None and sum(self._connections.values()) >= total:
+            raise errors.server_full(f"The server holds its maximum of {total} WebSocket connections.", 1.0)
+        if per_key is not None and open_for_key >= per_key:
             raise errors.rate_limit_exceeded(
                 f"This key already has {open_for_key} open WebSocket connections, its maximum. "
                 "Close one first.",

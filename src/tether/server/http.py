@@ -8,7 +8,7 @@ as `response.failed` (the turn does that), never as an HTTP status.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,16 +17,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tether.config import HttpLimits
 from tether.core import turn
 from tether.core.lifecycle import Outcome
 from tether.core.responses import Responses, Running
 from tether.protocol import errors, resources
 from tether.protocol.errors import ApiError
 from tether.protocol.request import parse_compact, parse_create
+from tether.protocol.resources import Order
 from tether.server import sse
 from tether.server.auth import tenant_of
+from tether.server.runtime import Runtime
 
-INPUT_ITEMS_MAX_LIMIT = 100
+INPUT_ITEMS_MAX_LIMIT = 100  # §9
 INPUT_ITEMS_DEFAULT_LIMIT = 20
 
 
@@ -37,16 +40,109 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
-def responses_of(request: Request) -> Responses:
-    return cast(Responses, request.app.state.responses)
+class HttpApi:
+    """The routes under `/v1` (and `/healthz`, `/metrics`), each parse → core → render."""
 
+    def __init__(self, runtime: Runtime, limits: HttpLimits) -> None:
+        self.runtime = runtime
+        self.limits = limits
 
-async def read_json(request: Request) -> Any:
-    raw = await _read_body(request, request.app.state.settings.http_max_body_bytes)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.invalid_request(f"The request body is not valid JSON: {exc}.") from None
+    @property
+    def responses(self) -> Responses:
+        return self.runtime.responses
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/responses", self.create, methods=["POST"]),
+            Route("/responses/input_tokens", self.input_tokens, methods=["POST"]),
+            Route("/responses/compact", self.compact, methods=["POST"]),
+            Route("/responses/{response_id}", self.retrieve, methods=["GET"]),
+            Route("/responses/{response_id}", self.delete, methods=["DELETE"]),
+            Route("/responses/{response_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/responses/{response_id}/input_items", self.input_items, methods=["GET"]),
+            Route("/models", self.models, methods=["GET"]),
+        ]
+
+    def open_routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    async def read_json(self, request: Request) -> Any:
+        raw = await _read_body(request, self.limits.max_body_bytes)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.invalid_request(f"The request body is not valid JSON: {exc}.") from None
+
+    # --- routes -----------------------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        create_request = parse_create(await self.read_json(request), "http")
+        running = await self.responses.start(create_request, tenant_of(request))
+        if create_request.stream:
+            return sse.stream(running.log.follow(), on_close=lambda: _interrupt(running))
+        if create_request.background:
+            return JsonResponse(running.snapshot())
+        outcome = await _settled_unless_disconnected(request, running)
+        if outcome.error is not None:
+            # §10.2: a non-streaming response that fails during generation is a 500, saying why.
+            return api_error(request, outcome.error)
+        return JsonResponse(running.snapshot())
+
+    async def retrieve(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        if _bool_param(request, "stream"):
+            after = _int_param(request, "starting_after", default=-1)
+            return sse.stream(await self.responses.replay(response_id, tenant_of(request), after))
+        return JsonResponse(await self.responses.get(response_id, tenant_of(request)))
+
+    async def delete(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await self.responses.delete(response_id, tenant_of(request))
+        return JsonResponse(resources.deleted(response_id))
+
+    async def cancel(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        return JsonResponse(await self.responses.cancel(response_id, tenant_of(request)))
+
+    async def input_items(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", default=INPUT_ITEMS_DEFAULT_LIMIT)
+        if not 1 <= limit <= INPUT_ITEMS_MAX_LIMIT:
+            raise errors.invalid_request(
+                f"Invalid 'limit': expected 1 to {INPUT_ITEMS_MAX_LIMIT}, got {limit}.", "limit"
+            )
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise errors.invalid_request(f"Invalid 'order': expected asc or desc, got {order!r}.", "order")
+        page = await self.responses.input_items(
+            request.path_params["response_id"],
+            tenant_of(request),
+            after=request.query_params.get("after"),
+            limit=limit,
+            order=cast(Order, order),
+        )
+        return JsonResponse(resources.input_items_list(page.items, page.has_more))
+
+    async def input_tokens(self, request: Request) -> Response:
+        create_request = parse_create(await self.read_json(request), "http")
+        count = await self.responses.count_input_tokens(create_request, tenant_of(request))
+        return JsonResponse(resources.input_tokens(count))
+
+    async def compact(self, request: Request) -> Response:
+        compact_request = parse_compact(await self.read_json(request))
+        return JsonResponse(await self.responses.compact(compact_request, tenant_of(request)))
+
+    async def models(self, request: Request) -> Response:
+        names = sorted(self.responses.served_models)
+        return JsonResponse(resources.model_list(names, int(self.runtime.started_at)))
+
+    async def healthz(self, request: Request) -> Response:
+        return JsonResponse(resources.health(self.responses.backend.model_ids))
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.responses.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -62,23 +158,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise errors.request_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-# --- routes ---------------------------------------------------------------------------------------
-
-
-async def create(request: Request) -> Response:
-    create_request = parse_create(await read_json(request), "http")
-    running = await responses_of(request).start(create_request, tenant_of(request))
-    if create_request.stream:
-        return sse.stream(running.log.follow(), on_close=lambda: _interrupt(running))
-    if create_request.background:
-        return JsonResponse(running.snapshot())
-    outcome = await _settled_unless_disconnected(request, running)
-    if outcome.error is not None:
-        # §10.2: a non-streaming response that fails during generation is a 500, saying why.
-        return api_error(request, outcome.error)
-    return JsonResponse(running.snapshot())
 
 
 def _interrupt(running: Running) -> None:
@@ -102,70 +181,6 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-async def retrieve(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-    responses = responses_of(request)
-    if _bool_param(request, "stream"):
-        after = _int_param(request, "starting_after", default=-1)
-        return sse.stream(await responses.replay(response_id, tenant_of(request), after))
-    return JsonResponse(await responses.get(response_id, tenant_of(request)))
-
-
-async def delete(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-    await responses_of(request).delete(response_id, tenant_of(request))
-    return JsonResponse(resources.deleted(response_id))
-
-
-async def cancel(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-    return JsonResponse(await responses_of(request).cancel(response_id, tenant_of(request)))
-
-
-async def input_items(request: Request) -> Response:
-    limit = _int_param(request, "limit", default=INPUT_ITEMS_DEFAULT_LIMIT)
-    if not 1 <= limit <= INPUT_ITEMS_MAX_LIMIT:
-        raise errors.invalid_request(
-            f"Invalid 'limit': expected 1 to {INPUT_ITEMS_MAX_LIMIT}, got {limit}.", "limit"
-        )
-    order = request.query_params.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise errors.invalid_request(f"Invalid 'order': expected asc or desc, got {order!r}.", "order")
-    page = await responses_of(request).input_items(
-        request.path_params["response_id"],
-        tenant_of(request),
-        after=request.query_params.get("after"),
-        limit=limit,
-        order=cast(Literal["asc", "desc"], order),
-    )
-    return JsonResponse(resources.input_items_list(page.items, page.has_more))
-
-
-async def input_tokens(request: Request) -> Response:
-    create_request = parse_create(await read_json(request), "http")
-    count = await responses_of(request).count_input_tokens(create_request, tenant_of(request))
-    return JsonResponse(resources.input_tokens(count))
-
-
-async def compact(request: Request) -> Response:
-    compact_request = parse_compact(await read_json(request))
-    return JsonResponse(await responses_of(request).compact(compact_request, tenant_of(request)))
-
-
-async def models(request: Request) -> Response:
-    created = int(request.app.state.started_at)
-    return JsonResponse(resources.model_list(sorted(responses_of(request).served_models), created))
-
-
-async def healthz(request: Request) -> Response:
-    return JsonResponse(resources.health(responses_of(request).backend.model_ids))
-
-
-async def metrics(request: Request) -> Response:
-    registry = responses_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
 def _bool_param(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() in ("true", "1")
 
@@ -178,18 +193,6 @@ def _int_param(request: Request, name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise errors.invalid_request(f"Invalid '{name}': expected an integer.", name) from None
-
-
-API_ROUTES = [
-    Route("/responses", create, methods=["POST"]),
-    Route("/responses/input_tokens", input_tokens, methods=["POST"]),
-    Route("/responses/compact", compact, methods=["POST"]),
-    Route("/responses/{response_id}", retrieve, methods=["GET"]),
-    Route("/responses/{response_id}", delete, methods=["DELETE"]),
-    Route("/responses/{response_id}/cancel", cancel, methods=["POST"]),
-    Route("/responses/{response_id}/input_items", input_items, methods=["GET"]),
-    Route("/models", models, methods=["GET"]),
-]
 
 
 # --- errors ---------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
    the socket closes with 1012 (service restart, which the SDKs reconnect after) once idle.
 3. After `grace_s` at most, what still runs is interrupted: it ends `incomplete` / `interrupted`,
    and every stream reading it gets that terminal event (SSE ends; a WebSocket sends it, then
-   closes 1012), within `FINAL_FLUSH_S`. WebSocket creates still queued are refused (503).
-4. uvicorn's own shutdown closes whatever is left (a peer too stalled to take its last events),
-   and the app's lifespan stores what it interrupted.
+   closes 1012), within `final_flush_s`. WebSocket creates still queued are refused (503).
+4. uvicorn's own shutdown closes whatever is left (a peer too stalled to take its last events)
+   within `final_close_s`, and the app's lifespan stores what it interrupted.
 5. The process exits 0: a SIGTERM the server shut down for is a clean stop, not a crash.
 """
 
@@ -21,20 +21,18 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.applications import Starlette
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-# After the grace, how long interrupted responses get to send their terminal events.
-FINAL_FLUSH_S = 2
-# After that, how long uvicorn waits for the connections it has just closed to finish.
-FINAL_CLOSE_S = 1
+from tether.config import Shutdown
+from tether.server.runtime import Runtime
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: Starlette, grace_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, settings: Shutdown) -> None:
+        """`config.timeout_graceful_shutdown` should be `settings.final_close_s`."""
         super().__init__(config)
-        self.app = app
-        self.grace_s = grace_s
+        self.runtime = runtime
+        self.settings = settings
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -42,23 +40,20 @@ class GracefulServer(uvicorn.Server):
         for connection in list(self.server_state.connections):
             if not isinstance(connection, WebSocketsSansIOProtocol):
                 connection.shutdown()  # HTTP: close when idle, or after the current request
-        for ws in list(self.app.state.ws_connections):
+        for ws in list(self.runtime.connections):
             ws.shutdown()
-        await self._wait_while_busy(self.grace_s)
-        for ws in list(self.app.state.ws_connections):
+        await self._wait_while_busy(self.settings.grace_s)
+        for ws in list(self.runtime.connections):
             ws.grace_over()
-        self.app.state.responses.interrupt_all()
-        await self._wait_while_busy(FINAL_FLUSH_S)
+        self.runtime.responses.interrupt_all()
+        await self._wait_while_busy(self.settings.final_flush_s)
         await super().shutdown(sockets)
 
     async def _wait_while_busy(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while self._busy() and loop.time() < deadline:
+        while self.runtime.busy and loop.time() < deadline:
             await asyncio.sleep(0.05)
-
-    def _busy(self) -> bool:
-        return bool(self.app.state.responses.running or self.app.state.ws_connections)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

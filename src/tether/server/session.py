@@ -14,7 +14,7 @@ after the cap's limit error, 1012 (service restart, which the SDKs reconnect aft
 CLOSED: the socket is gone (from any state); nothing starts any more.
 
 Lanes: the default lane (key None) and named `stream_id` lanes, each FIFO. At most
-`max_active` responses run at once across lanes; a lane whose head waits for a slot joins
+`max_active_responses` run at once across lanes; a lane whose head waits for a slot joins
 `waiting`, and the lane that has waited longest starts first. Phase 1 of §4.1.2 happens here
 (JSON, type, cap, stream_id, lane cap, then the key's rate and the bounds on queued creates);
 phase 2 (body schema, chain) happens in core when the turn starts.
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
 from tether.protocol import client_events, errors
 from tether.protocol.client_events import Create, Steer
@@ -58,15 +59,6 @@ TRANSITIONS: dict[State, dict[State, str]] = {
 
 
 @dataclass(frozen=True)
-class SessionLimits:
-    max_active: int = 16
-    max_named_lanes: int = 32
-    cap_s: float = 3600.0
-    max_queued: int = 64  # creates accepted but not started, all lanes together (§8.1 allows a bound)
-    max_queued_bytes: int = 64 * 1024 * 1024  # the bytes of their frames
-
-
-@dataclass(frozen=True)
 class Send:
     event: dict[str, Any]
 
@@ -94,7 +86,7 @@ class Lane:
 
 class Session:
     def __init__(
-        self, limits: SessionLimits, opened_at: float, admit: Callable[[], None] = lambda: None
+        self, limits: WebSocketLimits, opened_at: float, admit: Callable[[], None] = lambda: None
     ) -> None:
         """`admit` is asked before each create is accepted, and raises the `ApiError` that refuses
         it (the key's request rate)."""
@@ -128,7 +120,7 @@ class Session:
             return [self.error(error)]
         if isinstance(event, Steer):
             if self._past_cap(now):
-                return [self.error(errors.connection_limit_reached(self.limits.cap_s))]
+                return [self.error(errors.connection_limit_reached(self.limits.connection_cap_s))]
             return [self.error(errors.unsupported_event("response.steer"))]
         return self._create(event, now)
 
@@ -185,7 +177,7 @@ class Session:
         if self.shutting_down:
             return [self.error(errors.server_shutting_down(), lane_key)]
         if self._past_cap(now):
-            refusal = self.error(errors.connection_limit_reached(self.limits.cap_s), lane_key)
+            refusal = self.error(errors.connection_limit_reached(self.limits.connection_cap_s), lane_key)
             closing = self.state is State.DRAINING and self.idle
             return [refusal, *self._close(said=True)] if closing else [refusal]
         if not create.has_valid_lane:
@@ -216,7 +208,7 @@ class Session:
         """§8.1 allows a bound on queued creates: Tether bounds their number and their bytes. A
         create alone in the queue is always accepted (the message limit bounds its size)."""
         queued = sum(len(lane.queue) for lane in self.lanes.values())
-        if queued >= self.limits.max_queued:
+        if queued >= self.limits.max_queued_creates:
             raise errors.rate_limit_exceeded(
                 f"{queued} response.create are already waiting on this connection, its maximum; "
                 "send more as responses finish.",
@@ -232,7 +224,7 @@ class Session:
 
     def _start_waiting(self) -> list[Action]:
         actions: list[Action] = []
-        while self.waiting and self.active < self.limits.max_active:
+        while self.waiting and self.active < self.limits.max_active_responses:
             key = self.waiting.popleft()
             lane = self.lanes[key]
             lane.running = True
@@ -249,7 +241,7 @@ class Session:
         self.queued_bytes = 0
 
     def _past_cap(self, now: float) -> bool:
-        if self.state is State.OPEN and now - self.opened_at >= self.limits.cap_s:
+        if self.state is State.OPEN and now - self.opened_at >= self.limits.connection_cap_s:
             self._move(State.DRAINING)
         return self.state is not State.OPEN
 
@@ -259,7 +251,7 @@ class Session:
         self._move(State.CLOSING)
         if self.shutting_down:
             return [Close(1012, "server shutting down")]
-        notice = [] if said else [self.error(errors.connection_limit_reached(self.limits.cap_s))]
+        notice = [] if said else [self.error(errors.connection_limit_reached(self.limits.connection_cap_s))]
         return [*notice, Close(1001, "connection limit reached")]
 
     def _move(self, to: State) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tether.config import Settings
+from tether.config import WebSocketLimits
 from tether.core.connection import Connection
 from tether.core.event_log import Event
 from tether.core.responses import Responses
@@ -30,7 +30,8 @@ from tether.protocol import errors, handshake
 from tether.protocol.errors import ApiError
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
-from tether.server.session import Action, Close, LaneKey, Send, Session, SessionLimits, StartTurn
+from tether.server.runtime import Runtime
+from tether.server.session import Action, Close, LaneKey, Send, Session, StartTurn
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +73,22 @@ class Sender:
 class Shell:
     """Owns the socket, the clock and the tasks of one connection; decides nothing itself."""
 
-    def __init__(self, websocket: WebSocket, responses: Responses, settings: Settings) -> None:
+    def __init__(
+        self, websocket: WebSocket, responses: Responses, limits: WebSocketLimits, admission: Admission
+    ) -> None:
         self.websocket = websocket
         self.loop = asyncio.get_running_loop()
-        limits = SessionLimits(
-            max_active=settings.ws_max_active_responses,
-            max_named_lanes=settings.ws_max_named_lanes,
-            cap_s=settings.ws_connection_cap_s,
-            max_queued=settings.ws_max_queued_creates,
-            max_queued_bytes=settings.ws_max_queued_bytes,
-        )
         caller = caller_of(websocket.scope)
-        admission: Admission = websocket.app.state.admission
         self.session = Session(
             limits, opened_at=self.loop.time(), admit=lambda: admission.request(caller.key)
         )
-        self.sender = Sender(websocket, settings.ws_send_queue_events)
-        self.connection = Connection(responses, caller.tenant, self.sender, settings.ws_cached_responses)
+        self.sender = Sender(websocket, limits.send_queue_events)
+        self.connection = Connection(responses, caller.tenant, self.sender, limits.cached_responses)
         self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
 
     async def serve(self) -> None:
         sender = asyncio.create_task(self.sender.run(), name="ws-sender")
-        cap = self.loop.call_later(self.session.limits.cap_s, self._cap_reached)
+        cap = self.loop.call_later(self.session.limits.connection_cap_s, self._cap_reached)
         try:
             while not sender.done():
                 message = await self.websocket.receive()
@@ -168,25 +163,31 @@ class Shell:
         self.connection.close()
 
 
-async def endpoint(websocket: WebSocket) -> None:
-    settings = cast(Settings, websocket.app.state.settings)
-    if not settings.websocket:
-        await websocket.send_denial_response(_upgrade_required())
-        return
-    responses: Responses = websocket.app.state.responses
-    model_ids = responses.backend.model_ids
-    # The model is named only when one name serves (with aliases Codex may be using another).
-    model = model_ids[0] if len(model_ids) == 1 and not settings.model_aliases else None
-    await websocket.accept(headers=handshake.headers(settings.ws_max_message_bytes, model))
-    shells: set[Shell] = websocket.app.state.ws_connections
-    shell = Shell(websocket, responses, settings)
-    responses.metrics.websocket_connections.inc()
-    shells.add(shell)
-    try:
-        await shell.serve()
-    finally:
-        shells.discard(shell)
-        responses.metrics.websocket_connections.dec()
+class WebSocketApi:
+    """The WebSocket route on `/v1/responses` (§3.1: it shares the create path)."""
+
+    def __init__(self, runtime: Runtime, limits: WebSocketLimits, admission: Admission) -> None:
+        self.runtime = runtime
+        self.limits = limits
+        self.admission = admission
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        if not self.limits.enabled:
+            await websocket.send_denial_response(_upgrade_required())
+            return
+        responses = self.runtime.responses
+        served = sorted(responses.served_models)
+        # The model is named only when one name serves (with aliases, Codex may be using another).
+        model = served[0] if len(served) == 1 else None
+        await websocket.accept(headers=handshake.headers(self.limits.max_message_bytes, model))
+        shell = Shell(websocket, responses, self.limits, self.admission)
+        responses.metrics.websocket_connections.inc()
+        self.runtime.connections.add(shell)
+        try:
+            await shell.serve()
+        finally:
+            self.runtime.connections.discard(shell)
+            responses.metrics.websocket_connections.dec()
 
 
 def _upgrade_required() -> JSONResponse:

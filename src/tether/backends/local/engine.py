@@ -44,11 +44,9 @@ from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_ca
 from tether.backends.local.jobs import Job, build
 from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords, capture, restore
 from tether.backends.local.model_file import locate
+from tether.config import LocalEngine
 from tether.protocol.response import Usage
 
-DEFAULT_N_CTX = 8192
-DEFAULT_N_THREADS = 2
-DEFAULT_KV_CACHE_BYTES = 2 * 1024**3  # ~90k tokens of SmolLM2-135M KV
 TOKEN_RECORDS_MAX_TOKENS = 16 * 1024**2  # 64 MiB of token ids
 # Prefill in slices this long so a cancellation stops a long prompt within a fraction of a second;
 # measured: slices of 64 prefill as fast as the default batch of 512.
@@ -67,7 +65,7 @@ _Handoff = ModelEvent | BaseException | None
 class LocalBackend:
     """Build with `LocalBackend.load(...)`; close with `await backend.aclose()`."""
 
-    def __init__(self, llm: Llama, model_id: str, kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES) -> None:
+    def __init__(self, llm: Llama, model_id: str, kv_cache_bytes: int) -> None:
         self._llm = llm
         self._model_id = model_id
         self._chatml = ChatML(llm)
@@ -82,24 +80,17 @@ class LocalBackend:
         self._closing = threading.Event()
 
     @classmethod
-    def load(
-        cls,
-        model_path: str | Path | None = None,
-        *,
-        n_ctx: int = DEFAULT_N_CTX,
-        n_threads: int = DEFAULT_N_THREADS,
-        kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES,
-    ) -> LocalBackend:
+    def load(cls, engine: LocalEngine, model_path: str | Path | None = None) -> LocalBackend:
         """Load the default SmolLM2 file, or the `.gguf` at `model_path` (~0.2 s, mmap).
 
-        `n_ctx` is capped at the context the model was trained for."""
+        The engine's `n_ctx` is capped at the context the model was trained for."""
         model = locate(model_path)
-        llm = _open(model.path, n_ctx, n_threads)
+        llm = _open(model.path, engine.n_ctx, engine.n_threads)
         trained = _trained_context(llm)
-        if trained is not None and n_ctx > trained:
+        if trained is not None and engine.n_ctx > trained:
             llm.close()
-            llm = _open(model.path, trained, n_threads)
-        return cls(llm, model.model_id, kv_cache_bytes)
+            llm = _open(model.path, trained, engine.n_threads)
+        return cls(llm, model.model_id, engine.kv_cache_bytes)
 
     @property
     def model_ids(self) -> tuple[str, ...]:

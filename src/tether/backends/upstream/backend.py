@@ -26,31 +26,30 @@ from tether.backends.base import (
     threadsafe,
 )
 from tether.backends.upstream.chunks import ChunkDecoder, EndedEarly, usage_of
-from tether.backends.upstream.endpoint import Endpoint, Timeouts
+from tether.backends.upstream.endpoint import Endpoint
 from tether.backends.upstream.render import chat_request, encode, estimate_tokens
+from tether.config import Upstream
 from tether.protocol.response import Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Tries of a stream that the engine ends before any of it reached the client.
-ATTEMPTS = 2
 
 
 class UpstreamBackend:
-    def __init__(self, routes: dict[str, Endpoint]) -> None:
+    def __init__(self, routes: dict[str, Endpoint], attempts: int) -> None:
+        """`attempts`: tries of a stream that the engine ends before any of it reached the client."""
         if not routes:
             raise ValueError("an upstream backend needs at least one model")
         self._routes = routes  # model id → its engine; the first is the default
+        self._attempts = attempts
 
     @classmethod
-    async def connect(
-        cls, upstreams: list[tuple[str | None, str]], api_key: str | None, timeouts: Timeouts
-    ) -> UpstreamBackend:
+    async def connect(cls, upstream: Upstream) -> UpstreamBackend:
         """One endpoint per upstream. A named one may be down at start (its requests get 503s until
         it is up); an unnamed one must answer, since only it can say which models it serves."""
         routes: dict[str, Endpoint] = {}
-        for name, url in upstreams:
-            endpoint = Endpoint(url, api_key, timeouts)
+        for name, url in upstream.routes():
+            endpoint = Endpoint(url, upstream)
             names: list[str] = []
             try:
                 names = await endpoint.models()
@@ -69,7 +68,7 @@ class UpstreamBackend:
                 )
             for model in [name] if name is not None else names:
                 routes.setdefault(model, endpoint)
-        return cls(routes)
+        return cls(routes, upstream.attempts)
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -82,7 +81,7 @@ class UpstreamBackend:
         key = session_key(generation)
         salt = endpoint.cache_salt(generation.cache_scope)
         body = chat_request(generation, model, key, stream=True, cache_salt=salt)
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self._attempts + 1):
             decoder = ChunkDecoder()
             try:
                 async for chunk in until_cancelled(endpoint.stream(encode(body), key), cancel):
@@ -93,7 +92,7 @@ class UpstreamBackend:
                 return
             except EndedEarly as exc:
                 # Nothing of this stream reached the client: the same request again is safe.
-                if decoder.events or attempt == ATTEMPTS:
+                if decoder.events or attempt == self._attempts:
                     raise
                 log.warning(
                     "upstream %s ended a stream early (%s); trying it once more", endpoint.base_url, exc

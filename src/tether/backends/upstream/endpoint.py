@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,35 +20,32 @@ import orjson
 
 from tether.backends.base import BackendError, BackendUnavailable
 from tether.backends.upstream.chunks import DONE, EndedEarly, parse_line
+from tether.config import Upstream
 
 log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
-MAX_CONNECTIONS = 1024  # one per streaming response; engines queue what they cannot run
 UNREACHABLE = "The upstream engine serving this model is not reachable; retry shortly."
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    connect_s: float
-    read_s: float  # between two bytes of a response, the engine's prefill included
-
-
 class Endpoint:
-    def __init__(self, base_url: str, api_key: str | None, timeouts: Timeouts) -> None:
+    def __init__(self, base_url: str, settings: Upstream) -> None:
         self.base_url = base_url
-        self.timeouts = timeouts
+        self.settings = settings
         self.reachable = True
         self.known = False  # whether its model list has been read
         # vLLM can keep each tenant's prefix cache apart (`cache_salt`); learnt from its model list.
         self.salts_prefix_cache = False
         url = httpx.URL(base_url)
         self._url = url.copy_with(port=url.port or (443 if url.scheme == "https" else 80))
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        key = settings.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
-            timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s),
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
+            # The read timeout is between two bytes of a response, the engine's prefill included.
+            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+            # One connection per streaming response; engines queue what they cannot run.
+            limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=64),
         )
 
     async def models(self) -> list[str]:
@@ -77,7 +73,7 @@ class Endpoint:
             return
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._url.host, self._url.port), self.timeouts.connect_s
+                asyncio.open_connection(self._url.host, self._url.port), self.settings.connect_timeout_s
             )
         except (OSError, TimeoutError) as exc:
             log.warning("upstream %s still unreachable: %s", self.base_url, exc)
@@ -138,7 +134,7 @@ class Endpoint:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return BackendUnavailable(reason, public=UNREACHABLE)
         if isinstance(exc, httpx.ReadTimeout):
-            public = f"The upstream engine sent nothing for {self.timeouts.read_s:g} s."
+            public = f"The upstream engine sent nothing for {self.settings.read_timeout_s:g} s."
             return BackendError(reason, public=public)
         return EndedEarly(reason, public="The upstream engine closed the connection before it finished.")
 
