@@ -17,7 +17,7 @@ from tether.bench.cli import bench
 from tether.config import Declaration, Settings, declarations
 from tether.server.lifecycle import GracefulServer
 from tether.server.runtime import Runtime
-from tether.server.ws_protocol import guarded_protocol
+from tether.server.ws_protocol import IncompatibleUvicorn, guarded_protocol
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(bench, name="bench")
@@ -49,13 +49,18 @@ def serve(**options: Any) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     runtime = Runtime()
     app = build_app(settings, runtime)
+    try:
+        protocol = guarded_protocol(websocket.send_stall_s)
+    except IncompatibleUvicorn as exc:
+        console.print(f"[red]Cannot serve WebSockets safely:[/red] {exc}")
+        raise typer.Exit(2) from None
     config = uvicorn.Config(
         app,
         host=listening.host,
         port=listening.port,
         log_level=listening.log_level,
         lifespan="on",
-        ws=guarded_protocol(websocket.send_stall_s),
+        ws=protocol,
         ws_max_size=websocket.max_message_bytes,  # over it: close 1009 (spec §3.4)
         ws_ping_interval=websocket.ping_interval_s,
         ws_ping_timeout=websocket.ping_timeout_s,

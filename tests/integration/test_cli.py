@@ -52,3 +52,16 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
         assert "model: scripted" in banner and "auth: bearer keys (2 for 1 tenant)" in banner
     finally:
         server.stop()
+
+
+def test_a_uvicorn_without_the_hooks_the_guards_override_is_refused(tmp_path: Path) -> None:
+    """On a uvicorn whose WebSocket protocol lacks `keepalive_timeout` (before 0.44), the guard
+    against silent peers would never run: the server refuses to start, saying why."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "from uvicorn.protocols.websockets import websockets_sansio_impl as impl\n"
+        "del impl.WebSocketsSansIOProtocol.keepalive_timeout\n"
+    )
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    result = serve("--model", "scripted", "--port", "0", env={"PYTHONPATH": path})
+    assert result.returncode == 2
+    assert "no keepalive_timeout on its WebSocket protocol" in result.stderr

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from tether.cli import app
 from tether.config import Settings, WebSocketLimits, declarations, markdown_table, upstream_route
+from tether.server.ws_protocol import HOOKS, missing_hooks
 
 
 @pytest.mark.parametrize(
@@ -82,3 +83,8 @@ def test_keys_never_show_in_a_repr() -> None:
 def test_an_unknown_setting_is_refused() -> None:
     with pytest.raises(ValidationError, match="max_actve"):
         WebSocketLimits(max_actve=3)  # type: ignore[call-arg]
+
+
+def test_the_websocket_guards_name_every_uvicorn_hook_they_need() -> None:
+    assert missing_hooks() == []  # the installed uvicorn has them all
+    assert missing_hooks(object) == list(HOOKS)

@@ -13,6 +13,10 @@ receives a disconnect, and the connection's responses stop like any client that 
       fault in one line instead of as a server error with a traceback.
 
 The close frame of an abort reaches a peer only if its buffers still have room.
+
+These are overrides of uvicorn's own methods, so they hold only for the uvicorn versions that have
+them (pyproject.toml pins the tested range). On another, where one is missing, the guard would
+silently never run: `guarded_protocol` refuses instead (`IncompatibleUvicorn`).
 """
 
 from __future__ import annotations
@@ -20,16 +24,34 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import uvicorn
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
 log = logging.getLogger(__name__)
+# The methods of uvicorn's protocol overridden below (keepalive pings came in uvicorn 0.44).
+HOOKS = ("send", "keepalive_timeout", "send_receive_event_to_app", "handle_parser_exception")
+
+
+class IncompatibleUvicorn(RuntimeError):
+    """The installed uvicorn lacks a method Tether's WebSocket guards override."""
+
+
+def missing_hooks(protocol: type = WebSocketsSansIOProtocol) -> list[str]:
+    return [name for name in HOOKS if not callable(getattr(protocol, name, None))]
 
 
 def guarded_protocol(stall_s: float) -> type[WebSocketsSansIOProtocol]:
     """The protocol class for uvicorn's `ws=`, cutting off peers that stop reading for `stall_s`."""
+    missing = missing_hooks()
+    if missing:
+        raise IncompatibleUvicorn(
+            f"uvicorn {uvicorn.__version__} has no {', '.join(missing)} on its WebSocket protocol, "
+            "which Tether's guards against stalled and silent peers override. Install the version "
+            "pyproject.toml names (pip install -e .)."
+        )
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         async def send(self, message: ASGISendEvent) -> None:
