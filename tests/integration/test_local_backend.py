@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.core_turns import run_turns
 from tether.backends.base import (
     BackendUnavailable,
     Cancellation,
@@ -21,7 +22,8 @@ from tether.backends.base import (
     ToolCallDelta,
     ToolCallStarted,
 )
-from tether.backends.local import LocalBackend
+from tether.backends.local import LocalBackend, engine
+from tether.backends.local.jobs import build
 from tether.backends.local.model_file import DEFAULT_MODEL_ID, locate
 from tether.config import LocalEngine
 from tether.protocol.items import Item, Message, TextPart
@@ -96,7 +98,8 @@ def generation(items: tuple[Item, ...], **overrides: Any) -> Generation:
 
 def collect(backend: LocalBackend, gen: Generation, cancel: Cancellation | None = None) -> list[ModelEvent]:
     async def run() -> list[ModelEvent]:
-        return [event async for event in backend.generate(gen, cancel or Cancellation())]
+        prompt = await backend.render(gen)
+        return [event async for event in backend.generate(prompt, cancel or Cancellation())]
 
     return asyncio.run(run())
 
@@ -148,9 +151,9 @@ def test_answers_a_question(backend: LocalBackend) -> None:
 
 
 @pytest.mark.local_model
-def test_count_tokens_matches_the_prompt(backend: LocalBackend) -> None:
+def test_the_rendered_size_is_the_prompt_the_model_runs(backend: LocalBackend) -> None:
     gen = generation((user("Hello there"),), max_output_tokens=1)
-    counted = asyncio.run(backend.count_tokens(gen))
+    counted = asyncio.run(backend.render(gen)).input_tokens
     assert finished(collect(backend, gen)).usage.input_tokens == counted
 
 
@@ -228,12 +231,13 @@ def test_cut_tool_call_still_reports_the_name(backend: LocalBackend) -> None:
 def test_cancellation_ends_the_stream_without_finished(backend: LocalBackend) -> None:
     # Greedy SmolLM2 loops on this prompt, so without cancellation it would run to the budget.
     gen = generation((user("What is the capital of France?"),), max_output_tokens=1000)
-    prompt_tokens = asyncio.run(backend.count_tokens(gen))
+    prompt = asyncio.run(backend.render(gen))
+    prompt_tokens = prompt.input_tokens
     cancel = Cancellation()
 
     async def run() -> list[ModelEvent]:
         events: list[ModelEvent] = []
-        async for event in backend.generate(gen, cancel):
+        async for event in backend.generate(prompt, cancel):
             events.append(event)
             cancel.cancel("client went away")
         return events
@@ -250,11 +254,12 @@ def test_cancellation_ends_the_stream_without_finished(backend: LocalBackend) ->
 def test_a_slow_consumer_makes_the_model_wait(backend: LocalBackend) -> None:
     """Backpressure: the model thread runs at most a bounded number of tokens ahead."""
     gen = generation((user("What is the capital of France?"),), max_output_tokens=1000)
-    prompt_tokens = asyncio.run(backend.count_tokens(gen))
+    prompt = asyncio.run(backend.render(gen))
+    prompt_tokens = prompt.input_tokens
     cancel = Cancellation()
 
     async def read_one_then_idle() -> int:
-        stream = backend.generate(gen, cancel)
+        stream = backend.generate(prompt, cancel)
         await anext(stream)
         await asyncio.sleep(3)  # ~300 tokens' worth of decoding, were nothing holding it back
         ahead = backend._llm.n_tokens - prompt_tokens
@@ -279,8 +284,8 @@ def test_continuation_reuses_the_cached_prefix(backend: LocalBackend) -> None:
 def test_concurrent_generations_take_turns(backend: LocalBackend) -> None:
     async def both() -> list[list[ModelEvent]]:
         async def one(text: str) -> list[ModelEvent]:
-            gen = generation((user(text),), max_output_tokens=8)
-            return [event async for event in backend.generate(gen, Cancellation())]
+            prompt = await backend.render(generation((user(text),), max_output_tokens=8))
+            return [event async for event in backend.generate(prompt, Cancellation())]
 
         return list(await asyncio.gather(one("Say hello."), one("Say goodbye.")))
 
@@ -317,3 +322,21 @@ def test_explicit_model_is_named_after_its_file(tmp_path: Path) -> None:
     model = tmp_path / "My-Model.Q8_0.gguf"
     model.write_bytes(b"")
     assert locate(model).model_id == "My-Model.Q8_0"
+
+
+@pytest.mark.local_model
+def test_a_turn_builds_its_prompt_once(
+    backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tokens counted before `response.created` are the ones the model runs: one build of
+    the prompt per turn, on the path every transport takes."""
+    built: list[str] = []
+
+    def counting(generation: Generation, *args: Any, **kwargs: Any) -> Any:
+        built.append(generation.response_id)
+        return build(generation, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "build", counting)
+    turn = {"input": "Name a color.", "max_output_tokens": 4, "temperature": 0}
+    first, second = run_turns(backend, tmp_path / "t.db", turn, {**turn, "previous_response_id": "{last}"})
+    assert built == [first["id"], second["id"]]

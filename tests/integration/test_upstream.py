@@ -22,11 +22,15 @@ from agents import Agent, ModelSettings, Runner, function_tool
 
 from tests.agents_support import use_server
 from tests.conftest import LOCAL
+from tests.core_turns import turns
 from tests.integration.test_http_create import WEATHER_TOOL
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 from tether.backends.local.model_file import locate
+from tether.backends.upstream import UpstreamBackend
+from tether.backends.upstream import backend as upstream_backend
 from tether.bench.servers import ServerProcess, free_port, llama_cpp_server
+from tether.config import Upstream
 
 pytestmark = pytest.mark.local_model
 
@@ -401,3 +405,34 @@ def test_the_agents_sdk_runs_a_tool_loop_over_a_websocket_through_the_engine(tet
 
     for _ in use_server(tether, "websocket"):
         asyncio.run(two_runs())
+
+
+def counted(name: str, function: Any, calls: list[str]) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return function(*args, **kwargs)
+
+    return call
+
+
+def test_a_turn_renders_and_encodes_its_request_once(
+    shared_engine: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request counted before `response.created` is the one sent: one rendering and one
+    JSON encoding of the history per turn."""
+    calls: list[str] = []
+    for name in ("chat_request", "encode"):
+        monkeypatch.setattr(upstream_backend, name, counted(name, getattr(upstream_backend, name), calls))
+
+    async def two_turns() -> list[dict[str, Any]]:
+        url = f"{LOCAL}=http://127.0.0.1:{shared_engine.port}"
+        backend = await UpstreamBackend.connect(Upstream(urls=(url,)))
+        turn = {"input": "Say hi.", "max_output_tokens": 4}
+        try:
+            return await turns(backend, tmp_path / "t.db", turn, {**turn, "previous_response_id": "{last}"})
+        finally:
+            await backend.aclose()
+
+    finals = asyncio.run(two_turns())
+    assert all(f["status"] in ("completed", "incomplete") for f in finals)
+    assert calls == ["chat_request", "encode"] * 2

@@ -71,6 +71,17 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """A generation as one backend renders it for its model, made once per turn by
+    `Backend.render` and handed back to `generate` or `prepare`: history-sized work is not done
+    twice. Core reads `input_tokens`; only the backend that made it reads `rendered`."""
+
+    generation: Generation
+    input_tokens: int
+    rendered: object
+
+
+@dataclass(frozen=True)
 class TextDelta:
     text: str
 
@@ -165,16 +176,17 @@ class Backend(Protocol):
         which aliases name."""
         ...
 
-    def generate(self, generation: Generation, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+    async def render(self, generation: Generation) -> Prompt:
+        """Render `generation` for the model, without running it: the prompt of its turn (or, for
+        a warm-up, of its prefill) and its size. Raises `ContextOverflow` when it cannot fit,
+        `BackendUnavailable` when the model cannot be reached: before any response exists."""
+        ...
+
+    def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
         """Stream the response. Stops within one token once `cancel` is set (no `Finished`)."""
         ...
 
-    async def count_tokens(self, generation: Generation) -> int:
-        """Tokens the rendered context of `generation` takes, without generating: the input of its
-        turn (or, for a warm-up, of its prefill)."""
-        ...
-
-    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+    async def prepare(self, prompt: Prompt, cancel: Cancellation) -> Usage:
         """Warm-up (`generate: false`, D2): make the conversation's context ready for the next
         turn, without output. Usage has the context's tokens and how many were already cached."""
         ...

@@ -42,6 +42,7 @@ from tether.backends.base import (
     Finished,
     Generation,
     ModelEvent,
+    Prompt,
     TextDelta,
     ToolCallDelta,
     ToolCallStarted,
@@ -75,23 +76,22 @@ class ScriptedBackend:
     def model_ids(self) -> tuple[str, ...]:
         return (self._model_id,)
 
-    async def count_tokens(self, generation: Generation) -> int:
-        return count_tokens(render(generation))
-
-    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
-        """Charges prefill like a turn and caches the context, so the next turn finds it warm."""
+    async def render(self, generation: Generation) -> Prompt:
         context = render(generation)
-        input_tokens, cached = await self._prefill(generation, context, Schedule())
-        self._renders.put(generation.response_id, context)
-        return Usage(input_tokens, cached, 0)
+        return Prompt(generation, count_tokens(context), context)
 
-    async def generate(
-        self, generation: Generation, cancel: Cancellation
-    ) -> AsyncGenerator[ModelEvent, None]:
+    async def prepare(self, prompt: Prompt, cancel: Cancellation) -> Usage:
+        """Charges prefill like a turn and caches the context, so the next turn finds it warm."""
+        generation, context = prompt.generation, str(prompt.rendered)
+        cached = await self._prefill(prompt, Schedule())
+        self._renders.put(generation.response_id, context)
+        return Usage(prompt.input_tokens, cached, 0)
+
+    async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+        generation, context = prompt.generation, str(prompt.rendered)
         schedule = Schedule()
         await schedule.wait_us(self.latency.overhead_ms * 1000)
-        context = render(generation)
-        input_tokens, cached = await self._prefill(generation, context, schedule)
+        input_tokens, cached = prompt.input_tokens, await self._prefill(prompt, schedule)
         tool = choose_tool(generation)
         pieces = _call_pieces(tool) if tool else _answer_pieces(generation)
         budget = generation.max_output_tokens
@@ -113,14 +113,14 @@ class ScriptedBackend:
         usage = Usage(input_tokens, cached, len(produced))
         yield Finished("length", usage) if len(produced) < len(pieces) else Finished("stop", usage)
 
-    async def _prefill(self, generation: Generation, context: str, schedule: Schedule) -> tuple[int, int]:
-        """Wait for the tokens not cached for this conversation; (input, cached) tokens."""
-        input_tokens = count_tokens(context)
-        parent = self._renders.get(generation.parent_id)
+    async def _prefill(self, prompt: Prompt, schedule: Schedule) -> int:
+        """Wait for the tokens not cached for this conversation; how many were cached."""
+        context = str(prompt.rendered)
+        parent = self._renders.get(prompt.generation.parent_id)
         shared = "" if parent is None else context[: _common_prefix(parent, context)]
-        cached = min(len(shared.encode("utf-8")) // BYTES_PER_TOKEN, input_tokens)  # whole tokens
-        await schedule.wait_us(self.latency.prefill_us * (input_tokens - cached))
-        return input_tokens, cached
+        cached = min(len(shared.encode("utf-8")) // BYTES_PER_TOKEN, prompt.input_tokens)  # whole tokens
+        await schedule.wait_us(self.latency.prefill_us * (prompt.input_tokens - cached))
+        return cached
 
     def cache_stats(self) -> CacheStats:
         return CacheStats()  # it keeps token counts, never model state

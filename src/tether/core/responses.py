@@ -18,7 +18,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tether.backends.base import Backend, BackendUnavailable, Cancellation, ContextOverflow, Generation
+from tether.backends.base import (
+    Backend,
+    BackendUnavailable,
+    Cancellation,
+    ContextOverflow,
+    Generation,
+    Prompt,
+)
 from tether.core import chain, turn
 from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import EventLog, EventSink, FanOut
@@ -96,8 +103,8 @@ class Responses:
         """
         context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
         response_id = ids.response_id()
-        generation = self._generation(request, context, response_id, tenant)
-        input_tokens = await self._count(generation)  # one that cannot fit is refused here
+        # Rendered once for the turn; one that cannot fit is refused here.
+        prompt = await self._render(self._generation(request, context, response_id, tenant))
         created_at = int(time.time())
         response = response_object(
             request,
@@ -116,7 +123,7 @@ class Responses:
             socket.cache.started(response_id, running.lifecycle)
         await sink.emit(events.created())
         work = turn.Turn(
-            generation, events, running.lifecycle, self.backend, sink, running.cancel, input_tokens,
+            prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id),
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
@@ -158,7 +165,7 @@ class Responses:
             await self._settle(running)
         outcome = running.lifecycle.outcome
         if not work.generate and outcome is not None and outcome.status is State.COMPLETED:
-            prefill = self.backend.prepare(work.generation, work.cancel)
+            prefill = self.backend.prepare(work.prompt, work.cancel)
             usage = await self.warm_ups.prefill(running.id, prefill, work.cancel)
             if usage is not None:
                 work.usage = usage
@@ -286,26 +293,26 @@ class Responses:
 
     async def count_input_tokens(self, request: CreateRequest, tenant: str) -> int:
         context = await self._context(request, self.history(tenant))
-        return await self._count(self._generation(request, context, "count", tenant))
+        return (await self._render(self._generation(request, context, "count", tenant))).input_tokens
 
     async def compact(self, request: CreateRequest, tenant: str) -> dict[str, Any]:
         """A compacted window: the user's messages, then one item standing for everything else."""
         context = await self._context(request, self.history(tenant))
-        input_tokens = await self._count(self._generation(request, context, "count", tenant))
+        prompt = await self._render(self._generation(request, context, "count", tenant))
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)
         window = Compaction(compaction.encode(rest), id=ids.compaction_id())
         output = (*(_as_output(m) for m in user), window)
-        usage = Usage(input_tokens, 0, 0)
+        usage = Usage(prompt.input_tokens, 0, 0)
         return resources.compacted(ids.compaction_id(), int(time.time()), output, usage)
 
     async def _context(self, request: CreateRequest, history: chain.History) -> chain.Context:
         self._check_model(request.model)
         return await chain.resolve(request.previous_response_id, request.input, history)
 
-    async def _count(self, generation: Generation) -> int:
+    async def _render(self, generation: Generation) -> Prompt:
         try:
-            return await self.backend.count_tokens(generation)
+            return await self.backend.render(generation)
         except ContextOverflow as exc:
             raise errors.context_overflow(exc.limit, exc.needed) from None
         except BackendUnavailable as exc:

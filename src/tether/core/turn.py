@@ -21,7 +21,7 @@ from tether.backends.base import (
     BackendError,
     Cancellation,
     Finished,
-    Generation,
+    Prompt,
     TextDelta,
     ToolCallDelta,
     ToolCallStarted,
@@ -42,13 +42,12 @@ INTERRUPTED = "interrupted"
 
 @dataclass
 class Turn:
-    generation: Generation
+    prompt: Prompt  # the generation, rendered by the backend before `response.created`
     events: ResponseEvents
     lifecycle: Lifecycle
     backend: Backend
     sink: EventSink
     cancel: Cancellation
-    input_tokens: int  # counted before the turn started, for usage when it ends early
     generate: bool = True  # False: a warm-up (D2), answered at once; core prefills after it
     # What must be over before the backend starts: the prefill of the warm-up this turn continues
     # (raises `BackendError` if that failed); None when there is none.
@@ -59,7 +58,7 @@ class Turn:
     first_output: float | None = None  # when the first output delta was emitted
 
     def usage_so_far(self) -> Usage:
-        return self.usage or Usage(self.input_tokens, 0, self.output_deltas)
+        return self.usage or Usage(self.prompt.input_tokens, 0, self.output_deltas)
 
 
 async def run(turn: Turn) -> None:
@@ -75,11 +74,11 @@ async def run(turn: Turn) -> None:
         else:
             await _answer_warm_up(turn)
     except BackendError as exc:
-        log.warning("backend failed on %s: %s", turn.generation.response_id, exc)
+        log.warning("backend failed on %s: %s", turn.prompt.generation.response_id, exc)
         await _fail(turn, exc.public)
         return
     except Exception:
-        log.exception("response %s failed", turn.generation.response_id)
+        log.exception("response %s failed", turn.prompt.generation.response_id)
         await _fail(turn, None)
         return
     if not turn.lifecycle.ended:  # stopped by the cancellation, without `Finished`
@@ -90,14 +89,14 @@ async def _answer_warm_up(turn: Turn) -> None:
     """D2: exactly `response.created` then `response.completed`, no output, at once. Its usage has
     the context's input tokens and no cached ones: what the prefill that follows finds cached is
     not known yet (the next turn's `cached_tokens` shows what the warm-up prepared)."""
-    turn.usage = Usage(turn.input_tokens, 0, 0)
+    turn.usage = Usage(turn.prompt.input_tokens, 0, 0)
     await _end(turn, State.COMPLETED, turn.events.completed(turn.usage, int(time.time())))
 
 
 async def _stream(turn: Turn) -> None:
     # `aclosing`: leaving early (cancelled, or a sink error) closes the backend's stream at once,
     # so a local generation stops instead of running on until garbage collection.
-    async with contextlib.aclosing(turn.backend.generate(turn.generation, turn.cancel)) as stream:
+    async with contextlib.aclosing(turn.backend.generate(turn.prompt, turn.cancel)) as stream:
         async for model_event in stream:
             if turn.cancel.is_set:
                 return

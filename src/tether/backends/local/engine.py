@@ -34,6 +34,7 @@ from tether.backends.base import (
     Finished,
     Generation,
     ModelEvent,
+    Prompt,
     TextDelta,
     ToolCallDelta,
     ToolCallStarted,
@@ -101,10 +102,23 @@ class LocalBackend:
         """Tokens the context holds: prompt and answer together."""
         return int(self._llm.n_ctx())
 
-    async def count_tokens(self, generation: Generation) -> int:
-        opening = generation.generate  # a turn's prompt opens the model's reply; a warm-up's does not
-        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, opening))
-        return len(job.prompt)
+    async def render(self, generation: Generation) -> Prompt:
+        """The job's tokens, built on the tokenizer thread (a turn's prompt opens the model's
+        reply; a warm-up's does not)."""
+        job = await self._build(generation)
+        return Prompt(generation, len(job.prompt), job)
+
+    async def _build(self, generation: Generation) -> Job:
+        return await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation))
+
+    async def _job_of(self, prompt: Prompt) -> Job:
+        """The prompt's job, built again only when its parent's token record appeared since (a
+        warm-up's prefill that was still running): then it starts from those very tokens."""
+        job = prompt.rendered
+        assert isinstance(job, Job), "a prompt rendered by another backend"
+        if not job.parent_recorded and self.records.get(job.parent_id) is not None:
+            return await self._build(prompt.generation)
+        return job
 
     def cache_stats(self) -> CacheStats:
         snapshots = self.snapshots
@@ -118,11 +132,9 @@ class LocalBackend:
     def release(self, response_id: str) -> None:
         self.snapshots.release(response_id)
 
-    async def generate(
-        self, generation: Generation, cancel: Cancellation
-    ) -> AsyncGenerator[ModelEvent, None]:
-        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, True))
-        forced = forced_tools(generation)
+    async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+        job = await self._job_of(prompt)
+        forced = forced_tools(prompt.generation)
         grammar = tool_call_grammar(forced) if forced else None
         loop = asyncio.get_running_loop()
         handoff: asyncio.Queue[_Handoff] = asyncio.Queue()
@@ -157,9 +169,9 @@ class LocalBackend:
         finally:
             abandoned.set()
 
-    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
+    async def prepare(self, prompt: Prompt, cancel: Cancellation) -> Usage:
         """Warm-up (`generate: false`): prefill the conversation so the next turn starts warm."""
-        job = await asyncio.wrap_future(self._submit(self._tokenizer_thread, self._job, generation, False))
+        job = await self._job_of(prompt)
         cached = await asyncio.wrap_future(
             self._submit(self._model_thread, self._warm, job, lambda: cancel.is_set)
         )
@@ -188,8 +200,8 @@ class LocalBackend:
 
     # --- on the tokenizer thread ------------------------------------------------------------------
 
-    def _job(self, generation: Generation, opening: bool) -> Job:
-        return build(generation, self._chatml, self.records, self.n_ctx, opening=opening)
+    def _job(self, generation: Generation) -> Job:
+        return build(generation, self._chatml, self.records, self.n_ctx, opening=generation.generate)
 
     # --- on the model thread ----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ class Job:
     prompt: list[int]  # a warm-up's is the rendering only; a turn's opens the model's reply
     system_len: int
     reuses_parent: bool  # the prompt starts with the parent's token record
+    parent_recorded: bool  # the parent's token record existed when the job was built
     singles: tuple[Span, ...]  # positions of the prompt first evaluated one at a time
     items: int  # context items the prompt covers
     budget: int  # most tokens the answer may take
@@ -60,6 +61,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         prompt=prompt,
         system_len=len(system),
         reuses_parent=reuses,
+        parent_recorded=parent is not None,
         singles=parent.singles if parent is not None and reuses else (),
         items=len(generation.items),
         budget=n_ctx - len(prompt) if wanted is None else wanted,

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tether.backends.base import (
@@ -22,6 +23,7 @@ from tether.backends.base import (
     Cancellation,
     Generation,
     ModelEvent,
+    Prompt,
     cancellable,
     threadsafe,
 )
@@ -74,46 +76,49 @@ class UpstreamBackend:
     def model_ids(self) -> tuple[str, ...]:
         return tuple(self._routes)
 
-    async def generate(
-        self, generation: Generation, cancel: Cancellation
-    ) -> AsyncGenerator[ModelEvent, None]:
+    async def render(self, generation: Generation) -> Prompt:
+        """The exact request the turn (or warm-up) will send, encoded once. Its size is an estimate
+        (Chat Completions cannot count), and this is where an engine known to be down is checked
+        again before a response exists: still down, a 503."""
         model, endpoint = self._route(generation.model)
+        await endpoint.ensure_reachable()
         key = session_key(generation)
         salt = endpoint.cache_salt(generation.cache_scope)
-        body = chat_request(generation, model, key, stream=True, cache_salt=salt)
+        if generation.generate:
+            body = chat_request(generation, model, key, stream=True, cache_salt=salt)
+        else:  # D2 on an engine: a one-token completion, so that its prefix cache holds the context
+            one_token = dataclasses.replace(generation, max_output_tokens=1)
+            body = chat_request(one_token, model, key, stream=False, cache_salt=salt)
+        request = ChatRequest(endpoint, key, encode(body))
+        return Prompt(generation, estimate_tokens(request.body), request)
+
+    async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
+        request = _request_of(prompt)
         for attempt in range(1, self._attempts + 1):
             decoder = ChunkDecoder()
             try:
-                async for chunk in until_cancelled(endpoint.stream(encode(body), key), cancel):
+                async for chunk in until_cancelled(
+                    request.endpoint.stream(request.body, request.key), cancel
+                ):
                     for event in decoder.feed(chunk):
                         yield event
                 if not cancel.is_set:
-                    yield decoder.finish(estimate_tokens(body))
+                    yield decoder.finish(prompt.input_tokens)
                 return
             except EndedEarly as exc:
                 # Nothing of this stream reached the client: the same request again is safe.
                 if decoder.events or attempt == self._attempts:
                     raise
                 log.warning(
-                    "upstream %s ended a stream early (%s); trying it once more", endpoint.base_url, exc
+                    "upstream %s ended a stream early (%s); trying it once more",
+                    request.endpoint.base_url,
+                    exc,
                 )
 
-    async def count_tokens(self, generation: Generation) -> int:
-        """An estimate (Chat Completions cannot count). Called before every response exists, so it
-        is also where an engine known to be down is checked again: still down, a 503."""
-        model, endpoint = self._route(generation.model)
-        await endpoint.ensure_reachable()
-        return estimate_tokens(chat_request(generation, model, "", stream=False))
-
-    async def prepare(self, generation: Generation, cancel: Cancellation) -> Usage:
-        """D2 on an engine: a one-token completion, so that its prefix cache holds the context."""
-        model, endpoint = self._route(generation.model)
-        key = session_key(generation)
-        one_token = dataclasses.replace(generation, max_output_tokens=1)
-        salt = endpoint.cache_salt(generation.cache_scope)
-        body = chat_request(one_token, model, key, stream=False, cache_salt=salt)
-        completion = await cancellable(endpoint.complete(encode(body), key), cancel)
-        usage = usage_of(completion.get("usage") if completion else None, estimate_tokens(body), 0)
+    async def prepare(self, prompt: Prompt, cancel: Cancellation) -> Usage:
+        request = _request_of(prompt)
+        completion = await cancellable(request.endpoint.complete(request.body, request.key), cancel)
+        usage = usage_of(completion.get("usage") if completion else None, prompt.input_tokens, 0)
         return dataclasses.replace(usage, output_tokens=0)
 
     def _route(self, model: str) -> tuple[str, Endpoint]:
@@ -135,6 +140,20 @@ class UpstreamBackend:
     async def aclose(self) -> None:
         for endpoint in set(self._routes.values()):
             await endpoint.aclose()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A rendered turn: the engine it goes to, its session key, its encoded body."""
+
+    endpoint: Endpoint
+    key: str
+    body: bytes
+
+
+def _request_of(prompt: Prompt) -> ChatRequest:
+    assert isinstance(prompt.rendered, ChatRequest), "a prompt rendered by another backend"
+    return prompt.rendered
 
 
 def session_key(generation: Generation) -> str:
