@@ -9,7 +9,7 @@ Each section is handed whole to the one part that uses it:
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
     models      model, model_aliases                 app.py (which backend), core (served names)
     storage     db                                   store/sqlite.py
-    local       n_threads, n_ctx, kv_cache_bytes     backends/local
+    local       n_threads, n_ctx, *_bytes            backends/local
     upstream    upstreams, upstream_*                backends/upstream
     scripted    scripted_*                           backends/scripted.py
     shutdown    shutdown_*                           server/lifecycle.py
@@ -285,6 +285,14 @@ class LocalEngine(Section):
         "token for SmolLM2-135M, so 2 GiB holds ~90k tokens). LRU; the latest response of a live "
         "WebSocket lane goes last. An evicted conversation is re-prefilled from its token ids, "
         "never an error.",
+        metavar="N",
+        ge=0,
+    )
+    token_record_bytes: int = setting(
+        64 * MiB,
+        "Memory for the token ids of recent conversations (4 bytes a token), which let a "
+        "continuation tokenize only its new items. LRU; a conversation without one is tokenized "
+        "whole.",
         metavar="N",
         ge=0,
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scripts import generated_docs
 
 import tether
 
@@ -82,3 +83,12 @@ def test_no_wire_shape_outside_protocol(layer: str) -> None:
         for line, what in wire_keys(path.read_text())
     ]
     assert found == [], "JSON shapes belong in tether/protocol/:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"), [(path, name) for path, blocks in generated_docs.BLOCKS.items() for name in blocks]
+)
+def test_documentation_made_from_the_code_is_current(path: str, name: str) -> None:
+    """The README's settings and docs/architecture.md's diagrams come from the declarations and
+    the transition tables (run `python scripts/generated_docs.py` after changing those)."""
+    assert generated_docs.current(path, name) == generated_docs.expected(path, name)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import typer
 from pydantic import ValidationError
 
 from tether.cli import app
-from tether.config import Settings, WebSocketLimits, declarations, markdown_table, upstream_route
+from tether.config import Settings, WebSocketLimits, declarations, upstream_route
 from tether.server.ws_protocol import HOOKS, missing_hooks
 
 
@@ -46,13 +44,6 @@ def test_upstreams_exclude_another_model_and_an_ambiguous_upstream_model() -> No
         Settings.load({"model": "scripted", "upstreams": ("http://a:1",)})
     with pytest.raises(ValidationError, match="exactly one"):
         Settings.load({"upstreams": ("http://a:1", "http://b:2"), "upstream_model": "m"})
-
-
-def test_the_readme_table_is_made_from_the_declarations() -> None:
-    """A default lives in one place: the README shows the declarations (scripts/settings_table.py)."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("<!-- settings: begin -->\n", 1)[1].split("\n<!-- settings: end -->", 1)[0]
-    assert block == markdown_table(), "run: python scripts/settings_table.py"
 
 
 def test_every_setting_is_one_option_of_tether_serve_and_one_variable() -> None:

@@ -43,12 +43,11 @@ from tether.backends.local.batches import Span, batches, merged, within
 from tether.backends.local.chatml import ChatML, forced_tools
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
 from tether.backends.local.jobs import Job, build
-from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords, capture, restore
+from tether.backends.local.memory import TOKEN_BYTES, KvSnapshots, TokenRecord, TokenRecords, capture, restore
 from tether.backends.local.model_file import locate
 from tether.config import LocalEngine
 from tether.protocol.response import Usage
 
-TOKEN_RECORDS_MAX_TOKENS = 16 * 1024**2  # 64 MiB of token ids
 # Prefill in slices this long so a cancellation stops a long prompt within a fraction of a second;
 # measured: slices of 64 prefill as fast as the default batch of 512.
 _PREFILL_SLICE = 64
@@ -66,12 +65,12 @@ _Handoff = ModelEvent | BaseException | None
 class LocalBackend:
     """Build with `LocalBackend.load(...)`; close with `await backend.aclose()`."""
 
-    def __init__(self, llm: Llama, model_id: str, kv_cache_bytes: int) -> None:
+    def __init__(self, llm: Llama, model_id: str, engine: LocalEngine) -> None:
         self._llm = llm
         self._model_id = model_id
         self._chatml = ChatML(llm)
-        self.records = TokenRecords(TOKEN_RECORDS_MAX_TOKENS)
-        self.snapshots = KvSnapshots(kv_cache_bytes)
+        self.records = TokenRecords(engine.token_record_bytes // TOKEN_BYTES)
+        self.snapshots = KvSnapshots(engine.kv_cache_bytes)
         self._resident: str | None = None  # the response whose conversation the context holds
         self._scope: str | None = None  # whose tokens the context holds (see `Generation.cache_scope`)
         self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
@@ -91,7 +90,7 @@ class LocalBackend:
         if trained is not None and engine.n_ctx > trained:
             llm.close()
             llm = _open(model.path, trained, engine.n_threads)
-        return cls(llm, model.model_id, engine.kv_cache_bytes)
+        return cls(llm, model.model_id, engine)
 
     @property
     def model_ids(self) -> tuple[str, ...]:

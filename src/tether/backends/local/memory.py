@@ -40,6 +40,9 @@ class TokenRecord:
     singles: tuple[Span, ...]  # positions evaluated one at a time (see batches.py)
 
 
+TOKEN_BYTES = 4  # a token id in a record (`array("i")`)
+
+
 class TokenRecords:
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
