@@ -39,7 +39,7 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
     yield from serve(
         tmp_path_factory.mktemp("crowded"),
         "--ws-max-active-responses", "1", "--ws-max-queued-creates", "2", "--scripted-decode-us", "20000",
-        "--ws-max-connections-per-key", "2", "--ws-max-connections", "3",
+        "--ws-max-connections-per-key", "2", "--ws-max-connections", "3", "--ws-max-queued-bytes", "65536",
     )  # fmt: skip
 
 
@@ -91,6 +91,25 @@ def test_queued_creates_beyond_the_bound_get_429(crowded: TetherServer) -> None:
                 refused.append(event)
         assert len(refused) == 1 and refused[0]["status"] == 429
         assert "already waiting on this connection" in refused[0]["error"]["message"]
+
+
+def test_queued_bytes_beyond_the_bound_get_429_and_the_socket_stays_usable(crowded: TetherServer) -> None:
+    """A create whose frame would take the waiting ones past 64 KiB is refused; the others run."""
+    big = "word " * 8000  # 40 KB
+    with RawSocket(crowded, key="sk-alice") as ws:
+        ws.create(input="runs", store=False, max_output_tokens=20)
+        ws.create(input=big, store=False, max_output_tokens=2)  # waits: 40 KB queued
+        ws.create(input=big, store=False, max_output_tokens=2)  # 80 KB would pass the bound
+        terminal, refused = 0, []
+        while terminal < 2:
+            event = ws.recv()
+            terminal += event["type"] == "response.completed"
+            if event["type"] == "error":
+                refused.append(event)
+        assert len(refused) == 1 and refused[0]["status"] == 429
+        assert refused[0]["error"]["code"] == "rate_limit_exceeded"
+        assert "the maximum of 65536" in refused[0]["error"]["message"]
+        assert ws.turn(input=big, store=False, max_output_tokens=2)[-1]["type"] == "response.completed"
 
 
 def test_connections_per_key_and_in_total_are_refused_before_the_upgrade(crowded: TetherServer) -> None:
