@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -79,16 +80,22 @@ def test_websocket_creates_count_against_the_rate_and_the_socket_stays_usable(
         assert ws.turn(input="again", store=False)[-1]["type"] == "response.completed"
 
 
+def refusals_until_completed(ws: RawSocket, completed: int) -> list[dict[str, Any]]:
+    """The `error` events that arrive before `completed` responses have completed."""
+    terminal, refused = 0, []
+    while terminal < completed:
+        event = ws.recv()
+        terminal += event["type"] == "response.completed"
+        if event["type"] == "error":
+            refused.append(event)
+    return refused
+
+
 def test_queued_creates_beyond_the_bound_get_429(crowded: TetherServer) -> None:
     with RawSocket(crowded, key="sk-alice") as ws:
         for n in range(4):  # one runs, two wait, the fourth is refused
             ws.create(input=f"turn {n}", store=False, max_output_tokens=20)
-        terminal, refused = 0, []
-        while terminal < 3:
-            event = ws.recv()
-            terminal += event["type"] == "response.completed"
-            if event["type"] == "error":
-                refused.append(event)
+        refused = refusals_until_completed(ws, 3)
         assert len(refused) == 1 and refused[0]["status"] == 429
         assert "already waiting on this connection" in refused[0]["error"]["message"]
 
@@ -100,12 +107,7 @@ def test_queued_bytes_beyond_the_bound_get_429_and_the_socket_stays_usable(crowd
         ws.create(input="runs", store=False, max_output_tokens=20)
         ws.create(input=big, store=False, max_output_tokens=2)  # waits: 40 KB queued
         ws.create(input=big, store=False, max_output_tokens=2)  # 80 KB would pass the bound
-        terminal, refused = 0, []
-        while terminal < 2:
-            event = ws.recv()
-            terminal += event["type"] == "response.completed"
-            if event["type"] == "error":
-                refused.append(event)
+        refused = refusals_until_completed(ws, 2)
         assert len(refused) == 1 and refused[0]["status"] == 429
         assert refused[0]["error"]["code"] == "rate_limit_exceeded"
         assert "the maximum of 65536" in refused[0]["error"]["message"]
