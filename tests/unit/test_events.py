@@ -14,7 +14,7 @@ USAGE = Usage(input_tokens=9, cached_tokens=0, output_tokens=3)
 
 def new_events(stream_id: str | None = None) -> ResponseEvents:
     request = parse_create({"model": "m", "input": "hi"}, "http")
-    body = response_object(request, response_id="resp_1", model="m", created_at=1, status="in_progress")
+    body = response_object(request, response_id="resp_1", model="m", created_at=1)
     return ResponseEvents(body, stream_id=stream_id)
 
 

@@ -107,11 +107,7 @@ class Responses:
         prompt = await self._render(self._generation(request, context, response_id, tenant))
         created_at = int(time.time())
         response = response_object(
-            request,
-            response_id=response_id,
-            model=str(request.model),
-            created_at=created_at,
-            status="queued" if request.background else "in_progress",
+            request, response_id=response_id, model=str(request.model), created_at=created_at
         )
         log = EventLog()
         sink = log if socket is None else FanOut(log, socket.sender)

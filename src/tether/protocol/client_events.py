@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ class Create:
         """The `stream_id` as sent (None: the default lane)."""
         return self.body.get("stream_id")
 
-    @property
+    @cached_property
     def lane(self) -> str | None:
         """The named lane it asks for, when its `stream_id` is a valid one; else None."""
         stream_id = self.stream_id

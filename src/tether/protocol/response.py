@@ -39,9 +39,9 @@ def response_object(
     response_id: str,
     model: str,
     created_at: int,
-    status: str,
 ) -> dict[str, Any]:
-    """A Response with every key of §6.1, as sent in `response.created`.
+    """A Response with every key of §6.1, as sent in `response.created`: `queued` when it runs in
+    the background (§6.2), else `in_progress`.
 
     Later states change `status`, `output`, `usage`, `error`, `incomplete_details` and
     `completed_at` on a copy (see `events.ResponseEvents`).
@@ -51,7 +51,7 @@ def response_object(
         "object": "response",
         "created_at": created_at,
         "completed_at": None,
-        "status": status,
+        "status": "queued" if request.background else "in_progress",
         "background": request.background,
         "error": None,
         "incomplete_details": None,
