@@ -12,9 +12,10 @@ import logging
 from typing import Any
 
 from tether.core import turn
-from tether.core.connection_cache import ConnectionCache, Lane
+from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import EventSink
 from tether.core.responses import Responses, Running, SocketTurn
+from tether.protocol.client_events import LaneKey
 from tether.protocol.request import parse_create, previous_response_id_of
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Connection:
         self.working: dict[str, Running] = {}  # started here, work not over (a warm-up's prefill too)
         self.gone = False
 
-    async def respond(self, lane: Lane, body: dict[str, Any]) -> None:
+    async def respond(self, lane: LaneKey, body: dict[str, Any]) -> None:
         """Run the create `body` on `lane` until its response has settled.
 
         Raises what refused it before a response existed — the `ApiError` of phase 2 of §4.1.2,

@@ -26,9 +26,8 @@ from typing import Protocol
 
 from tether.core.chain import History, not_finished
 from tether.core.lifecycle import Lifecycle, Outcome, State
+from tether.protocol.client_events import LaneKey
 from tether.protocol.items import Item
-
-Lane = str | None  # None is the default lane
 
 
 class Warmth(Protocol):
@@ -50,7 +49,7 @@ class ConnectionCache:
         """`recent`: how many responses the connection keeps beyond each lane's latest."""
         self.fallback = fallback
         self.warmth = warmth
-        self.latest: dict[Lane, CachedResponse] = {}
+        self.latest: dict[LaneKey, CachedResponse] = {}
         self.recent: OrderedDict[str, CachedResponse] = OrderedDict()
         self.recent_limit = recent
         self.in_flight: dict[str, Lifecycle] = {}  # started on this connection, not yet recorded
@@ -61,7 +60,7 @@ class ConnectionCache:
         self.in_flight[response_id] = lifecycle
 
     def record(
-        self, lane: Lane, parent: str | None, response_id: str, context: tuple[Item, ...], outcome: Outcome
+        self, lane: LaneKey, parent: str | None, response_id: str, context: tuple[Item, ...], outcome: Outcome
     ) -> None:
         """The response `response_id`, started on `lane` from `parent`, ended with `outcome`."""
         self.in_flight.pop(response_id, None)
@@ -70,16 +69,16 @@ class ConnectionCache:
         elif outcome.status is State.FAILED:
             self._continuation_failed(lane, parent)
 
-    def refused(self, lane: Lane, parent: str | None) -> None:
+    def refused(self, lane: LaneKey, parent: str | None) -> None:
         """A create on `lane` from `parent` got an `error` event before a response existed."""
         self._continuation_failed(lane, parent)
 
-    def _continuation_failed(self, lane: Lane, parent: str | None) -> None:
+    def _continuation_failed(self, lane: LaneKey, parent: str | None) -> None:
         # Rules 4 and 5 (and D10): only a same-lane continuation evicts its parent.
         if parent is not None and self.is_latest(lane, parent):
             self._evict(parent)
 
-    def is_latest(self, lane: Lane, response_id: str | None) -> bool:
+    def is_latest(self, lane: LaneKey, response_id: str | None) -> bool:
         latest = self.latest.get(lane)
         return latest is not None and latest.id == response_id
 
@@ -90,7 +89,7 @@ class ConnectionCache:
         self.latest.clear()
         self.recent.clear()
 
-    def _remember(self, lane: Lane, response: CachedResponse) -> None:
+    def _remember(self, lane: LaneKey, response: CachedResponse) -> None:
         replaced = self.latest.get(lane)
         self.latest[lane] = response
         self.warmth.hold(response.id)

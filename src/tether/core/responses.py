@@ -33,6 +33,7 @@ from tether.core.lifecycle import Lifecycle, Outcome, State
 from tether.core.metrics import Metrics
 from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
+from tether.protocol.client_events import LaneKey
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart
 from tether.protocol.request import CreateRequest
@@ -48,7 +49,7 @@ class SocketTurn:
     """Where a WebSocket turn runs: its lane (`stream_id`, D4), the cache of its connection
     (which resolves its parent and records how it ended, §8.2), the connection's sender."""
 
-    lane: str | None
+    lane: LaneKey
     cache: ConnectionCache
     sender: EventSink
 

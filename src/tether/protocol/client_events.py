@@ -19,6 +19,7 @@ from tether.protocol import errors
 
 # §9: a named lane's `stream_id`.
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+LaneKey = str | None  # a lane: its `stream_id`, or None for the default lane (D4)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Create:
         return self.body.get("stream_id")
 
     @cached_property
-    def lane(self) -> str | None:
+    def lane(self) -> LaneKey:
         """The named lane it asks for, when its `stream_id` is a valid one; else None."""
         stream_id = self.stream_id
         return stream_id if isinstance(stream_id, str) and STREAM_ID.match(stream_id) else None

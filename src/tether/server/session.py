@@ -31,10 +31,8 @@ from typing import Any
 from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
 from tether.protocol import client_events, errors
-from tether.protocol.client_events import Create, Steer
+from tether.protocol.client_events import Create, LaneKey, Steer
 from tether.protocol.errors import ApiError
-
-LaneKey = str | None  # None is the default lane
 
 
 class State(enum.Enum):

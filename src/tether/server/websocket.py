@@ -27,11 +27,12 @@ from tether.core.connection import Connection
 from tether.core.event_log import Event
 from tether.core.responses import Responses
 from tether.protocol import errors, handshake
+from tether.protocol.client_events import LaneKey
 from tether.protocol.errors import ApiError
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
 from tether.server.runtime import Runtime
-from tether.server.session import Action, Close, LaneKey, Send, Session, StartTurn
+from tether.server.session import Action, Close, Send, Session, StartTurn
 
 log = logging.getLogger(__name__)
 
