@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tether.bench.agents import TurnResult
-from tether.bench.report import by_turn, chart, markdown
-from tether.bench.runner import Row
+from tether.bench.report import by_turn, chart, comparison_markdown, markdown
+from tether.bench.runner import Row, client_mode
 from tether.bench.workload import CHARS_PER_TOKEN, TASK_TOKENS, TOOL_RESULT_TOKENS, TOOLS, Rollout
 
 
@@ -53,3 +53,16 @@ def test_the_markdown_table_and_the_chart(tmp_path: Path) -> None:
     assert "| chat | 1 | 0.50 | 0.50 | 1.00x | n/a |" in text
     chart(rows(), tmp_path / "chart.png", "test")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_comparison_puts_each_mode_beside_its_baseline() -> None:
+    def turn(mode: str, n: int, ms: float) -> Row:
+        return Row(mode, 1, 0, 0, TurnResult(n, 0.001, 0.001, ms / 1000, 10, 0, 100))
+
+    compared = [turn("ws", n, 2.0) for n in range(1, 21)] + [
+        turn("ws@baseline", n, 4.0) for n in range(1, 21)
+    ]
+    text = comparison_markdown(compared, "baseline")
+    assert "| mode | turns 1-20 | turns 1-10 | turns 11-20 |" in text
+    assert "| ws | 4.00 → 2.00 (x0.50) | 4.00 → 2.00 (x0.50) | 4.00 → 2.00 (x0.50) |" in text
+    assert client_mode("ws@baseline") == "ws" and client_mode("http-chained") == "http-chained"

@@ -38,6 +38,7 @@ OUT = typer.Option(help="Folder for the JSON rows, the markdown table and the PN
 INSTALL_HINT = "pip install 'tether[bench]' (in a checkout: make bench, or pip install -e '.[bench]')"
 UPSTREAM = "upstream"  # `--serve upstream`: Tether in front of the peer
 URL_HELP = "Tether's base URL; without it the command starts `tether serve --model scripted`."
+BASELINE = "baseline"  # the label of the modes run against `--baseline`
 
 
 @bench.callback()
@@ -191,17 +192,31 @@ def overhead(
     modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "ws,http-stateless,http-chained",
     turns: Annotated[int, typer.Option(help="Turns, i.e. the longest history measured.")] = 100,
     repeats: Annotated[int, typer.Option(help="Runs; percentiles are over all of them.")] = 3,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Another Tether's base URL (e.g. an earlier commit, on the scripted model): every "
+            "mode runs against both, side by side in each repeat, and the table compares them."
+        ),
+    ] = None,
     out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "overhead",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
     """Server cost of a continuation turn as the history grows (scripted model, zero latency)."""
-    plan = runner.Plan(tuple(modes.split(",")), (1,), turns, repeats)
+    chosen = tuple(modes.split(","))
+    labelled = tuple(m for mode in chosen for m in (f"{mode}@{BASELINE}", mode)) if baseline else chosen
+    plan = runner.Plan(labelled, (1,), turns, repeats)
     with _servers(url, None if url else "scripted") as running, _progress() as progress:
         target = _target(running.tether_url, max_output_tokens=1)
-        rows, failures = asyncio.run(runner.run(plan, dict.fromkeys(plan.modes, target), progress))
+        targets = dict.fromkeys(chosen, target)
+        if baseline is not None:
+            targets |= dict.fromkeys((f"{mode}@{BASELINE}" for mode in chosen), _target(baseline, 1))
+        rows, failures = asyncio.run(runner.run(plan, targets, progress))
     report.overhead_chart(rows, out / f"{name}.png", f"Continuation turn time, scripted model ({_machine()})")
     table = report.overhead_markdown(rows) + "".join(f"\nFailed: {f}\n" for f in failures)
+    if baseline is not None:
+        table += "\n" + report.comparison_markdown(rows, BASELINE)
     _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 

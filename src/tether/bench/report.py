@@ -135,6 +135,29 @@ def overhead_markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(rows: list[Row], label: str) -> str:
+    """Each mode against its `mode@label` twin, run side by side: p50 turn time (ms) by history
+    length, and the ratio this / baseline."""
+    modes = sorted({row.mode for row in rows if "@" not in row.mode})
+    last_turn = max(row.result.turn for row in rows)
+    buckets = [(1, last_turn), *((lo, hi) for lo, hi in HISTORY_BUCKETS if lo <= last_turn)]
+    header = "| mode | " + " | ".join(f"turns {lo}-{min(hi, last_turn)}" for lo, hi in buckets)
+    lines = [header + " |", "|---" * (len(buckets) + 1) + "|"]
+
+    def p50(mode: str, lo: int, hi: int) -> float:
+        return percentile(
+            [r.result.seconds * 1000 for r in rows if r.mode == mode and lo <= r.result.turn <= hi], 0.5
+        )
+
+    for mode in modes:
+        cells = []
+        for lo, hi in buckets:
+            this, base = p50(mode, lo, hi), p50(f"{mode}@{label}", lo, hi)
+            cells.append(f"{base:.2f} → {this:.2f} (x{this / base:.2f})")
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return f"p50 turn time (ms), {label} → this server (ratio):\n\n" + "\n".join(lines) + "\n"
+
+
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (xs, ys)
 
 

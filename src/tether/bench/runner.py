@@ -27,6 +27,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Plan:
+    # A mode may carry a label after '@' ("ws@baseline"): the same client, another target.
     modes: tuple[str, ...]
     concurrency: tuple[int, ...]
     turns: int
@@ -35,6 +36,11 @@ class Plan:
     @property
     def total_turns(self) -> int:
         return len(self.modes) * sum(self.concurrency) * self.turns * self.repeats
+
+
+def client_mode(mode: str) -> str:
+    """The client's mode of a labelled one: "ws@baseline" → "ws"."""
+    return mode.partition("@")[0]
 
 
 async def run(plan: Plan, targets: dict[str, Target], progress: Progress) -> tuple[list[Row], list[str]]:
@@ -50,7 +56,8 @@ async def run(plan: Plan, targets: dict[str, Target], progress: Progress) -> tup
                 progress.update(task, description=f"{mode}, {agents} agent(s), run {repeat + 1}")
                 rollouts = [Rollout(agent=i, turns=plan.turns) for i in range(agents)]
                 results = await asyncio.gather(
-                    *(run_agent(mode, targets[mode], r) for r in rollouts), return_exceptions=True
+                    *(run_agent(client_mode(mode), targets[mode], r) for r in rollouts),
+                    return_exceptions=True,
                 )
                 for rollout, turns in zip(rollouts, results, strict=True):
                     if isinstance(turns, BaseException):
