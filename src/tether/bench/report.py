@@ -169,7 +169,10 @@ def line_chart(series: Series, path: Path, title: str, xlabel: str, ylabel: str,
 
     figure, axis = plt.subplots(figsize=(8, 5))
     for label, (xs, ys) in series.items():
-        axis.plot(xs, ys, marker="o", markersize=3, label=label, color=MODE_COLORS.get(label))
+        # A labelled twin ("ws@baseline") takes its mode's colour, dashed.
+        mode, _, twin = label.partition("@")
+        style = "--" if twin else "-"
+        axis.plot(xs, ys, style, marker="o", markersize=3, label=label, color=MODE_COLORS.get(mode))
     if log_x:
         axis.set_xscale("log", base=2)
     axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
