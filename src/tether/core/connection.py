@@ -14,7 +14,8 @@ from typing import Any
 from tether.core import turn
 from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import EventSink
-from tether.core.responses import Responses, Running, SocketTurn
+from tether.core.responses import Responses
+from tether.core.running import Running, SocketTurn
 from tether.protocol.client_events import LaneKey
 from tether.protocol.request import parse_create, previous_response_id_of
 

@@ -3,10 +3,10 @@
 Transports call these and render what comes back; every client error is an `ApiError` raised
 before a response exists. Every call names the tenant it acts for: another tenant's response,
 running or stored, is answered exactly like an unknown id. A response in flight lives in
-`self.running` with its `EventLog`, so a streaming reader, a poller and a canceller all see the
-same events. Its life follows `core.lifecycle`: once it has ended it is settled here, in one
-place (stored when `store: true`, recorded by its WebSocket connection's cache), and only then
-leaves `running`, so a reader never finds it in neither.
+`self.running` (`core.running.InFlight`) with its `EventLog`, so a streaming reader, a poller and
+a canceller all see the same events. Its life follows `core.lifecycle`: once it has ended it is
+settled here, in one place (stored when `store: true`, recorded by its WebSocket connection's
+cache), and only then leaves `running`, so a reader never finds it in neither.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from tether.backends.base import (
@@ -27,13 +27,12 @@ from tether.backends.base import (
     Prompt,
 )
 from tether.core import chain, turn
-from tether.core.connection_cache import ConnectionCache
-from tether.core.event_log import EventLog, EventSink, FanOut
-from tether.core.lifecycle import Lifecycle, Outcome, State
+from tether.core.event_log import EventLog, FanOut
+from tether.core.lifecycle import Outcome, State
 from tether.core.metrics import Metrics
+from tether.core.running import InFlight, Running, SocketTurn
 from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
-from tether.protocol.client_events import LaneKey
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart
 from tether.protocol.request import CreateRequest
@@ -44,38 +43,6 @@ from tether.store.base import ItemPage, Store, StoredResponse
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SocketTurn:
-    """Where a WebSocket turn runs: its lane (`stream_id`, D4), the cache of its connection
-    (which resolves its parent and records how it ended, §8.2), the connection's sender."""
-
-    lane: LaneKey
-    cache: ConnectionCache
-    sender: EventSink
-
-
-@dataclass
-class Running:
-    """A response between `response.created` and settled."""
-
-    id: str
-    request: CreateRequest
-    tenant: str
-    context: chain.Context
-    events: ResponseEvents
-    log: EventLog  # every event, for stream readers and for the store
-    sink: EventSink  # where the turn emits: the log, plus the socket's sender if it has one
-    cancel: Cancellation
-    socket: SocketTurn | None
-    created_at: int
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).
-    task: asyncio.Task[None] | None = None
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.events.snapshot()
-
-
 class Responses:
     def __init__(
         self, backend: Backend, store: Store, served_models: frozenset[str], metrics: Metrics
@@ -84,7 +51,7 @@ class Responses:
         self.store = store
         self.served_models = served_models
         self.metrics = metrics
-        self.running: dict[str, Running] = {}
+        self.running = InFlight()
         self.warm_ups = WarmUps()
         metrics.watch_backend(backend.cache_stats)
         metrics.watch_running(lambda: len(self.running), lambda: len(self.warm_ups))
@@ -94,7 +61,7 @@ class Responses:
 
     def history(self, tenant: str) -> chain.StoredHistory:
         """The tenant's stored chains (a WebSocket's cache falls back to these)."""
-        return chain.StoredHistory(self.store, in_flight=self, tenant=tenant)
+        return chain.StoredHistory(self.store, in_flight=self.running, tenant=tenant)
 
     async def start(self, request: CreateRequest, tenant: str, socket: SocketTurn | None = None) -> Running:
         """Validate against state, emit `response.created`, and run the response in a task.
@@ -115,7 +82,7 @@ class Responses:
         events = ResponseEvents(response, None if socket is None else socket.lane)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
                           created_at)  # fmt: skip
-        self.running[response_id] = running
+        self.running.add(running)
         if socket is not None:
             socket.cache.started(response_id, running.lifecycle)
         await sink.emit(events.created())
@@ -184,7 +151,7 @@ class Responses:
                 parent = running.request.previous_response_id
                 running.socket.cache.record(running.socket.lane, parent, running.id,
                                             running.context.items, outcome)  # fmt: skip
-            self.running.pop(running.id, None)
+            self.running.remove(running)
             running.lifecycle.settle()
 
     def _measure(self, running: Running, work: turn.Turn) -> None:
@@ -210,27 +177,10 @@ class Responses:
             )
         )
 
-    async def settled(self, response_id: str, tenant: str) -> bool:
-        """`chain.InFlight`: a stored response that has ended is waited for until it is settled."""
-        running = self._stored_running(response_id, tenant)
-        if running is None:
-            return True
-        if not running.lifecycle.ended:
-            return False
-        await running.lifecycle.settled()
-        return True
-
     # --- read, delete, cancel ---------------------------------------------------------------------
 
-    def _stored_running(self, response_id: str, tenant: str) -> Running | None:
-        """A running response the API may show the tenant: `store: false` ones are never
-        visible (§8.8), nor another tenant's."""
-        running = self.running.get(response_id)
-        visible = running is not None and running.request.store and running.tenant == tenant
-        return running if visible else None
-
     async def get(self, response_id: str, tenant: str) -> dict[str, Any]:
-        running = self._stored_running(response_id, tenant)
+        running = self.running.visible(response_id, tenant)
         if running is not None:
             return running.snapshot()
         stored = await self.store.get(response_id, tenant)
@@ -243,7 +193,7 @@ class Responses:
 
         Raises before the first event when the id is unknown, so transports can still answer 404.
         """
-        running = self._stored_running(response_id, tenant)
+        running = self.running.visible(response_id, tenant)
         if running is not None:
             return running.log.follow(starting_after)
         stored = await self.store.events(response_id, tenant, starting_after)
@@ -252,7 +202,7 @@ class Responses:
         return _iterate(stored)
 
     async def delete(self, response_id: str, tenant: str) -> None:
-        if self._stored_running(response_id, tenant) is not None:
+        if self.running.visible(response_id, tenant) is not None:
             raise errors.invalid_request(
                 f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
             )
@@ -261,7 +211,7 @@ class Responses:
 
     async def cancel(self, response_id: str, tenant: str) -> dict[str, Any]:
         """Cancel a background response; idempotent, and a finished one is returned as it is."""
-        running = self._stored_running(response_id, tenant)
+        running = self.running.visible(response_id, tenant)
         if running is not None:
             if not running.request.background:
                 raise _not_background(response_id)
@@ -276,7 +226,7 @@ class Responses:
     async def input_items(
         self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Order
     ) -> ItemPage:
-        running = self._stored_running(response_id, tenant)
+        running = self.running.visible(response_id, tenant)
         if running is not None:
             wire = [item.to_wire() for item in running.context.input]
             items, has_more = resources.page(wire, after, limit, order)
@@ -319,7 +269,7 @@ class Responses:
     def interrupt_all(self) -> None:
         """End everything still running as `incomplete` / `interrupted` (each reader of a stream
         still gets that terminal event), and stop the prefills of warm-ups."""
-        for running in list(self.running.values()):
+        for running in self.running:
             running.cancel.cancel(turn.INTERRUPTED)
         self.warm_ups.cancel_all()
 

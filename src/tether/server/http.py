@@ -20,7 +20,8 @@ from starlette.routing import Route
 from tether.config import HttpLimits
 from tether.core import turn
 from tether.core.lifecycle import Outcome
-from tether.core.responses import Responses, Running
+from tether.core.responses import Responses
+from tether.core.running import Running
 from tether.protocol import errors, resources
 from tether.protocol.errors import ApiError
 from tether.protocol.request import parse_compact, parse_create

@@ -79,7 +79,7 @@ Action = Send | StartTurn | Close
 @dataclass
 class Lane:
     queue: deque[Create] = field(default_factory=deque)
-    running: bool = False
+    busy: bool = False  # a turn of this lane runs
 
 
 class Session:
@@ -127,9 +127,9 @@ class Session:
 
     def turn_finished(self, lane_key: LaneKey) -> list[Action]:
         lane = self.lanes[lane_key]
-        if not lane.running:
+        if not lane.busy:
             raise IllegalMove(f"turn_finished for lane {lane_key!r}, which is not running")
-        lane.running = False
+        lane.busy = False
         self.active -= 1
         if self.state is State.CLOSED:
             return []
@@ -190,7 +190,7 @@ class Session:
         lane = self.lanes.setdefault(lane_key, Lane())
         lane.queue.append(create)
         self.queued_bytes += create.size
-        if lane.running or lane_key in self.waiting:
+        if lane.busy or lane_key in self.waiting:
             return []
         self.waiting.append(lane_key)
         return self._start_waiting()
@@ -225,7 +225,7 @@ class Session:
         while self.waiting and self.active < self.limits.max_active_responses:
             key = self.waiting.popleft()
             lane = self.lanes[key]
-            lane.running = True
+            lane.busy = True
             self.active += 1
             create = lane.queue.popleft()
             self.queued_bytes -= create.size

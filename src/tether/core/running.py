@@ -1,0 +1,92 @@
+"""The responses in flight: each between `response.created` and settled, and the registry of them.
+
+A response in flight is visible to the API (`GET`, a stream's replay, cancel, its input items)
+only when it is stored (`store: true`, §8.8) and only to its own tenant; to anyone else it is
+answered like an unknown id. The registry is also what a stored chain asks before it reads a
+parent from the store (`chain.InFlight`): a parent still running cannot be continued, and one
+that has just ended is waited for until it is settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.backends.base import Cancellation
+from tether.core.chain import Context
+from tether.core.connection_cache import ConnectionCache
+from tether.core.event_log import EventLog, EventSink
+from tether.core.lifecycle import Lifecycle
+from tether.protocol.client_events import LaneKey
+from tether.protocol.events import ResponseEvents
+from tether.protocol.request import CreateRequest
+
+
+@dataclass(frozen=True)
+class SocketTurn:
+    """Where a WebSocket turn runs: its lane (`stream_id`, D4), the cache of its connection
+    (which resolves its parent and records how it ended, §8.2), the connection's sender."""
+
+    lane: LaneKey
+    cache: ConnectionCache
+    sender: EventSink
+
+
+@dataclass
+class Running:
+    """A response between `response.created` and settled."""
+
+    id: str
+    request: CreateRequest
+    tenant: str
+    context: Context
+    events: ResponseEvents
+    log: EventLog  # every event, for stream readers and for the store
+    sink: EventSink  # where the turn emits: the log, plus the socket's sender if it has one
+    cancel: Cancellation
+    socket: SocketTurn | None
+    created_at: int
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).
+    task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.events.snapshot()
+
+
+class InFlight:
+    """Every response in flight, by id."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Running] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Running]:
+        return iter(list(self._by_id.values()))
+
+    def add(self, running: Running) -> None:
+        self._by_id[running.id] = running
+
+    def remove(self, running: Running) -> None:
+        self._by_id.pop(running.id, None)
+
+    def visible(self, response_id: str, tenant: str) -> Running | None:
+        """The response in flight the API may show `tenant`, if any."""
+        running = self._by_id.get(response_id)
+        shown = running is not None and running.request.store and running.tenant == tenant
+        return running if shown else None
+
+    async def settled(self, response_id: str, tenant: str) -> bool:
+        """`chain.InFlight`: False while the response runs; once it has ended, True when it is
+        settled; True at once when it is not in flight (or not the tenant's to see)."""
+        running = self.visible(response_id, tenant)
+        if running is None:
+            return True
+        if not running.lifecycle.ended:
+            return False
+        await running.lifecycle.settled()
+        return True
