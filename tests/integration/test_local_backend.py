@@ -245,7 +245,7 @@ def test_cancellation_ends_the_stream_without_finished(backend: LocalBackend) ->
     events = asyncio.run(run())
     assert len(events) == 1 and isinstance(events[0], TextDelta)
     # What the context holds shows how far the worker went: a few tokens, not the budget.
-    assert backend._llm.n_tokens - prompt_tokens < 100
+    assert backend.context_tokens - prompt_tokens < 100
     # The worker let go of the model: the next request is served.
     assert finished(collect(backend, generation((user("Hi"),), max_output_tokens=2)))
 
@@ -262,7 +262,7 @@ def test_a_slow_consumer_makes_the_model_wait(backend: LocalBackend) -> None:
         stream = backend.generate(prompt, cancel)
         await anext(stream)
         await asyncio.sleep(3)  # ~300 tokens' worth of decoding, were nothing holding it back
-        ahead = backend._llm.n_tokens - prompt_tokens
+        ahead = backend.context_tokens - prompt_tokens
         cancel.cancel("done looking")
         await stream.aclose()
         return ahead

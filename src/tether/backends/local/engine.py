@@ -101,6 +101,11 @@ class LocalBackend:
         """Tokens the context holds: prompt and answer together."""
         return int(self._llm.n_ctx())
 
+    @property
+    def context_tokens(self) -> int:
+        """Tokens in the context now: how far the last prefill and generation went."""
+        return int(self._llm.n_tokens)
+
     async def render(self, generation: Generation) -> Prompt:
         """The job's tokens, built on the tokenizer thread (a turn's prompt opens the model's
         reply; a warm-up's does not)."""
