@@ -1,4 +1,5 @@
-"""Fixtures: real server processes (scripted, slow scripted, authenticated, local model)."""
+"""Fixtures: real server processes (scripted, slow scripted, authenticated, local model) and a
+real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.postgres import Postgres, postgres_server
 from tests.server_process import TetherServer
 
 SCRIPTED = "tether-scripted"
@@ -63,3 +65,10 @@ def local_server_without_kv_cache(tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture
 def client(scripted_server: TetherServer) -> openai.OpenAI:
     return scripted_server.client()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session; each test takes a database of its own."""
+    with postgres_server() as server:
+        yield server

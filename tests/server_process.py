@@ -12,8 +12,15 @@ from tether.bench.servers import ServerProcess, tether
 class TetherServer(ServerProcess):
     """Starts, stops and restarts one server process; the port and database survive restarts."""
 
-    def __init__(self, db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None):
-        spec = tether(db, *args, model=model, api_key=api_key)
+    def __init__(
+        self,
+        db: Path,
+        *args: str,
+        model: str | None = "scripted",
+        api_key: str | None = None,
+        store: str | None = None,
+    ):
+        spec = tether(db, *args, model=model, api_key=api_key, store=store)
         super().__init__(spec.command, spec.port, spec.ready_path, spec.log_path)
         self.db = db
         self.api_key = api_key

@@ -16,7 +16,7 @@ from starlette.routing import Mount, WebSocketRoute
 from tether.backends.base import Backend
 from tether.backends.scripted import ScriptedBackend
 from tether.backends.upstream import UpstreamBackend
-from tether.config import Settings
+from tether.config import Settings, Storage
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
 from tether.protocol.errors import ApiError
@@ -25,6 +25,8 @@ from tether.server.admission import Admission, AdmissionControl
 from tether.server.auth import BearerAuth, KeyRing, RequestIds
 from tether.server.runtime import Runtime
 from tether.server.websocket import WebSocketApi
+from tether.store.base import Store
+from tether.store.postgres import PostgresStore
 from tether.store.sqlite import SqliteStore
 
 
@@ -40,6 +42,13 @@ async def load_backend(settings: Settings) -> Backend:
     return await asyncio.to_thread(LocalBackend.load, settings.local, model_path)
 
 
+async def open_store(storage: Storage) -> Store:
+    kind, where = storage.location()
+    if kind == "postgresql":
+        return await PostgresStore(where, storage.db_max_connections).open()
+    return await SqliteStore(Path(where)).open()
+
+
 def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     """The app; `runtime` is what its lifespan fills (the shutdown sequence reads it too)."""
     runtime = runtime or Runtime()
@@ -51,7 +60,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         backend = await load_backend(settings)
-        store = await SqliteStore(settings.storage.db).open()
+        store = await open_store(settings.storage)
         served = frozenset({*backend.model_ids, *settings.models.model_aliases})
         responses = Responses(backend, store, served, Metrics())
         runtime.start(responses)

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tether.app import build_app
 from tether.bench.cli import bench
-from tether.config import Declaration, Settings, declarations
+from tether.config import Declaration, Settings, declarations, masked
 from tether.server.lifecycle import GracefulServer
 from tether.server.runtime import Runtime
 from tether.server.ws_protocol import IncompatibleUvicorn, guarded_protocol
@@ -124,7 +124,8 @@ def _announce(settings: Settings, keys: dict[str, str]) -> None:
     auth = f"bearer keys ({len(keys)} for {tenants} tenant{'s' * (tenants != 1)})" if keys else "none"
     console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
     model = ", ".join(settings.upstream.urls) if settings.upstream.urls else settings.models.model
-    console.print(f"  model: {model}\n  store: sqlite {settings.storage.db}\n  auth: {auth}")
+    kind, where = settings.storage.location()
+    console.print(f"  model: {model}\n  store: {kind} {masked(where)}\n  auth: {auth}")
 
 
 def main() -> None:

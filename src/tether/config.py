@@ -8,7 +8,7 @@ Each section is handed whole to the one part that uses it:
     http        http_*                               server/http.py
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
     models      model, model_aliases                 app.py (which backend), core (served names)
-    storage     db                                   store/sqlite.py
+    storage     db, db_max_connections               app.py → store/sqlite.py or store/postgres.py
     local       n_threads, n_ctx, *_bytes            backends/local
     upstream    upstreams, upstream_*                backends/upstream
     scripted    scripted_*                           backends/scripted.py
@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -266,9 +266,28 @@ class Models(Section):
 
 
 class Storage(Section):
-    db: Path = setting(
-        Path("tether.db"), "SQLite file for `store: true` responses (WAL mode).", metavar="PATH"
+    db: str = setting(
+        "tether.db",
+        "Where `store: true` responses live: a SQLite file (WAL mode; one process), or a "
+        "`postgresql://USER:PASSWORD@HOST:PORT/DATABASE` URL that several Tether processes share.",
+        metavar="PATH|URL",
+        repr=False,  # a URL may hold a password
     )
+    db_max_connections: int = setting(
+        10,
+        "PostgreSQL: connections each Tether process keeps open to the database at most.",
+        metavar="N",
+        ge=1,
+    )
+
+    @field_validator("db")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        store_location(value)  # raises with what is wrong
+        return value
+
+    def location(self) -> tuple[StoreKind, str]:
+        return store_location(self.db)
 
 
 class LocalEngine(Section):
@@ -521,6 +540,31 @@ def markdown_table() -> str:
             flag = f"`{d.option} {d.metavar or 'VALUE'}`" + (" (repeatable)" if d.is_list else "")
         rows.append(f"| {flag} | `{d.env}` | {d.default_text()} | {d.help} |")
     return "\n".join(rows)
+
+
+StoreKind = Literal["sqlite", "postgresql"]
+
+
+def store_location(db: str) -> tuple[StoreKind, str]:
+    """`--db` → which store and where: a path or `sqlite:///PATH` is SQLite, a `postgresql://` (or
+    `postgres://`) URL is PostgreSQL; any other URL is refused, rather than taken for a file name."""
+    scheme, sep, rest = db.partition("://")
+    if not sep:
+        return "sqlite", db
+    if scheme == "sqlite":
+        return "sqlite", rest.removeprefix("/") if rest.startswith("//") else rest
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql", db
+    raise ValueError(f"--db {scheme}://…: expected a SQLite path, sqlite:///PATH or postgresql://…")
+
+
+def masked(url: str) -> str:
+    """A URL as it may be shown: the password in it, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def upstream_route(spec: str) -> tuple[str | None, str]:

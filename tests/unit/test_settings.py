@@ -7,7 +7,7 @@ import typer
 from pydantic import ValidationError
 
 from tether.cli import app
-from tether.config import Settings, WebSocketLimits, declarations, upstream_route
+from tether.config import Settings, WebSocketLimits, declarations, masked, upstream_route
 from tether.server.ws_protocol import HOOKS, missing_hooks
 
 
@@ -79,3 +79,30 @@ def test_an_unknown_setting_is_refused() -> None:
 def test_the_websocket_guards_name_every_uvicorn_hook_they_need() -> None:
     assert missing_hooks() == []  # the installed uvicorn has them all
     assert missing_hooks(object) == list(HOOKS)
+
+
+@pytest.mark.parametrize(
+    ("db", "location"),
+    [
+        ("tether.db", ("sqlite", "tether.db")),
+        ("/var/lib/tether/t.db", ("sqlite", "/var/lib/tether/t.db")),
+        ("sqlite:///var/lib/tether/t.db", ("sqlite", "/var/lib/tether/t.db")),
+        ("postgresql://u:p@db:5432/tether", ("postgresql", "postgresql://u:p@db:5432/tether")),
+        ("postgres://db/tether", ("postgresql", "postgres://db/tether")),
+    ],
+)
+def test_db_names_a_sqlite_file_or_a_postgresql_url(db: str, location: tuple[str, str]) -> None:
+    assert Settings.load({"db": db}).storage.location() == location
+
+
+@pytest.mark.parametrize("db", ["mysql://db/tether", "redis://cache:6379", "https://example.com/x"])
+def test_any_other_url_is_refused_not_taken_for_a_file(db: str) -> None:
+    with pytest.raises(ValidationError, match="expected a SQLite path"):
+        Settings.load({"db": db})
+
+
+def test_a_database_password_is_masked_and_kept_out_of_the_repr() -> None:
+    settings = Settings.load({"db": "postgresql://tether:hunter2@db:5432/tether"})
+    assert "hunter2" not in repr(settings)
+    assert masked(settings.storage.db) == "postgresql://tether:***@db:5432/tether"
+    assert masked("postgresql://db/tether") == "postgresql://db/tether"

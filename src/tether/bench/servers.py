@@ -80,11 +80,14 @@ class ServerProcess:
         self.stop()
 
 
-def tether(db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None) -> ServerProcess:
-    """`model` None: the backend comes from `args` (e.g. `--upstream URL`)."""
+def tether(
+    db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None, store: str | None = None
+) -> ServerProcess:
+    """`model` None: the backend comes from `args` (e.g. `--upstream URL`). The SQLite file `db`
+    names the log too; `store` (a `postgresql://` URL) replaces the file."""
     port = free_port()
     command = [sys.executable, "-m", "tether", "serve", "--port", str(port),
-               "--db", str(db), "--log-level", "warning", *args]  # fmt: skip
+               "--db", store or str(db), "--log-level", "warning", *args]  # fmt: skip
     if model is not None:
         command += ["--model", model]
     if api_key:

@@ -1,14 +1,21 @@
-"""The SQLite store on a real file: atomic records, chains, pagination, deletion, tenants."""
+"""Both stores, each on a real database (a SQLite file, a PostgreSQL server): atomic records,
+chains, pagination, deletion, tenants, and migrations."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tether.store.base import DEFAULT_TENANT, StoredResponse
-from tether.store.sqlite import SqliteStore
+import asyncpg
+import pytest
+
+from tests.postgres import Postgres
+from tether.app import open_store
+from tether.config import Storage
+from tether.store.base import DEFAULT_TENANT, Store, StoredResponse, StoreError
 
 T = DEFAULT_TENANT
 
@@ -30,9 +37,23 @@ def record(
     )  # fmt: skip
 
 
-def run(path: Path, body: Any) -> Any:
+Location = str  # what `--db` says
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """A new, empty database of each kind."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.db")
+    postgres: Postgres = request.getfixturevalue("postgres")
+    return postgres.new_database()
+
+
+def run(db: Location, body: Callable[[Store], Any]) -> Any:
+    """`body` on the store at `db`, opened for it and closed after."""
+
     async def main() -> Any:
-        store = await SqliteStore(path).open()
+        store = await open_store(Storage(db=db))
         try:
             return await body(store)
         finally:
@@ -41,38 +62,37 @@ def run(path: Path, body: Any) -> Any:
     return asyncio.run(main())
 
 
-def test_a_chain_reads_back_root_first(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> Any:
+def test_a_chain_reads_back_root_first(db: Location) -> None:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         await store.save(record("r2", "r1", ["b", "c"], "B"))
         return await store.chain_items("r2", T)
 
-    assert [i["text"] for i in run(tmp_path / "s.db", body)] == ["a", "A", "b", "c", "B"]
+    assert [i["text"] for i in run(db, body)] == ["a", "A", "b", "c", "B"]
 
 
-def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    run(path, lambda store: store.save(record("r1", None, ["a"], "A")))
-    assert run(path, lambda store: store.get("r1", T)) == {"id": "r1", "status": "completed"}
-    assert [e["sequence_number"] for e in run(path, lambda s: s.events("r1", T, 0))] == [1]
+def test_data_survives_reopening_the_store(db: Location) -> None:
+    run(db, lambda store: store.save(record("r1", None, ["a"], "A")))
+    assert run(db, lambda store: store.get("r1", T)) == {"id": "r1", "status": "completed"}
+    assert [e["sequence_number"] for e in run(db, lambda s: s.events("r1", T, 0))] == [1]
 
 
-def test_input_items_paginate_with_a_cursor(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> Any:
+def test_input_items_paginate_with_a_cursor(db: Location) -> None:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, list("abcde"), "X"))
         first = await store.input_items("r1", T, after=None, limit=2, order="asc")
         second = await store.input_items("r1", T, after=first.items[-1]["id"], limit=2, order="asc")
         newest = await store.input_items("r1", T, after=None, limit=5, order="desc")
         return first, second, newest
 
-    first, second, newest = run(tmp_path / "s.db", body)
+    first, second, newest = run(db, body)
     assert [i["text"] for i in first.items] == ["a", "b"] and first.has_more
     assert [i["text"] for i in second.items] == ["c", "d"] and second.has_more
     assert [i["text"] for i in newest.items] == list("edcba") and not newest.has_more
 
 
-def test_deleting_a_link_breaks_the_chain_beyond_it(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> Any:
+def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         await store.save(record("r2", "r1", ["b"], "B"))
         deleted = await store.delete("r1", T)
@@ -83,19 +103,19 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(tmp_path: Path) -> None:
             await store.delete("r1", T),
         )
 
-    assert run(tmp_path / "s.db", body) == (True, None, None, False)
+    assert run(db, body) == (True, None, None, False)
 
 
-def test_find_item_returns_the_latest_copy_of_an_id(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> Any:
+def test_find_item_returns_the_latest_copy_of_an_id(db: Location) -> None:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         return await store.find_item("r1_out", T), await store.find_item("nope", T)
 
-    assert run(tmp_path / "s.db", body) == ({"id": "r1_out", "text": "A"}, None)
+    assert run(db, body) == ({"id": "r1_out", "text": "A"}, None)
 
 
-def test_every_read_is_within_one_tenant(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> Any:
+def test_every_read_is_within_one_tenant(db: Location) -> None:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A", tenant="alice"))
         await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
         seen_by_bob = (
@@ -108,20 +128,20 @@ def test_every_read_is_within_one_tenant(tmp_path: Path) -> None:
         )
         return seen_by_bob, await store.chain_items("r2", "alice")
 
-    seen_by_bob, alices_chain = run(tmp_path / "s.db", body)
+    seen_by_bob, alices_chain = run(db, body)
     assert seen_by_bob == (None, None, None, None, None, False)
     assert [i["text"] for i in alices_chain] == ["a", "A", "b", "B"]
 
 
-def test_a_chain_never_crosses_tenants(tmp_path: Path) -> None:
+def test_a_chain_never_crosses_tenants(db: Location) -> None:
     """A link written under another tenant breaks the chain, as a missing one does."""
 
-    async def body(store: SqliteStore) -> Any:
+    async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A", tenant="bob"))
         await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
         return await store.chain_items("r2", "alice")
 
-    assert run(tmp_path / "s.db", body) is None
+    assert run(db, body) is None
 
 
 def test_a_file_from_before_tenants_is_migrated_to_the_default_tenant(tmp_path: Path) -> None:
@@ -134,6 +154,37 @@ def test_a_file_from_before_tenants_is_migrated_to_the_default_tenant(tmp_path: 
         "PRAGMA user_version=1;"
     )
     db.close()
-    assert run(path, lambda store: store.get("r1", DEFAULT_TENANT)) == {"id": "r1"}
-    assert run(path, lambda store: store.get("r1", "alice")) is None
+    assert run(str(path), lambda store: store.get("r1", DEFAULT_TENANT)) == {"id": "r1"}
+    assert run(str(path), lambda store: store.get("r1", "alice")) is None
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_replicas_starting_together_migrate_once(postgres: Postgres) -> None:
+    """Each starting process migrates under an advisory lock: eight at once leave one schema."""
+    url = postgres.new_database()
+
+    async def start_together() -> list[Any]:
+        stores = await asyncio.gather(*(open_store(Storage(db=url)) for _ in range(8)))
+        for store in stores:
+            await store.aclose()
+        connection = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await connection.fetch("SELECT version FROM tether_schema")]
+        finally:
+            await connection.close()
+
+    assert asyncio.run(start_together()) == [(1,)]
+
+
+def test_a_database_from_a_newer_tether_is_refused(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    run(url, lambda store: store.get("r1", T))
+
+    async def from_the_future() -> None:
+        connection = await asyncpg.connect(url)
+        await connection.execute("UPDATE tether_schema SET version = 99")
+        await connection.close()
+
+    asyncio.run(from_the_future())
+    with pytest.raises(StoreError, match="schema version 99"):
+        run(url, lambda store: store.get("r1", T))

@@ -1,0 +1,222 @@
+"""PostgreSQL store: one database shared by every Tether process that names it.
+
+The same schema and behaviour as the SQLite store (`sqlite.py`), over an asyncpg connection pool:
+a response, its items and its event log are written in one transaction; deleting a response
+breaks the chains through it; every read is within one tenant.
+
+Migrations are versioned (`tether_schema`) and applied at start inside a transaction that holds
+an advisory lock, so replicas that start together migrate once and the others wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import asyncpg
+import orjson
+
+from tether.config import masked
+from tether.store.base import ItemPage, Json, StoredResponse, StoreError
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_MIGRATION_LOCK = 0x7E7E_E12  # the advisory lock every starting process takes to migrate
+# Each entry brings the schema from its index to the next version.
+_MIGRATIONS = [
+    """
+    CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        previous_response_id TEXT,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        body BYTEA NOT NULL
+    );
+    CREATE TABLE items (
+        response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
+        is_output BOOLEAN NOT NULL,
+        position INTEGER NOT NULL,
+        item_id TEXT,
+        written BIGSERIAL,
+        body BYTEA NOT NULL,
+        PRIMARY KEY (response_id, is_output, position)
+    );
+    CREATE INDEX items_by_item_id ON items(item_id);
+    CREATE TABLE events (
+        response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
+        sequence_number INTEGER NOT NULL,
+        body BYTEA NOT NULL,
+        PRIMARY KEY (response_id, sequence_number)
+    );
+    """,
+]
+
+# Walks from a response to its chain's root, within one tenant; `depth` orders it root-first.
+_CHAIN = """
+WITH RECURSIVE chain(id, previous_response_id, depth) AS (
+    SELECT id, previous_response_id, 0 FROM responses WHERE id = $1 AND tenant = $2
+    UNION ALL
+    SELECT r.id, r.previous_response_id, chain.depth + 1
+    FROM responses r JOIN chain ON r.id = chain.previous_response_id AND r.tenant = $2
+)
+SELECT id, previous_response_id, depth FROM chain ORDER BY depth DESC
+"""
+_OWNED = "SELECT 1 FROM responses WHERE id = $1 AND tenant = $2"
+
+
+class PostgresStore:
+    def __init__(self, url: str, max_connections: int = 10) -> None:
+        self.url = url
+        self.max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> PostgresStore:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.max_connections)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {masked(self.url)}: {exc}") from exc
+        await self._run(self._migrate)
+        return self
+
+    async def _migrate(self, db: asyncpg.Connection) -> None:
+        async with db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await db.execute("CREATE TABLE IF NOT EXISTS tether_schema (version INTEGER NOT NULL)")
+            version = await db.fetchval("SELECT version FROM tether_schema")
+            if version is None:
+                await db.execute("INSERT INTO tether_schema VALUES (0)")
+                version = 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {version}; this Tether knows {SCHEMA_VERSION}"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                await db.execute(_MIGRATIONS[step])
+            await db.execute("UPDATE tether_schema SET version = $1", SCHEMA_VERSION)
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        try:
+            async with self._pool.acquire() as db:
+                return await work(db)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"postgresql: {exc}") from exc
+
+    async def save(self, record: StoredResponse) -> None:
+        async def write(db: asyncpg.Connection) -> None:
+            async with db.transaction():
+                await db.execute("DELETE FROM responses WHERE id = $1", record.id)
+                await db.execute(
+                    "INSERT INTO responses VALUES ($1, $2, $3, $4, $5, $6)",
+                    record.id, record.tenant, record.previous_response_id, record.status,
+                    record.created_at, orjson.dumps(record.response),
+                )  # fmt: skip
+                await db.executemany(
+                    "INSERT INTO items (response_id, is_output, position, item_id, body) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    [(record.id, bool(is_output), i, item.get("id"), orjson.dumps(item))
+                     for is_output, items in enumerate((record.input_items, record.output_items))
+                     for i, item in enumerate(items)],
+                )  # fmt: skip
+                await db.executemany(
+                    "INSERT INTO events VALUES ($1, $2, $3)",
+                    [(record.id, e["sequence_number"], orjson.dumps(e)) for e in record.events],
+                )
+
+        await self._run(write)
+
+    async def get(self, response_id: str, tenant: str) -> Json | None:
+        async def read(db: asyncpg.Connection) -> Json | None:
+            body = await db.fetchval(
+                "SELECT body FROM responses WHERE id = $1 AND tenant = $2", response_id, tenant
+            )
+            return None if body is None else _json(body)
+
+        return await self._run(read)
+
+    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
+        async def read(db: asyncpg.Connection) -> list[Json] | None:
+            chain = await db.fetch(_CHAIN, response_id, tenant)
+            if not chain or chain[0]["previous_response_id"] is not None:  # unknown, or a gap
+                return None
+            rows = await db.fetch(
+                "SELECT body FROM items JOIN unnest($1::text[]) WITH ORDINALITY AS link(id, n) "
+                "ON items.response_id = link.id ORDER BY link.n, is_output, position",
+                [link["id"] for link in chain],
+            )
+            return [_json(row["body"]) for row in rows]
+
+        return await self._run(read)
+
+    async def input_items(
+        self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> ItemPage | None:
+        async def read(db: asyncpg.Connection) -> ItemPage | None:
+            if await db.fetchval(_OWNED, response_id, tenant) is None:
+                return None
+            direction, compare = ("ASC", ">") if order == "asc" else ("DESC", "<")
+            start = ""
+            args: list[Any] = [response_id, limit + 1]
+            if after is not None:
+                start = (
+                    f"AND position {compare} (SELECT position FROM items WHERE response_id = $1 "
+                    "AND NOT is_output AND item_id = $3)"
+                )
+                args.append(after)
+            rows = await db.fetch(
+                f"SELECT body FROM items WHERE response_id = $1 AND NOT is_output {start} "
+                f"ORDER BY position {direction} LIMIT $2",
+                *args,
+            )
+            items = [_json(row["body"]) for row in rows[:limit]]
+            return ItemPage(items=items, has_more=len(rows) > limit)
+
+        return await self._run(read)
+
+    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None:
+        async def read(db: asyncpg.Connection) -> list[Json] | None:
+            if await db.fetchval(_OWNED, response_id, tenant) is None:
+                return None
+            rows = await db.fetch(
+                "SELECT body FROM events WHERE response_id = $1 AND sequence_number > $2 "
+                "ORDER BY sequence_number",
+                response_id, starting_after,
+            )  # fmt: skip
+            return [_json(row["body"]) for row in rows]
+
+        return await self._run(read)
+
+    async def find_item(self, item_id: str, tenant: str) -> Json | None:
+        async def read(db: asyncpg.Connection) -> Json | None:
+            body = await db.fetchval(
+                "SELECT items.body FROM items JOIN responses ON responses.id = items.response_id "
+                "WHERE item_id = $1 AND tenant = $2 "
+                "ORDER BY responses.created_at DESC, items.written DESC LIMIT 1",
+                item_id, tenant,
+            )  # fmt: skip
+            return None if body is None else _json(body)
+
+        return await self._run(read)
+
+    async def delete(self, response_id: str, tenant: str) -> bool:
+        async def write(db: asyncpg.Connection) -> bool:
+            status = await db.execute(
+                "DELETE FROM responses WHERE id = $1 AND tenant = $2", response_id, tenant
+            )
+            return bool(status != "DELETE 0")
+
+        return await self._run(write)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _json(body: bytes) -> Json:
+    value = orjson.loads(body)
+    assert isinstance(value, dict)
+    return value
