@@ -6,14 +6,16 @@ other, as a load balancer without sticky routing would send it.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from tests.conftest import SCRIPTED
-from tests.postgres import Postgres
+from tests.postgres import Postgres, postgres_server
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 
@@ -96,3 +98,21 @@ def test_a_store_url_tether_cannot_serve_is_a_clear_startup_error(tmp_path: Path
         server.start()
     assert "expected a SQLite path, sqlite:///PATH or postgresql://" in server.log_path.read_text()
     assert not any(tmp_path.glob("mysql*"))
+
+
+def test_readiness_follows_the_store(tmp_path: Path) -> None:
+    """`/readyz` is 200 while PostgreSQL answers, 503 naming the store once it is gone, and open
+    without a key, like `/healthz`."""
+    with postgres_server() as own:
+        server = TetherServer(tmp_path / "r.db", api_key="sk-ready", store=own.new_database()).start()
+        try:
+            ready = httpx.get(server.base_url.removesuffix("/v1") + "/readyz", timeout=10)
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "ready", "checks": {"store": "ok", "backend": "ok"}}
+            own.process.send_signal(signal.SIGINT)
+            own.process.wait(timeout=30)
+            gone = httpx.get(server.base_url.removesuffix("/v1") + "/readyz", timeout=10)
+            assert gone.status_code == 503
+            assert gone.json() == {"status": "not_ready", "checks": {"store": "unavailable", "backend": "ok"}}
+        finally:
+            server.stop()

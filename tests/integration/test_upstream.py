@@ -354,6 +354,9 @@ def test_an_engine_killed_mid_stream_fails_the_response_and_the_socket_recovers(
 def test_a_named_engine_down_at_start_gets_503s_until_it_is_up(tmp_path: Path) -> None:
     process = engine(tmp_path)  # its port is chosen; it is not started yet
     with serve(tmp_path, f"{LOCAL}={process.base_url}") as server:
+        readyz = server.base_url.removesuffix("/v1") + "/readyz"
+        not_ready = httpx.get(readyz, timeout=10)
+        assert not_ready.status_code == 503 and not_ready.json()["checks"]["backend"] == "unavailable"
         client = server.client()
         with pytest.raises(openai.InternalServerError) as refused:
             client.responses.create(model=LOCAL, input="Hi.")
@@ -362,6 +365,7 @@ def test_a_named_engine_down_at_start_gets_503s_until_it_is_up(tmp_path: Path) -
             error = ws.turn(model=LOCAL, input="Hi.", store=False)[-1]
             assert error["type"] == "error" and error["status"] == 503
             with process:
+                assert httpx.get(readyz, timeout=10).status_code == 200
                 done = ws.turn(model=LOCAL, input="Hi.", store=False, max_output_tokens=4)[-1]
                 assert done["type"] in ("response.completed", "response.incomplete")
 

@@ -193,6 +193,10 @@ class Backend(Protocol):
 
     def cache_stats(self) -> CacheStats: ...
 
+    async def check(self) -> None:
+        """Raise `BackendUnavailable` when the model cannot serve now (for `/readyz`)."""
+        ...
+
     def hold(self, response_id: str) -> None:
         """A live connection will likely continue from this response: keep its state warm."""
         ...

@@ -125,6 +125,9 @@ class ScriptedBackend:
     def cache_stats(self) -> CacheStats:
         return CacheStats()  # it keeps token counts, never model state
 
+    async def check(self) -> None:
+        """Always ready: it is code."""
+
     def hold(self, response_id: str) -> None:
         """Nothing to do: a cached conversation here is one integer, and thousands are kept."""
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tether.backends.base import (
     Backend,
+    BackendError,
     BackendUnavailable,
     Cancellation,
     ContextOverflow,
@@ -38,9 +39,22 @@ from tether.protocol.items import Compaction, Item, Message, TextPart
 from tether.protocol.request import CreateRequest
 from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
-from tether.store.base import ItemPage, Store, StoredResponse
+from tether.store.base import ItemPage, Store, StoredResponse, StoreError
 
 log = logging.getLogger(__name__)
+# A readiness check that takes longer counts as failed: a probe must answer before the prober
+# gives up (load balancers wait 2 to 5 s).
+READINESS_CHECK_S = 2.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    store: str | None
+    backend: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.store is None and self.backend is None
 
 
 class Responses:
@@ -266,6 +280,14 @@ class Responses:
             # Before any response exists: a 503 the SDKs retry (e.g. a restarting engine).
             raise errors.backend_unavailable(exc.public) from None
 
+    async def readiness(self) -> Readiness:
+        """What is wrong with the store and with the model now (None: nothing). Only that a part
+        failed is said; the log says why."""
+        return Readiness(
+            store=await _problem("store", self.store.check()),
+            backend=await _problem("backend", self.backend.check()),
+        )
+
     def interrupt_all(self) -> None:
         """End everything still running as `incomplete` / `interrupted` (each reader of a stream
         still gets that terminal event), and stop the prefills of warm-ups."""
@@ -284,6 +306,15 @@ def _as_output(message: Message) -> Item:
     """A user message of the window as a complete output item: its id, a status, input parts."""
     parts = tuple(TextPart("input_text", p.text) if isinstance(p, TextPart) else p for p in message.content)
     return replace(message, content=parts, id=message.id or ids.message_id(), status="completed")
+
+
+async def _problem(part: str, check: Awaitable[None]) -> str | None:
+    try:
+        await asyncio.wait_for(check, READINESS_CHECK_S)
+    except (StoreError, BackendError, TimeoutError) as exc:
+        log.warning("not ready: the %s check failed: %s", part, exc or "it timed out")
+        return "unavailable"
+    return None
 
 
 def _not_background(response_id: str) -> errors.ApiError:

@@ -67,6 +67,15 @@ def health(models: Iterable[str]) -> dict[str, Any]:
     return {"status": "ok", "models": list(models)}
 
 
+def readiness(*, store: str | None, backend: str | None) -> dict[str, Any]:
+    """`/readyz`: what is wrong with each part (None: nothing)."""
+    ready = store is None and backend is None
+    return {
+        "status": "ready" if ready else "not_ready",
+        "checks": {"store": store or "ok", "backend": backend or "ok"},
+    }
+
+
 def status_of(response: Mapping[str, Any]) -> str:
     """The `status` of a Response object."""
     return str(response.get("status"))

@@ -16,7 +16,7 @@ from tether.server.rejections import reject
 from tether.store.base import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 ANONYMOUS = "anonymous"  # the key label of every caller when no keys are configured
 
 

@@ -67,6 +67,7 @@ class HttpApi:
     def open_routes(self) -> list[Route]:
         return [
             Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
@@ -141,6 +142,14 @@ class HttpApi:
 
     async def healthz(self, request: Request) -> Response:
         return JsonResponse(resources.health(self.responses.backend.model_ids))
+
+    async def readyz(self, request: Request) -> Response:
+        """Whether to send this process work: while its store and its model answer (a process
+        shutting down has stopped listening already). Open without a key, so it says what
+        failed, never why (the log does)."""
+        found = await self.responses.readiness()
+        body = resources.readiness(store=found.store, backend=found.backend)
+        return JsonResponse(body, status_code=200 if found.ready else 503)
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self.responses.metrics.registry), media_type=CONTENT_TYPE_LATEST)

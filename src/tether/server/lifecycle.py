@@ -1,7 +1,7 @@
 """Graceful shutdown: on SIGTERM (or Ctrl-C) the server drains before it closes anything.
 
-1. It stops accepting connections. Idle HTTP keep-alive connections close; a busy one closes
-   after its current request.
+1. It stops accepting connections (so a load balancer's readiness probe fails at once). Idle HTTP
+   keep-alive connections close; a busy one closes after its current request.
 2. Each WebSocket drains: what it accepted finishes, a new create gets a 503 error event, and
    the socket closes with 1012 (service restart, which the SDKs reconnect after) once idle.
 3. After `grace_s` at most, what still runs is interrupted: it ends `incomplete` / `interrupted`,

@@ -210,6 +210,12 @@ class PostgresStore:
 
         return await self._run(write)
 
+    async def check(self) -> None:
+        async def ping(db: asyncpg.Connection) -> None:
+            await db.fetchval("SELECT 1")
+
+        await self._run(ping)
+
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.close()

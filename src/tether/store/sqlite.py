@@ -220,6 +220,9 @@ class SqliteStore:
 
         return await self._run(write)
 
+    async def check(self) -> None:
+        await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+
     async def aclose(self) -> None:
         def close() -> None:
             if self._db is not None:

@@ -130,6 +130,10 @@ class LocalBackend:
             snapshot_bytes=snapshots.bytes, snapshots=len(snapshots), evictions=snapshots.evictions
         )
 
+    async def check(self) -> None:
+        if self._closing.is_set():
+            raise BackendUnavailable("the local model is shutting down")
+
     def hold(self, response_id: str) -> None:
         self.snapshots.hold(response_id)
 

@@ -131,6 +131,11 @@ class UpstreamBackend:
     def cache_stats(self) -> CacheStats:
         return CacheStats()  # the engines keep the caches, and report them in usage
 
+    async def check(self) -> None:
+        """Every engine listens (a TCP connect each)."""
+        for endpoint in set(self._routes.values()):
+            await endpoint.probe()
+
     def hold(self, response_id: str) -> None:
         """The engine's cache is its own; what Tether does for it is the session key."""
 

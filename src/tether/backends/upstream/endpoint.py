@@ -64,25 +64,31 @@ class Endpoint:
         return [str(model["id"]) for model in listed if "id" in model]
 
     async def ensure_reachable(self) -> None:
-        """While the engine is known to be down, check that it listens again before sending it work.
-
-        A TCP connect, not a request: llama-cpp-python ends the stream it is generating whenever
-        another request arrives (its `interrupt_requests`, on by default), `GET /models` included,
-        so a check by request would cut another client's response short."""
+        """While the engine is known to be down, check that it listens again before sending it work."""
         if self.reachable:
             return
+        try:
+            await self.probe()
+        except BackendUnavailable as exc:
+            log.warning("upstream %s still unreachable: %s", self.base_url, exc)
+            raise
+        self.reachable = True
+        if not self.known:  # down since Tether started: learn once what the engine is
+            with contextlib.suppress(BackendError):
+                await self.models()
+
+    async def probe(self) -> None:
+        """Whether the engine listens: a TCP connect, not a request. llama-cpp-python ends the stream
+        it is generating whenever another request arrives (its `interrupt_requests`, on by
+        default), `GET /models` included, so a check by request would cut another client's
+        response short."""
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(self._url.host, self._url.port), self.settings.connect_timeout_s
             )
         except (OSError, TimeoutError) as exc:
-            log.warning("upstream %s still unreachable: %s", self.base_url, exc)
             raise BackendUnavailable(f"{type(exc).__name__}: {exc}", public=UNREACHABLE) from exc
         writer.close()
-        self.reachable = True
-        if not self.known:  # down since Tether started: learn once what the engine is
-            with contextlib.suppress(BackendError):
-                await self.models()
 
     def cache_salt(self, cache_scope: str) -> str | None:
         """What keeps `cache_scope`'s prefix cache apart on this engine, if it can: a digest, so
