@@ -160,6 +160,14 @@ def _target(base_url: str | None, max_output_tokens: int) -> Target:
     return Target(base_url=base_url, model=models[0]["id"], max_output_tokens=max_output_tokens)
 
 
+def _failures(failures: dict[str, int]) -> str:
+    """`3 (upgrade refused 503: 2, connect: TimeoutError: 1)`, or 0."""
+    if not failures:
+        return "0"
+    kinds = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(failures.items()))
+    return f"{sum(failures.values()):,} ({kinds})"
+
+
 def _machine() -> str:
     cores = len(os.sched_getaffinity(0))
     return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}"
@@ -364,12 +372,13 @@ def soak(
     mib = 1024 * 1024
     lines = [
         "| agents x turns | creates | terminal events | error events | drops | stored checked | seconds "
-        "| RSS before → after (MiB) | tasks before → after | violations |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| RSS before → after (MiB) | tasks before → after | client failures | violations |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {connections} x {turns} | {result.creates:,} | {result.terminals:,} | {result.errors:,} "
         f"| {result.drops:,} | {result.stored_checked:,} | {result.seconds:.1f} "
         f"| {result.before['rss'] / mib:.1f} → {result.after['rss'] / mib:.1f} "
-        f"| {result.before['tasks']:g} → {result.after['tasks']:g} | {len(result.violations)} |",
+        f"| {result.before['tasks']:g} → {result.after['tasks']:g} | {_failures(result.failures)} "
+        f"| {len(result.violations)} |",
     ]
     samples = result.samples
     report.line_chart(

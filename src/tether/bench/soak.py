@@ -13,6 +13,11 @@ Checked as it runs, and once it is over:
   output its terminal event carried (an abandoned one ends `incomplete` / `interrupted`);
 - once the agents are done the server is idle: no running responses, no open connections, its
   asyncio tasks back to their count before the soak, and its memory near it.
+
+What a loaded server may do to a client — refuse an upgrade (503/429), time out its handshake,
+close its socket — is counted by kind (`failures`), and the agent goes on as an SDK would: it
+waits (the refusal's `retry-after`, else a second) and connects again. The creates such a close
+cut short are abandoned, like those of a drop.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from typing import Any
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 DELTA = "response.output_text.delta"
+RETRY_S = 1.0  # before connecting again after a failure that named no retry-after
+OPEN_TIMEOUT_S = 10.0  # for the WebSocket handshake, as the SDKs allow
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,19 @@ class SoakResult:
     stored_checked: int = 0
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # what the client met, by kind
     samples: list[Sample] = field(default_factory=list)
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
 
+    def failed(self, kind: str) -> None:
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+
     def to_json(self) -> dict[str, Any]:
         return {"creates": self.creates, "terminals": self.terminals, "errors": self.errors,
                 "drops": self.drops, "stored_checked": self.stored_checked, "seconds": self.seconds,
-                "violations": self.violations, "before": self.before, "after": self.after,
+                "violations": self.violations, "failures": self.failures,
+                "before": self.before, "after": self.after,
                 "samples": [vars(s) for s in self.samples]}  # fmt: skip
 
 
@@ -90,28 +103,46 @@ class Agent:
         self.result = result
         self.stored = stored  # store:true response id → its terminal response, or None if abandoned
         self.last: dict[str | None, str] = {}  # lane → its latest response on this connection
+        self.pending: dict[str | None, Pending] = {}  # the creates of the turn in progress
 
     async def run(self, on_turn: Callable[[], None]) -> None:
         turn = 0
         while turn < self.plan.turns:
-            async with connect(self.url, max_size=None) as ws:
-                self.last.clear()  # a new connection: store:false chains are gone (§8.2)
-                while turn < self.plan.turns:
-                    turn += 1
-                    on_turn()
-                    if not await self._turn(ws):
-                        self.result.drops += 1
-                        break  # dropped mid-stream: reconnect
+            try:
+                async with connect(self.url, max_size=None, open_timeout=OPEN_TIMEOUT_S) as ws:
+                    self.last.clear()  # a new connection: store:false chains are gone (§8.2)
+                    while turn < self.plan.turns:
+                        turn += 1
+                        on_turn()
+                        if not await self._turn(ws):
+                            self.result.drops += 1
+                            break  # dropped mid-stream: reconnect
+            except InvalidStatus as refused:
+                self.result.failed(f"upgrade refused {refused.response.status_code}")
+                await asyncio.sleep(_retry_after(refused))
+            except (InvalidHandshake, TimeoutError, OSError) as exc:
+                self.result.failed(f"connect: {type(exc).__name__}")
+                await asyncio.sleep(RETRY_S)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else "no close frame"
+                self.result.failed(f"closed by the server ({code})")
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """The creates still pending will never be seen ended by this client."""
+        self.result.creates -= len(self.pending)
+        self.pending = {}
 
     async def _turn(self, ws: ClientConnection) -> bool:
         """One turn on 1..lanes lanes at once; False when the agent dropped the connection."""
         lanes: list[str | None] = [None, *(f"lane-{n}" for n in range(1, self.plan.lanes))]
         chosen = self.rng.sample(lanes, self.rng.randint(1, len(lanes)))
         drop = self.rng.random() < self.plan.drop_share
-        pending: dict[str | None, Pending] = {}
+        pending = self.pending = {}
         for lane in chosen:
-            pending[lane] = Pending(lane, store=self.rng.random() < self.plan.store_share)
-            await ws.send(orjson.dumps(self._create(pending[lane])).decode())
+            create = Pending(lane, store=self.rng.random() < self.plan.store_share)
+            await ws.send(orjson.dumps(self._create(create)).decode())
+            pending[lane] = create  # sent: from here on it must end, or be abandoned
             self.result.creates += 1
         while pending:
             event = orjson.loads(await ws.recv())
@@ -123,7 +154,7 @@ class Agent:
             if self._ended(waiting, event):
                 del pending[lane]
             elif drop and event["type"] == DELTA:
-                self.result.creates -= len(pending)  # abandoned: their outcome is not the client's to see
+                self._abandon()  # their outcome is not the client's to see
                 await ws.close()
                 return False
         return True
@@ -186,6 +217,14 @@ async def run(
         await _check_stored(probe, stored, result)
     _check_totals(result)
     return result
+
+
+def _retry_after(refused: InvalidStatus) -> float:
+    value = refused.response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return RETRY_S
 
 
 def _check_totals(result: SoakResult) -> None:
