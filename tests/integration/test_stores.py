@@ -16,6 +16,7 @@ from tests.postgres import Postgres
 from tether.app import open_store
 from tether.config import Storage
 from tether.store.base import DEFAULT_TENANT, Store, StoredResponse, StoreError
+from tether.store.postgres import _MIGRATIONS, SCHEMA_VERSION
 
 T = DEFAULT_TENANT
 
@@ -173,7 +174,7 @@ def test_replicas_starting_together_migrate_once(postgres: Postgres) -> None:
         finally:
             await connection.close()
 
-    assert asyncio.run(start_together()) == [(1,)]
+    assert asyncio.run(start_together()) == [(SCHEMA_VERSION,)]
 
 
 def test_a_database_from_a_newer_tether_is_refused(postgres: Postgres) -> None:
@@ -188,3 +189,35 @@ def test_a_database_from_a_newer_tether_is_refused(postgres: Postgres) -> None:
     asyncio.run(from_the_future())
     with pytest.raises(StoreError, match="schema version 99"):
         run(url, lambda store: store.get("r1", T))
+
+
+def test_a_database_of_schema_1_gets_its_ancestors_filled_in(postgres: Postgres) -> None:
+    """Version 2 stores each response's ancestors; the migration fills them in for the chains
+    already there, and a chain broken before stays broken."""
+    url = postgres.new_database()
+
+    async def version_1() -> None:
+        connection = await asyncpg.connect(url)
+        await connection.execute(_MIGRATIONS[0])
+        await connection.execute("CREATE TABLE tether_schema (version INTEGER NOT NULL)")
+        await connection.execute("INSERT INTO tether_schema VALUES (1)")
+        rows = [("r1", None), ("r2", "r1"), ("r3", "r2"), ("orphan", "deleted")]
+        for response_id, parent in rows:
+            await connection.execute(
+                "INSERT INTO responses VALUES ($1, 'default', $2, 'completed', 1, $3)",
+                response_id, parent, b'{"id": "%s"}' % response_id.encode(),
+            )  # fmt: skip
+            await connection.execute(
+                "INSERT INTO items (response_id, is_output, position, item_id, body) "
+                "VALUES ($1, false, 0, $2, $3)",
+                response_id, f"{response_id}_in", b'{"text": "%s"}' % response_id.encode(),
+            )  # fmt: skip
+        await connection.close()
+
+    asyncio.run(version_1())
+
+    async def body(store: Store) -> Any:
+        return await store.chain_items("r3", T), await store.chain_items("orphan", T)
+
+    chain, orphan = run(url, body)
+    assert [item["text"] for item in chain] == ["r1", "r2", "r3"] and orphan is None
