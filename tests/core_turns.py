@@ -11,6 +11,7 @@ from typing import Any
 from tether.backends.base import Backend
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
+from tether.core.stored_contexts import StoredContexts
 from tether.protocol.request import parse_create
 from tether.store.sqlite import SqliteStore
 
@@ -19,7 +20,7 @@ async def turns(backend: Backend, db: Path, *bodies: dict[str, Any]) -> list[dic
     """Each body as an HTTP create, one after the other, `previous_response_id` "{last}" naming
     the previous turn; the final Response of each."""
     store = await SqliteStore(db).open()
-    responses = Responses(backend, store, frozenset(backend.model_ids), Metrics())
+    responses = Responses(backend, store, frozenset(backend.model_ids), Metrics(), StoredContexts(2**20))
     finals: list[dict[str, Any]] = []
     try:
         for body in bodies:

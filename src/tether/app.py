@@ -19,6 +19,7 @@ from tether.backends.upstream import UpstreamBackend
 from tether.config import Settings, Storage
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
+from tether.core.stored_contexts import StoredContexts
 from tether.protocol.errors import ApiError
 from tether.server import http
 from tether.server.admission import Admission, AdmissionControl
@@ -62,7 +63,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         backend = await load_backend(settings)
         store = await open_store(settings.storage)
         served = frozenset({*backend.model_ids, *settings.models.model_aliases})
-        responses = Responses(backend, store, served, Metrics())
+        contexts = StoredContexts(settings.storage.held_history_bytes)
+        responses = Responses(backend, store, served, Metrics(), contexts)
         runtime.start(responses)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, keys.reload)  # rotate keys without a restart

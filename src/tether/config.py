@@ -8,7 +8,7 @@ Each section is handed whole to the one part that uses it:
     http        http_*                               server/http.py
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
     models      model, model_aliases                 app.py (which backend), core (served names)
-    storage     db, db_max_connections               app.py → store/sqlite.py or store/postgres.py
+    storage     db, db_*, held_history_bytes         app.py → the store; core (held histories)
     local       n_threads, n_ctx, *_bytes            backends/local
     upstream    upstreams, upstream_*                backends/upstream
     scripted    scripted_*                           backends/scripted.py
@@ -272,6 +272,14 @@ class Storage(Section):
         "`postgresql://USER:PASSWORD@HOST:PORT/DATABASE` URL that several Tether processes share.",
         metavar="PATH|URL",
         repr=False,  # a URL may hold a password
+    )
+    held_history_bytes: int = setting(
+        64 * MiB,
+        "Memory for the parsed histories of recent stored responses, so that continuing one over "
+        "HTTP asks the store only whether its chain is still whole. LRU; one not held is read "
+        "from the store.",
+        metavar="N",
+        ge=0,
     )
     db_max_connections: int = setting(
         10,

@@ -116,3 +116,17 @@ def test_readiness_follows_the_store(tmp_path: Path) -> None:
             assert gone.json() == {"status": "not_ready", "checks": {"store": "unavailable", "backend": "ok"}}
         finally:
             server.stop()
+
+
+def test_a_chain_held_by_one_replica_breaks_when_another_deletes_a_link(
+    replicas: list[TetherServer],
+) -> None:
+    """A holds the parsed history of the chain it made; a link deleted on B still breaks it."""
+    a, b = (client(server) for server in replicas)
+    root = a.responses.create(model=SCRIPTED, input="Root.", max_output_tokens=2)
+    tip = a.responses.create(model=SCRIPTED, input="Tip.", previous_response_id=root.id, max_output_tokens=2)
+    assert a.responses.create(model=SCRIPTED, input="Ok?", previous_response_id=tip.id).status == "completed"
+    b.responses.delete(root.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        a.responses.create(model=SCRIPTED, input="Still?", previous_response_id=tip.id)
+    assert refused.value.code == "previous_response_not_found"

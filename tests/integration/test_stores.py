@@ -67,9 +67,11 @@ def test_a_chain_reads_back_root_first(db: Location) -> None:
     async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A"))
         await store.save(record("r2", "r1", ["b", "c"], "B"))
-        return await store.chain_items("r2", T)
+        return await store.chain("r2", T)
 
-    assert [i["text"] for i in run(db, body)] == ["a", "A", "b", "c", "B"]
+    chain = run(db, body)
+    assert chain.ids == ("r1", "r2")
+    assert [i["text"] for i in chain.items] == ["a", "A", "b", "c", "B"]
 
 
 def test_data_survives_reopening_the_store(db: Location) -> None:
@@ -100,7 +102,7 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
         return (
             deleted,
             await store.get("r1", T),
-            await store.chain_items("r2", T),
+            await store.chain("r2", T),
             await store.delete("r1", T),
         )
 
@@ -121,13 +123,13 @@ def test_every_read_is_within_one_tenant(db: Location) -> None:
         await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
         seen_by_bob = (
             await store.get("r1", "bob"),
-            await store.chain_items("r2", "bob"),
+            await store.chain("r2", "bob"),
             await store.input_items("r1", "bob", after=None, limit=5, order="asc"),
             await store.events("r1", "bob", -1),
             await store.find_item("r1_out", "bob"),
             await store.delete("r1", "bob"),
         )
-        return seen_by_bob, await store.chain_items("r2", "alice")
+        return seen_by_bob, (await store.chain("r2", "alice")).items
 
     seen_by_bob, alices_chain = run(db, body)
     assert seen_by_bob == (None, None, None, None, None, False)
@@ -140,7 +142,7 @@ def test_a_chain_never_crosses_tenants(db: Location) -> None:
     async def body(store: Store) -> Any:
         await store.save(record("r1", None, ["a"], "A", tenant="bob"))
         await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
-        return await store.chain_items("r2", "alice")
+        return await store.chain("r2", "alice")
 
     assert run(db, body) is None
 
@@ -217,7 +219,19 @@ def test_a_database_of_schema_1_gets_its_ancestors_filled_in(postgres: Postgres)
     asyncio.run(version_1())
 
     async def body(store: Store) -> Any:
-        return await store.chain_items("r3", T), await store.chain_items("orphan", T)
+        return await store.chain("r3", T), await store.chain("orphan", T)
 
     chain, orphan = run(url, body)
-    assert [item["text"] for item in chain] == ["r1", "r2", "r3"] and orphan is None
+    assert [item["text"] for item in chain.items] == ["r1", "r2", "r3"] and orphan is None
+
+
+def test_intact_says_whether_every_link_is_still_the_tenants(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        await store.save(record("r1", None, ["a"], "A"))
+        await store.save(record("r2", "r1", ["b"], "B"))
+        whole = await store.intact(("r1", "r2"), T)
+        other_tenant = await store.intact(("r1", "r2"), "bob")
+        await store.delete("r1", T)
+        return whole, other_tenant, await store.intact(("r1", "r2"), T), await store.intact(("r2",), T)
+
+    assert run(db, body) == (True, False, False, True)

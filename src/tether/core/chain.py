@@ -14,7 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
+
 from tether.core.lifecycle import is_chainable
+from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.items import (
     Compaction,
@@ -64,23 +67,36 @@ class InFlight(Protocol):
 
 
 class StoredHistory:
-    """One tenant's chains of `store: true` responses, the only ones HTTP can continue (§8.3)."""
+    """One tenant's chains of `store: true` responses, the only ones HTTP can continue (§8.3).
 
-    def __init__(self, store: Store, in_flight: InFlight, tenant: str) -> None:
+    A history this process holds parsed (`contexts`) costs one question to the store, whether its
+    chain is still whole; any other is read from the store, and then held."""
+
+    def __init__(self, store: Store, in_flight: InFlight, tenant: str, contexts: StoredContexts) -> None:
         self.store = store
         self.in_flight = in_flight
         self.tenant = tenant
+        self.contexts = contexts
 
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
         if not await self.in_flight.settled(response_id, self.tenant):
             raise not_finished(response_id)
+        held = self.contexts.get(response_id, self.tenant)
+        if held is not None:
+            if await self.store.intact(held.lineage, self.tenant):
+                return held.items
+            self.contexts.forget(response_id)  # a link was deleted, maybe on another replica
+            raise errors.previous_response_not_found(response_id)
         parent = await self.store.get(response_id, self.tenant)
         if parent is None or not is_chainable(resources.status_of(parent)):
             raise errors.previous_response_not_found(response_id)
-        chain = await self.store.chain_items(response_id, self.tenant)
+        chain = await self.store.chain(response_id, self.tenant)
         if chain is None:
             raise errors.previous_response_not_found(response_id)
-        return tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain))
+        items = tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain.items))
+        size = len(orjson.dumps(chain.items))
+        self.contexts.put(response_id, StoredContext(self.tenant, items, chain.ids, size))
+        return items
 
     async def find_item(self, item_id: str) -> Item | None:
         stored = await self.store.find_item(item_id, self.tenant)

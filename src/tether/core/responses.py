@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from tether.backends.base import (
     Backend,
     BackendError,
@@ -32,6 +34,7 @@ from tether.core.event_log import EventLog, FanOut
 from tether.core.lifecycle import Outcome, State
 from tether.core.metrics import Metrics
 from tether.core.running import InFlight, Running, SocketTurn
+from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
@@ -59,12 +62,19 @@ class Readiness:
 
 class Responses:
     def __init__(
-        self, backend: Backend, store: Store, served_models: frozenset[str], metrics: Metrics
+        self,
+        backend: Backend,
+        store: Store,
+        served_models: frozenset[str],
+        metrics: Metrics,
+        contexts: StoredContexts,
     ) -> None:
+        """`contexts`: where the parsed histories of stored responses are held."""
         self.backend = backend
         self.store = store
         self.served_models = served_models
         self.metrics = metrics
+        self.contexts = contexts
         self.running = InFlight()
         self.warm_ups = WarmUps()
         metrics.watch_backend(backend.cache_stats)
@@ -75,7 +85,7 @@ class Responses:
 
     def history(self, tenant: str) -> chain.StoredHistory:
         """The tenant's stored chains (a WebSocket's cache falls back to these)."""
-        return chain.StoredHistory(self.store, in_flight=self.running, tenant=tenant)
+        return chain.StoredHistory(self.store, self.running, tenant, self.contexts)
 
     async def start(self, request: CreateRequest, tenant: str, socket: SocketTurn | None = None) -> Running:
         """Validate against state, emit `response.created`, and run the response in a task.
@@ -158,6 +168,7 @@ class Responses:
         try:
             if running.request.store:
                 await self._save(running, outcome)
+                self._hold(running, outcome)
         except Exception:
             log.exception("could not store response %s", running.id)
         finally:
@@ -167,6 +178,21 @@ class Responses:
                                             running.context.items, outcome)  # fmt: skip
             self.running.remove(running)
             running.lifecycle.settle()
+
+    def _hold(self, running: Running, outcome: Outcome) -> None:
+        """Keep a stored response's parsed history, when its parent's lineage is known here (a
+        parent read from the store, or stored by this process, is)."""
+        if not outcome.chainable:
+            return
+        parent_id = running.request.previous_response_id
+        parent = None if parent_id is None else self.contexts.get(parent_id, running.tenant)
+        if parent_id is not None and parent is None:
+            return
+        new = running.context.input + outcome.output
+        size = (0 if parent is None else parent.size) + len(orjson.dumps([item.to_wire() for item in new]))
+        lineage = (() if parent is None else parent.lineage) + (running.id,)
+        held = StoredContext(running.tenant, running.context.items + outcome.output, lineage, size)
+        self.contexts.put(running.id, held)
 
     def _measure(self, running: Running, work: turn.Turn) -> None:
         now = time.monotonic()
@@ -220,6 +246,7 @@ class Responses:
             raise errors.invalid_request(
                 f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
             )
+        self.contexts.forget(response_id)
         if not await self.store.delete(response_id, tenant):
             raise errors.response_not_found(response_id)
 

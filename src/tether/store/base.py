@@ -35,6 +35,15 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
+class Chain:
+    """A stored response's history: the ids of the chain, root first, ending with its own, and
+    the inputs and outputs of each, in order."""
+
+    ids: tuple[str, ...]
+    items: list[Json]
+
+
+@dataclass(frozen=True)
 class ItemPage:
     items: list[Json]
     has_more: bool
@@ -47,11 +56,15 @@ class Store(Protocol):
         """The Response object, or None for an id unknown to `tenant` (or deleted)."""
         ...
 
-    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
-        """Inputs and outputs of every response from the chain's root to `response_id`, in order.
+    async def chain(self, response_id: str, tenant: str) -> Chain | None:
+        """The chain from its root to `response_id`, with every response's items.
 
         None when the response or one of its ancestors is unknown or deleted.
         """
+        ...
+
+    async def intact(self, ids: tuple[str, ...], tenant: str) -> bool:
+        """Whether every response of `ids` is still stored, and `tenant`'s."""
         ...
 
     async def input_items(

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from tether.config import masked
-from tether.store.base import ItemPage, Json, StoredResponse, StoreError
+from tether.store.base import Chain, ItemPage, Json, StoredResponse, StoreError
 
 T = TypeVar("T")
 
@@ -148,27 +148,27 @@ class PostgresStore:
 
         return await self._run(read)
 
-    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
-        async def read(db: asyncpg.Connection) -> list[Json] | None:
+    async def chain(self, response_id: str, tenant: str) -> Chain | None:
+        async def read(db: asyncpg.Connection) -> Chain | None:
             ancestors = await db.fetchval(
                 "SELECT ancestors FROM responses WHERE id = $1 AND tenant = $2", response_id, tenant
             )
             if ancestors is None:  # unknown, or a link was missing when it was written
                 return None
-            links = [*ancestors, response_id]
-            present = await db.fetchval(
-                "SELECT count(*) FROM responses WHERE id = ANY($1::TEXT[]) AND tenant = $2", links, tenant
-            )
-            if present != len(links):  # a link deleted since, or another tenant's
+            links = (*ancestors, response_id)
+            if not await _intact(db, links, tenant):  # a link deleted since, or another tenant's
                 return None
             rows = await db.fetch(
                 "SELECT body FROM items WHERE response_id = ANY($1::TEXT[]) "
                 "ORDER BY array_position($1::TEXT[], response_id), is_output, position",
-                links,
+                list(links),
             )
-            return [_json(row["body"]) for row in rows]
+            return Chain(links, [_json(row["body"]) for row in rows])
 
         return await self._run(read)
+
+    async def intact(self, ids: tuple[str, ...], tenant: str) -> bool:
+        return await self._run(lambda db: _intact(db, ids, tenant))
 
     async def input_items(
         self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
@@ -239,6 +239,13 @@ class PostgresStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _intact(db: asyncpg.Connection, ids: tuple[str, ...], tenant: str) -> bool:
+    present = await db.fetchval(
+        "SELECT count(*) FROM responses WHERE id = ANY($1::TEXT[]) AND tenant = $2", list(ids), tenant
+    )
+    return bool(present == len(set(ids)))
 
 
 def _json(body: bytes) -> Json:

@@ -3,7 +3,7 @@
 Every call runs on a single dedicated thread, so the event loop never blocks on disk and SQLite
 sees one connection. A response, its items and its event log are written in one transaction.
 Deleting a response removes its rows; a later response that chained through it can no longer be
-continued (its chain is broken), which `chain_items` reports as None.
+continued (its chain is broken), which `chain` reports as None.
 
 Every response belongs to a tenant, and every read names one: another tenant's response is
 indistinguishable from an unknown id. Schema version 1 (before tenants) is migrated in place,
@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 
 import orjson
 
-from tether.store.base import DEFAULT_TENANT, ItemPage, Json, StoredResponse, StoreError
+from tether.store.base import DEFAULT_TENANT, Chain, ItemPage, Json, StoredResponse, StoreError
 
 T = TypeVar("T")
 
@@ -142,19 +142,28 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def chain_items(self, response_id: str, tenant: str) -> list[Json] | None:
-        def read() -> list[Json] | None:
-            chain = self.db.execute(_CHAIN, (response_id, tenant, tenant)).fetchall()
-            if not chain or chain[0][1] is not None:  # unknown id, or a missing ancestor
+    async def chain(self, response_id: str, tenant: str) -> Chain | None:
+        def read() -> Chain | None:
+            links = self.db.execute(_CHAIN, (response_id, tenant, tenant)).fetchall()
+            if not links or links[0][1] is not None:  # unknown id, or a missing ancestor
                 return None
             items: list[Json] = []
-            for link_id, _, _ in chain:
+            for link_id, _, _ in links:
                 rows = self.db.execute(
                     "SELECT body FROM items WHERE response_id = ? ORDER BY is_output, position",
                     (link_id,),
                 )
                 items.extend(orjson.loads(body) for (body,) in rows)
-            return items
+            return Chain(tuple(link_id for link_id, _, _ in links), items)
+
+        return await self._run(read)
+
+    async def intact(self, ids: tuple[str, ...], tenant: str) -> bool:
+        def read() -> bool:
+            marks = ", ".join("?" * len(ids))
+            query = f"SELECT count(*) FROM responses WHERE tenant = ? AND id IN ({marks})"
+            (present,) = self.db.execute(query, (tenant, *ids)).fetchone()
+            return bool(present == len(set(ids)))
 
         return await self._run(read)
 
