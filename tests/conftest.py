@@ -9,8 +9,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.postgres import Postgres, postgres_server
 from tests.server_process import TetherServer
+from tether.bench.postgres import Postgres, postgres_server
 
 SCRIPTED = "tether-scripted"
 LOCAL = "SmolLM2-135M-Instruct"

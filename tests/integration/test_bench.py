@@ -47,6 +47,15 @@ def test_overhead_measures_each_mode_by_history_length(tmp_path: Path) -> None:
     assert (tmp_path / "overhead.png").exists()
 
 
+def test_stores_compares_postgresql_with_sqlite_side_by_side(tmp_path: Path) -> None:
+    bench(tmp_path, "stores", "--turns", "12", "--repeats", "1")
+    table = (tmp_path / "stores.md").read_text()
+    assert "p50 turn time (ms), SQLite → PostgreSQL (ratio)" in table and "| http-chained |" in table
+    rows = json.loads((tmp_path / "stores.json").read_text())
+    assert {row["mode"] for row in rows} == {"http-chained", "http-chained@SQLite"} and len(rows) == 24
+    assert (tmp_path / "stores.png").exists()
+
+
 def test_throughput_counts_responses_and_events(tmp_path: Path) -> None:
     printed = bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5",
                     "--max-output-tokens", "4", "--repeats", "2", "--json").stdout  # fmt: skip

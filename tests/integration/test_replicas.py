@@ -15,9 +15,9 @@ import openai
 import pytest
 
 from tests.conftest import SCRIPTED
-from tests.postgres import Postgres, postgres_server
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
+from tether.bench.postgres import Postgres, postgres_server
 
 KEYS = "alice sk-alice\nbob sk-bob\n"
 

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.postgres import Postgres
 from tether.app import open_store
+from tether.bench.postgres import Postgres
 from tether.config import Storage
 from tether.store.base import DEFAULT_TENANT, Store, StoredResponse, StoreError
 from tether.store.postgres import _MIGRATIONS, SCHEMA_VERSION

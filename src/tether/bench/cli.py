@@ -26,6 +26,7 @@ from tether.bench import load, report, runner, servers
 from tether.bench import soak as soak_run
 from tether.bench import warm_up as warm_up_run
 from tether.bench.agents import MODES, Target
+from tether.bench.postgres import postgres_server
 
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
 console = Console(stderr=True, soft_wrap=True)
@@ -225,6 +226,35 @@ def overhead(
     table = report.overhead_markdown(rows) + "".join(f"\nFailed: {f}\n" for f in failures)
     if baseline is not None:
         table += "\n" + report.comparison_markdown(rows, BASELINE)
+    _write(out, name, table, [row.to_json() for row in rows], json_out)
+
+
+@bench.command()
+def stores(
+    turns: Annotated[int, typer.Option(help="Turns of each chain, i.e. the longest history.")] = 200,
+    repeats: Annotated[int, typer.Option(help="Runs; percentiles are over all of them.")] = 3,
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
+    name: Annotated[str, typer.Option(help="File name stem.")] = "stores",
+    json_out: Annotated[bool, JSON_OUT] = False,
+) -> None:
+    """`store: true` chains over HTTP on PostgreSQL against SQLite, side by side (scripted model):
+    it starts a PostgreSQL and two Tethers, one on each store."""
+    plan = runner.Plan(("http-chained@SQLite", "http-chained"), (1,), turns, repeats)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        console.print("Starting PostgreSQL, then tether serve on it and on a SQLite file …")
+        database = stack.enter_context(postgres_server()).new_database()
+        on_postgres = stack.enter_context(servers.tether(Path(tmp) / "pg.db", store=database))
+        on_sqlite = stack.enter_context(servers.tether(Path(tmp) / "sqlite.db"))
+        targets = {
+            "http-chained": _target(on_postgres.base_url, 1),
+            "http-chained@SQLite": _target(on_sqlite.base_url, 1),
+        }
+        with _progress() as progress:
+            rows, failures = asyncio.run(runner.run(plan, targets, progress))
+    title = "store: true chains over HTTP: PostgreSQL, SQLite dashed (scripted model)"
+    report.overhead_chart(rows, out / f"{name}.png", title)
+    table = report.comparison_markdown(rows, "SQLite", subject="PostgreSQL")
+    table += "".join(f"\nFailed: {f}\n" for f in failures)
     _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 

@@ -135,9 +135,9 @@ def overhead_markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_markdown(rows: list[Row], label: str) -> str:
+def comparison_markdown(rows: list[Row], label: str, subject: str = "this server") -> str:
     """Each mode against its `mode@label` twin, run side by side: p50 turn time (ms) by history
-    length, and the ratio this / baseline."""
+    length, and the ratio `subject` / `label`."""
     modes = sorted({row.mode for row in rows if "@" not in row.mode})
     last_turn = max(row.result.turn for row in rows)
     buckets = [(1, last_turn), *((lo, hi) for lo, hi in HISTORY_BUCKETS if lo <= last_turn)]
@@ -155,7 +155,7 @@ def comparison_markdown(rows: list[Row], label: str) -> str:
             this, base = p50(mode, lo, hi), p50(f"{mode}@{label}", lo, hi)
             cells.append(f"{base:.2f} → {this:.2f} (x{this / base:.2f})")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
-    return f"p50 turn time (ms), {label} → this server (ratio):\n\n" + "\n".join(lines) + "\n"
+    return f"p50 turn time (ms), {label} → {subject} (ratio):\n\n" + "\n".join(lines) + "\n"
 
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (xs, ys)

