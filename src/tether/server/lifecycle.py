@@ -43,8 +43,12 @@ class GracefulServer(uvicorn.Server):
         for ws in list(self.runtime.connections):
             ws.shutdown()
         await self._wait_while_busy(self.settings.grace_s)
-        for ws in list(self.runtime.connections):
-            ws.grace_over()
+        # Queued creates are refused before anything is interrupted, so that a client reads the
+        # refusal ahead of the terminal event and the close (a peer too stalled to take it is
+        # not waited for past the final flush).
+        refusals = asyncio.gather(*(ws.grace_over() for ws in list(self.runtime.connections)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(refusals, self.settings.final_flush_s)
         self.runtime.responses.interrupt_all()
         await self._wait_while_busy(self.settings.final_flush_s)
         await super().shutdown(sockets)

@@ -123,9 +123,9 @@ class Shell:
         """The server is stopping: let accepted work finish, then close with 1012."""
         self._perform_soon(self.session.shutdown())
 
-    def grace_over(self) -> None:
+    async def grace_over(self) -> None:
         """Shutdown's grace has passed: refuse what is still queued (what runs is interrupted)."""
-        self._perform_soon(self.session.grace_over())
+        await self._perform(self.session.grace_over())
 
     def _perform_soon(self, actions: list[Action]) -> None:
         task = asyncio.create_task(self._perform(actions))
