@@ -7,6 +7,7 @@ other, as a load balancer without sticky routing would send it.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def client(server: TetherServer, key: str = "sk-alice") -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
 
 
+def stored_on(replica: openai.OpenAI, response_id: str, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            replica.responses.retrieve(response_id)
+            return
+        except openai.NotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def test_a_response_made_on_one_replica_is_served_whole_by_another(replicas: list[TetherServer]) -> None:
     a, b = (client(server) for server in replicas)
     made = a.responses.create(model=SCRIPTED, input="Remember: the code is 7.", max_output_tokens=4)
@@ -64,6 +77,9 @@ def test_a_chain_continues_on_any_replica_over_http_and_websocket(replicas: list
         third = ws.turn(input="Three.", previous_response_id=second.id, store=True, max_output_tokens=4)[-1]
     assert third["type"] == "response.completed"
     assert third["response"]["usage"]["input_tokens"] > second.usage.input_tokens  # the whole chain
+    # A stores a response a moment after its terminal event; other replicas do not see A's
+    # responses in flight yet, so B can continue it once it is stored (README, "Several instances").
+    stored_on(b, third["response"]["id"])
     fourth = b.responses.create(
         model=SCRIPTED, input="Four.", previous_response_id=third["response"]["id"], max_output_tokens=4
     )
