@@ -71,8 +71,9 @@ class Recorder(ServerProcess):
         found = [e for e in self.entries()[since:] if e.get("path") == "/v1/chat/completions" and "body" in e]
         return [{**e, "json": orjson.loads(e["body"])} for e in found]
 
-    def outcome(self, since: int, timeout: float = 10.0) -> str:
-        """How the first stream recorded after `since` ended, once it has."""
+    def outcome(self, since: int, timeout: float = 30.0) -> str:
+        """How the first stream recorded after `since` ended, once it has (on a loaded machine
+        that was seen to take over 10 s)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for entry in self.entries()[since:]:
