@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
-
 from tether.core.lifecycle import is_chainable
 from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.protocol import compaction, errors, ids, resources
@@ -94,8 +92,7 @@ class StoredHistory:
         if chain is None:
             raise errors.previous_response_not_found(response_id)
         items = tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain.items))
-        size = len(orjson.dumps(chain.items))
-        self.contexts.put(response_id, StoredContext(self.tenant, items, chain.ids, size))
+        self.contexts.put(response_id, StoredContext(self.tenant, items, chain.ids, chain.size))
         return items
 
     async def find_item(self, item_id: str) -> Item | None:

@@ -41,6 +41,7 @@ class Chain:
 
     ids: tuple[str, ...]
     items: list[Json]
+    size: int  # bytes of the items as stored (JSON)
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ class PostgresStore:
                 "ORDER BY array_position($1::TEXT[], response_id), is_output, position",
                 list(links),
             )
-            return Chain(links, [_json(row["body"]) for row in rows])
+            bodies = [row["body"] for row in rows]
+            return Chain(links, [_json(body) for body in bodies], sum(map(len, bodies)))
 
         return await self._run(read)
 

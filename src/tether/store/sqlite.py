@@ -147,14 +147,15 @@ class SqliteStore:
             links = self.db.execute(_CHAIN, (response_id, tenant, tenant)).fetchall()
             if not links or links[0][1] is not None:  # unknown id, or a missing ancestor
                 return None
-            items: list[Json] = []
+            bodies: list[bytes] = []
             for link_id, _, _ in links:
                 rows = self.db.execute(
                     "SELECT body FROM items WHERE response_id = ? ORDER BY is_output, position",
                     (link_id,),
                 )
-                items.extend(orjson.loads(body) for (body,) in rows)
-            return Chain(tuple(link_id for link_id, _, _ in links), items)
+                bodies.extend(body for (body,) in rows)
+            ids = tuple(link_id for link_id, _, _ in links)
+            return Chain(ids, [orjson.loads(body) for body in bodies], sum(map(len, bodies)))
 
         return await self._run(read)
 
