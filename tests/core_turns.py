@@ -20,7 +20,9 @@ async def turns(backend: Backend, db: Path, *bodies: dict[str, Any]) -> list[dic
     """Each body as an HTTP create, one after the other, `previous_response_id` "{last}" naming
     the previous turn; the final Response of each."""
     store = await SqliteStore(db).open()
-    responses = Responses(backend, store, frozenset(backend.model_ids), Metrics(), StoredContexts(2**20))
+    responses = Responses(
+        backend, store, frozenset(backend.model_ids), Metrics(), StoredContexts(2**20), 10.0
+    )
     finals: list[dict[str, Any]] = []
     try:
         for body in bodies:

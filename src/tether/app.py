@@ -64,7 +64,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         store = await open_store(settings.storage)
         served = frozenset({*backend.model_ids, *settings.models.model_aliases})
         contexts = StoredContexts(settings.storage.held_history_bytes)
-        responses = Responses(backend, store, served, Metrics(), contexts)
+        responses = Responses(backend, store, served, Metrics(), contexts, settings.storage.orphan_after_s)
+        await responses.open()
         runtime.start(responses)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, keys.reload)  # rotate keys without a restart

@@ -287,6 +287,15 @@ class Storage(Section):
         metavar="N",
         ge=1,
     )
+    orphan_after_s: float = setting(
+        10.0,
+        "A process that stops renewing its lease in the store for this long (killed, frozen, cut "
+        "off from the database) is taken for dead: another process sharing the store ends its "
+        "running `store: true` responses `failed` (`server_error`) within a third of this more. "
+        "With SQLite, the next start does.",
+        metavar="S",
+        gt=0,
+    )
 
     @field_validator("db")
     @classmethod

@@ -1,5 +1,5 @@
 """Both stores, each on a real database (a SQLite file, a PostgreSQL server): atomic records,
-chains, pagination, deletion, tenants, and migrations."""
+chains, pagination, deletion, tenants, migrations, running responses, orphans and signals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,7 @@ import pytest
 from tether.app import open_store
 from tether.bench.postgres import Postgres
 from tether.config import Storage
-from tether.store.base import DEFAULT_TENANT, Store, StoredResponse, StoreError
+from tether.store.base import DEFAULT_TENANT, Signal, Store, StoredResponse, StoreError
 from tether.store.postgres import _MIGRATIONS, SCHEMA_VERSION
 
 T = DEFAULT_TENANT
@@ -36,6 +37,13 @@ def record(
         events=({"type": "response.created", "sequence_number": 0},
                 {"type": "response.completed", "sequence_number": 1}),
     )  # fmt: skip
+
+
+def begun(response_id: str) -> StoredResponse:
+    """`record` as it is begun: running, its input, its first event, no output."""
+    whole = record(response_id, None, ["a"], "A")
+    running = {"id": response_id, "status": "in_progress"}
+    return replace(whole, status="in_progress", response=running, output_items=(), events=whole.events[:1])
 
 
 Location = str  # what `--db` says
@@ -65,8 +73,8 @@ def run(db: Location, body: Callable[[Store], Any]) -> Any:
 
 def test_a_chain_reads_back_root_first(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A"))
-        await store.save(record("r2", "r1", ["b", "c"], "B"))
+        await store.finish(record("r1", None, ["a"], "A"))
+        await store.finish(record("r2", "r1", ["b", "c"], "B"))
         return await store.chain("r2", T)
 
     chain = run(db, body)
@@ -75,14 +83,15 @@ def test_a_chain_reads_back_root_first(db: Location) -> None:
 
 
 def test_data_survives_reopening_the_store(db: Location) -> None:
-    run(db, lambda store: store.save(record("r1", None, ["a"], "A")))
+    run(db, lambda store: store.finish(record("r1", None, ["a"], "A")))
     assert run(db, lambda store: store.get("r1", T)) == {"id": "r1", "status": "completed"}
-    assert [e["sequence_number"] for e in run(db, lambda s: s.events("r1", T, 0))] == [1]
+    progress = run(db, lambda s: s.progress("r1", T, 0))
+    assert progress.status == "completed" and [e["sequence_number"] for e in progress.events] == [1]
 
 
 def test_input_items_paginate_with_a_cursor(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, list("abcde"), "X"))
+        await store.finish(record("r1", None, list("abcde"), "X"))
         first = await store.input_items("r1", T, after=None, limit=2, order="asc")
         second = await store.input_items("r1", T, after=first.items[-1]["id"], limit=2, order="asc")
         newest = await store.input_items("r1", T, after=None, limit=5, order="desc")
@@ -96,8 +105,8 @@ def test_input_items_paginate_with_a_cursor(db: Location) -> None:
 
 def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A"))
-        await store.save(record("r2", "r1", ["b"], "B"))
+        await store.finish(record("r1", None, ["a"], "A"))
+        await store.finish(record("r2", "r1", ["b"], "B"))
         deleted = await store.delete("r1", T)
         return (
             deleted,
@@ -111,7 +120,7 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
 
 def test_find_item_returns_the_latest_copy_of_an_id(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A"))
+        await store.finish(record("r1", None, ["a"], "A"))
         return await store.find_item("r1_out", T), await store.find_item("nope", T)
 
     assert run(db, body) == ({"id": "r1_out", "text": "A"}, None)
@@ -119,13 +128,13 @@ def test_find_item_returns_the_latest_copy_of_an_id(db: Location) -> None:
 
 def test_every_read_is_within_one_tenant(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A", tenant="alice"))
-        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
+        await store.finish(record("r1", None, ["a"], "A", tenant="alice"))
+        await store.finish(record("r2", "r1", ["b"], "B", tenant="alice"))
         seen_by_bob = (
             await store.get("r1", "bob"),
             await store.chain("r2", "bob"),
             await store.input_items("r1", "bob", after=None, limit=5, order="asc"),
-            await store.events("r1", "bob", -1),
+            await store.progress("r1", "bob", -1),
             await store.find_item("r1_out", "bob"),
             await store.delete("r1", "bob"),
         )
@@ -140,8 +149,8 @@ def test_a_chain_never_crosses_tenants(db: Location) -> None:
     """A link written under another tenant breaks the chain, as a missing one does."""
 
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A", tenant="bob"))
-        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
+        await store.finish(record("r1", None, ["a"], "A", tenant="bob"))
+        await store.finish(record("r2", "r1", ["b"], "B", tenant="alice"))
         return await store.chain("r2", "alice")
 
     assert run(db, body) is None
@@ -159,7 +168,7 @@ def test_a_file_from_before_tenants_is_migrated_to_the_default_tenant(tmp_path: 
     db.close()
     assert run(str(path), lambda store: store.get("r1", DEFAULT_TENANT)) == {"id": "r1"}
     assert run(str(path), lambda store: store.get("r1", "alice")) is None
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
 
 
 def test_replicas_starting_together_migrate_once(postgres: Postgres) -> None:
@@ -227,11 +236,108 @@ def test_a_database_of_schema_1_gets_its_ancestors_filled_in(postgres: Postgres)
 
 def test_intact_says_whether_every_link_is_still_the_tenants(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.save(record("r1", None, ["a"], "A"))
-        await store.save(record("r2", "r1", ["b"], "B"))
+        await store.finish(record("r1", None, ["a"], "A"))
+        await store.finish(record("r2", "r1", ["b"], "B"))
         whole = await store.intact(("r1", "r2"), T)
         other_tenant = await store.intact(("r1", "r2"), "bob")
         await store.delete("r1", T)
         return whole, other_tenant, await store.intact(("r1", "r2"), T), await store.intact(("r2",), T)
 
     assert run(db, body) == (True, False, False, True)
+
+
+def test_a_response_is_begun_then_finished_once(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        await store.begin(begun("r1"))
+        running = await store.get("r1", T), await store.progress("r1", T, -1)
+        first = await store.finish(record("r1", None, ["a"], "A"))
+        again = await store.finish(record("r1", None, ["a"], "A"))
+        return running, first, again, await store.progress("r1", T, -1), await store.chain("r1", T)
+
+    (response, running), first, again, ended, chain = run(db, body)
+    assert response["status"] == running.status == "in_progress" and len(running.events) == 1
+    assert (first, again) == (True, False)  # a second end is refused: the first one stands
+    assert ended.status == "completed" and [e["sequence_number"] for e in ended.events] == [0, 1]
+    assert [i["text"] for i in chain.items] == ["a", "A"]  # the input written once, at the start
+
+
+def test_published_events_are_read_while_it_runs_and_kept_once(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        await store.begin(begun("r1"))
+        delta = {"type": "response.output_text.delta", "sequence_number": 1}
+        await store.publish("r1", {"id": "r1", "status": "in_progress", "output": ["so far"]}, [delta])
+        midway = await store.progress("r1", T, 0), await store.get("r1", T)
+        done = {"type": "response.completed", "sequence_number": 2}
+        whole = record("r1", None, ["a"], "A")
+        await store.finish(replace(whole, events=(*whole.events[:1], delta, done)))
+        return midway, await store.progress("r1", T, -1)
+
+    (running, response), ended = run(db, body)
+    assert running.status == "in_progress" and running.events == [{"type": "response.output_text.delta",
+                                                                     "sequence_number": 1}]  # fmt: skip
+    assert response["output"] == ["so far"]  # the Response as it stands
+    assert [e["sequence_number"] for e in ended.events] == [0, 1, 2]
+
+
+def test_what_a_dead_process_left_running_is_an_orphan_ended_once(db: Location) -> None:
+    """The process that began it closed without finishing it (as a killed one would); the next
+    one finds it, and only one end is written."""
+    run(db, lambda store: store.begin(begun("r1")))
+
+    async def body(store: Store) -> Any:
+        await store.renew(10)
+        (orphan,) = await store.orphans()
+        response = {"id": "r1", "status": "failed"}
+        event = {"type": "response.failed", "sequence_number": orphan.last_sequence + 1}
+        ended = (
+            await store.end_orphan(orphan, response, event),
+            await store.end_orphan(orphan, response, event),
+        )
+        return orphan, ended, await store.progress("r1", T, -1), await store.orphans()
+
+    orphan, ended, progress, left = run(db, body)
+    assert (orphan.id, orphan.tenant, orphan.last_sequence) == ("r1", T, 0)
+    assert ended == (True, False) and left == []
+    assert progress.status == "failed" and [e["type"] for e in progress.events][-1] == "response.failed"
+
+
+def test_a_live_process_s_responses_are_orphans_only_once_its_lease_lapses(postgres: Postgres) -> None:
+    url = postgres.new_database()
+
+    async def main() -> tuple[list[str], list[str]]:
+        owner, other = await open_store(Storage(db=url)), await open_store(Storage(db=url))
+        try:
+            await owner.renew(0.5)
+            await owner.begin(begun("r1"))
+            while_alive = [o.id for o in await other.orphans()]
+            await asyncio.sleep(1.0)
+            return while_alive, [o.id for o in await other.orphans()]
+        finally:
+            await owner.aclose()
+            await other.aclose()
+
+    assert asyncio.run(main()) == ([], ["r1"])
+
+
+def test_signals_reach_every_process_sharing_the_store(db: Location) -> None:
+    """PostgreSQL: through NOTIFY, to the other process; SQLite: to this one (the only one)."""
+
+    async def main() -> list[tuple[Signal, str]]:
+        sender, listener = await open_store(Storage(db=db)), await open_store(Storage(db=db))
+        heard: list[tuple[Signal, str]] = []
+        listener.on_signal(lambda kind, response_id: heard.append((kind, response_id)))
+        sender.on_signal(lambda kind, response_id: heard.append((kind, response_id)))
+        try:
+            await sender.signal(Signal.CANCEL, "r1")
+            await sender.finish(record("r2", None, ["a"], "A"))
+            for _ in range(100):
+                if len(heard) >= 4 or (len(heard) >= 2 and db.endswith(".db")):
+                    break
+                await asyncio.sleep(0.05)
+            return heard
+        finally:
+            await sender.aclose()
+            await listener.aclose()
+
+    heard = asyncio.run(main())
+    assert (Signal.CANCEL, "r1") in heard and (Signal.CHANGED, "r2") in heard

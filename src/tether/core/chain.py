@@ -28,7 +28,7 @@ from tether.protocol.items import (
     parse_item,
     with_id,
 )
-from tether.store.base import Store
+from tether.store.base import RUNNING, Store
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class StoredHistory:
             self.contexts.forget(response_id)  # a link was deleted, maybe on another replica
             raise errors.previous_response_not_found(response_id)
         parent = await self.store.get(response_id, self.tenant)
+        if parent is not None and resources.status_of(parent) in RUNNING:  # in another process
+            raise not_finished(response_id)
         if parent is None or not is_chainable(resources.status_of(parent)):
             raise errors.previous_response_not_found(response_id)
         chain = await self.store.chain(response_id, self.tenant)

@@ -43,14 +43,16 @@ class EventLog:
         """Events with `sequence_number > starting_after`, live, until the log closes."""
         index = starting_after + 1
         while True:
-            batch, done = await self._wait_beyond(index)
+            batch, done = await self.beyond(index)
             for event in batch:
                 yield event
             index += len(batch)
             if done and index >= len(self._events):
                 return
 
-    async def _wait_beyond(self, index: int) -> tuple[list[Event], bool]:
+    async def beyond(self, index: int) -> tuple[list[Event], bool]:
+        """The events from position `index` on, once there is one (or the log closed), and
+        whether it has closed."""
         async with self._changed:
             await self._changed.wait_for(lambda: index < len(self._events) or self._closed)
             return self._events[index:], self._closed

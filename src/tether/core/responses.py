@@ -4,9 +4,12 @@ Transports call these and render what comes back; every client error is an `ApiE
 before a response exists. Every call names the tenant it acts for: another tenant's response,
 running or stored, is answered exactly like an unknown id. A response in flight lives in
 `self.running` (`core.running.InFlight`) with its `EventLog`, so a streaming reader, a poller and
-a canceller all see the same events. Its life follows `core.lifecycle`: once it has ended it is
-settled here, in one place (stored when `store: true`, recorded by its WebSocket connection's
-cache), and only then leaves `running`, so a reader never finds it in neither.
+a canceller all see the same events. Its life follows `core.lifecycle`. A `store: true` one is
+begun in the store before its id reaches anyone and finished there before its terminal event goes
+out, so whoever has seen an event of it finds it stored, from any process sharing the store
+(`core.elsewhere` serves the ones that run in another). Once it has ended it is settled here, in
+one place (recorded by its WebSocket connection's cache), and only then leaves `running`, so a
+reader never finds it in neither.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +33,7 @@ from tether.backends.base import (
     Prompt,
 )
 from tether.core import chain, turn
+from tether.core.elsewhere import Elsewhere
 from tether.core.event_log import EventLog, FanOut
 from tether.core.lifecycle import Outcome, State
 from tether.core.metrics import Metrics
@@ -42,7 +46,7 @@ from tether.protocol.items import Compaction, Item, Message, TextPart
 from tether.protocol.request import CreateRequest
 from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
-from tether.store.base import ItemPage, Store, StoredResponse, StoreError
+from tether.store.base import RUNNING, ItemPage, Signal, Store, StoredResponse, StoreError
 
 log = logging.getLogger(__name__)
 # A readiness check that takes longer counts as failed: a probe must answer before the prober
@@ -68,8 +72,10 @@ class Responses:
         served_models: frozenset[str],
         metrics: Metrics,
         contexts: StoredContexts,
+        lease_s: float,
     ) -> None:
-        """`contexts`: where the parsed histories of stored responses are held."""
+        """`contexts`: where the parsed histories of stored responses are held; `lease_s`: how
+        long this process is taken for alive by the others sharing the store without a renewal."""
         self.backend = backend
         self.store = store
         self.served_models = served_models
@@ -77,9 +83,32 @@ class Responses:
         self.contexts = contexts
         self.running = InFlight()
         self.warm_ups = WarmUps()
+        self.elsewhere = Elsewhere(store, lease_s)
+        store.on_signal(self._heard)
         metrics.watch_backend(backend.cache_stats)
         metrics.watch_running(lambda: len(self.running), lambda: len(self.warm_ups))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keep_alive: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Take this process's lease and end the orphans found now (with SQLite: what a process
+        killed before this one left running), then keep doing so in the background."""
+        await self.store.renew(self.elsewhere.lease_s)
+        await self.elsewhere.sweep()
+        self._keep_alive = asyncio.create_task(self.elsewhere.keep_alive(), name="keep-alive")
+
+    def _heard(self, kind: Signal, response_id: str) -> None:
+        """A signal from a process sharing the store (this one included)."""
+        if kind is Signal.CHANGED:
+            self.elsewhere.changed(response_id)
+            return
+        running = self.running.get(response_id)
+        if running is None or not running.request.store or running.lifecycle.ended:
+            return
+        if kind is Signal.PUBLISH and running.publication is None:
+            running.publication = asyncio.create_task(self.elsewhere.publish(running))
+        elif kind is Signal.CANCEL and running.request.background:
+            running.cancel.cancel(turn.CANCELLED)
 
     # --- create -----------------------------------------------------------------------------------
 
@@ -106,13 +135,17 @@ class Responses:
         events = ResponseEvents(response, None if socket is None else socket.lane)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
                           created_at)  # fmt: skip
+        created = events.created()
         self.running.add(running)
+        if request.store:
+            await self._begin(running, created)
         if socket is not None:
             socket.cache.started(response_id, running.lifecycle)
-        await sink.emit(events.created())
+        await sink.emit(created)
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id),
+            conclude=(lambda event: self._finish(running, event)) if request.store else None,
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)
@@ -159,18 +192,59 @@ class Responses:
                 work.usage = usage
                 self._measure(running, work)
 
+    async def _begin(self, running: Running, created: Event) -> None:
+        """Store a `store: true` response as it starts; one that cannot be stored is refused."""
+        begun = self._record(running, (created,), ())
+        try:
+            await self.store.begin(begun)
+        except StoreError as exc:
+            self.running.remove(running)
+            log.warning("could not store response %s as it started: %s", running.id, exc)
+            raise errors.store_unavailable() from None
+
+    async def _finish(self, running: Running, terminal: Event | None) -> None:
+        """Store a `store: true` response that has ended, before its terminal event goes out."""
+        if running.publication is not None:
+            running.publication.cancel()
+            await asyncio.gather(running.publication, return_exceptions=True)
+        outcome = running.lifecycle.outcome
+        assert outcome is not None, f"response {running.id} is stored as ended before it ended"
+        sent = running.log.events
+        record = self._record(running, sent if terminal is None else [*sent, terminal], outcome.output)
+        try:
+            if not await self.store.finish(record):
+                log.warning(
+                    "response %s ended here after another process had ended it as an orphan "
+                    "(this process's lease had lapsed); the store keeps that end",
+                    running.id,
+                )
+        except Exception:
+            log.exception("could not store response %s", running.id)
+
+    def _record(self, running: Running, sent: Sequence[Event], output: tuple[Item, ...]) -> StoredResponse:
+        response = running.snapshot()
+        return StoredResponse(
+            id=running.id,
+            tenant=running.tenant,
+            previous_response_id=running.request.previous_response_id,
+            status=resources.status_of(response),
+            created_at=running.created_at,
+            response=response,
+            input_items=tuple(item.to_wire() for item in running.context.input),
+            output_items=tuple(item.to_wire() for item in output),
+            events=tuple(sent),
+        )
+
     async def _settle(self, running: Running) -> None:
-        """The one end of every response: stored (when `store: true`), recorded by its connection's
-        cache (§8.2), out of `running`, then SETTLED, which wakes whoever waits for it."""
+        """The one end of every response: recorded by its connection's cache (§8.2), its parsed
+        history held (`store: true`), out of `running`, then SETTLED, which wakes whoever waits
+        for it. (A `store: true` one was stored before its terminal event went out.)"""
         await running.log.close()
         outcome = running.lifecycle.outcome
         assert outcome is not None, f"response {running.id} settles without having ended"
         try:
             if running.request.store:
-                await self._save(running, outcome)
                 self._hold(running, outcome)
-        except Exception:
-            log.exception("could not store response %s", running.id)
         finally:
             if running.socket is not None:
                 parent = running.request.previous_response_id
@@ -202,21 +276,6 @@ class Responses:
         transport = "http" if running.socket is None else "ws"
         self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
 
-    async def _save(self, running: Running, outcome: Outcome) -> None:
-        await self.store.save(
-            StoredResponse(
-                id=running.id,
-                tenant=running.tenant,
-                previous_response_id=running.request.previous_response_id,
-                status=outcome.status.value,
-                created_at=running.created_at,
-                response=running.snapshot(),
-                input_items=tuple(item.to_wire() for item in running.context.input),
-                output_items=tuple(item.to_wire() for item in outcome.output),
-                events=tuple(running.log.events),
-            )
-        )
-
     # --- read, delete, cancel ---------------------------------------------------------------------
 
     async def get(self, response_id: str, tenant: str) -> dict[str, Any]:
@@ -236,16 +295,19 @@ class Responses:
         running = self.running.visible(response_id, tenant)
         if running is not None:
             return running.log.follow(starting_after)
-        stored = await self.store.events(response_id, tenant, starting_after)
-        if stored is None:
+        progress = await self.store.progress(response_id, tenant, starting_after)
+        if progress is None:
             raise errors.response_not_found(response_id)
-        return _iterate(stored)
+        if progress.status in RUNNING:  # in another process
+            return self.elsewhere.follow(response_id, tenant, starting_after)
+        return _iterate(progress.events)
 
     async def delete(self, response_id: str, tenant: str) -> None:
         if self.running.visible(response_id, tenant) is not None:
-            raise errors.invalid_request(
-                f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
-            )
+            raise _in_progress(response_id)
+        stored = await self.get(response_id, tenant)
+        if resources.status_of(stored) in RUNNING:  # in another process
+            raise _in_progress(response_id)
         self.contexts.forget(response_id)
         if not await self.store.delete(response_id, tenant):
             raise errors.response_not_found(response_id)
@@ -262,7 +324,12 @@ class Responses:
         stored = await self.get(response_id, tenant)
         if not resources.is_background(stored):
             raise _not_background(response_id)
-        return stored
+        if resources.status_of(stored) not in RUNNING:
+            return stored
+        ended = await self.elsewhere.cancel(response_id, tenant)  # it runs in another process
+        if ended is None:  # deleted meanwhile
+            raise errors.response_not_found(response_id)
+        return ended
 
     async def input_items(
         self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Order
@@ -323,10 +390,13 @@ class Responses:
         self.warm_ups.cancel_all()
 
     async def aclose(self) -> None:
-        """Interrupt what is still running and wait for it to be stored."""
+        """Interrupt what is still running and wait for it to be stored; stop renewing the lease."""
         self.interrupt_all()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._keep_alive is not None:
+            self._keep_alive.cancel()
+            await asyncio.gather(self._keep_alive, return_exceptions=True)
 
 
 def _as_output(message: Message) -> Item:
@@ -342,6 +412,12 @@ async def _problem(part: str, check: Awaitable[None]) -> str | None:
         log.warning("not ready: the %s check failed: %s", part, exc or "it timed out")
         return "unavailable"
     return None
+
+
+def _in_progress(response_id: str) -> errors.ApiError:
+    return errors.invalid_request(
+        f"Response with id '{response_id}' is still in progress; cancel it or wait.", None
+    )
 
 
 def _not_background(response_id: str) -> errors.ApiError:

@@ -51,6 +51,8 @@ class Running:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).
     task: asyncio.Task[None] | None = None
+    # Writing its events to the store as they come, once another process follows it.
+    publication: asyncio.Task[None] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return self.events.snapshot()
@@ -73,6 +75,10 @@ class InFlight:
 
     def remove(self, running: Running) -> None:
         self._by_id.pop(running.id, None)
+
+    def get(self, response_id: str) -> Running | None:
+        """Any response in flight here, whoever's (for signals, which carry only an id)."""
+        return self._by_id.get(response_id)
 
     def visible(self, response_id: str, tenant: str) -> Running | None:
         """The response in flight the API may show `tenant`, if any."""

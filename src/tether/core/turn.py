@@ -52,6 +52,9 @@ class Turn:
     # What must be over before the backend starts: the prefill of the warm-up this turn continues
     # (raises `BackendError` if that failed); None when there is none.
     ready: Callable[[], Awaitable[None]] | None = None
+    # What must be done once it has ended and before its terminal event goes out (store it, so
+    # that whoever reads that event finds it stored, on any process); None: nothing.
+    conclude: Callable[[Event | None], Awaitable[None]] | None = None
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
     started: float = field(default_factory=time.monotonic)
@@ -155,9 +158,11 @@ async def _fail(turn: Turn, message: str | None) -> None:
 
 
 async def _end(turn: Turn, status: State, event: Event | None, error: ApiError | None = None) -> None:
-    """The one way a turn ends: its outcome is kept, then its terminal event goes out."""
+    """The one way a turn ends: its outcome is kept, concluded, then its terminal event goes out."""
     turn.usage = turn.usage_so_far()
     turn.lifecycle.end(Outcome(status, turn.events.output_items, turn.usage, error))
+    if turn.conclude is not None:
+        await turn.conclude(event)
     if event is not None:
         await turn.sink.emit(event)
 

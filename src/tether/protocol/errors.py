@@ -140,6 +140,24 @@ def backend_failed(message: str | None = None) -> ApiError:
     return ApiError(500, "server_error", "server_error", text, None)
 
 
+def owner_stopped() -> ApiError:
+    """The `error` of a response whose server process died before it ended (it was not kept)."""
+    return ApiError(
+        500,
+        "server_error",
+        "server_error",
+        "The server process running this response stopped before it finished; send the request again.",
+        None,
+    )
+
+
+def store_unavailable() -> ApiError:
+    """503 before a `store: true` response exists, when it cannot be written: the SDKs retry."""
+    return ApiError(
+        503, "server_error", "server_error", "The response store is not available right now.", None
+    )
+
+
 def context_overflow(limit: int, needed: int) -> ApiError:
     return invalid_request(f"The input needs {needed} tokens but the model's context holds {limit}.", "input")
 

@@ -26,6 +26,25 @@ def sse_frame(event: Event) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
+def sequence_of(event: Event) -> int:
+    return int(event["sequence_number"])
+
+
+def abandoned(
+    response: dict[str, Any], error: ApiError, sequence_number: int
+) -> tuple[dict[str, Any], Event]:
+    """The end of a response whose process died: the Response as last stored, `failed` with
+    `error`, each item still open marked `incomplete` (§5.5 F), and its `response.failed` event."""
+    ended = copy.deepcopy(response)
+    ended["status"] = "failed"
+    ended["error"] = error.response_error()
+    for item in ended["output"]:
+        if item.get("status") == "in_progress":
+            item["status"] = "incomplete"
+    event = {"type": "response.failed", "sequence_number": sequence_number, "response": copy.deepcopy(ended)}
+    return ended, event
+
+
 class EmitterMisuse(AssertionError):
     """An event was requested in a state that forbids it (a Tether bug)."""
 

@@ -3,11 +3,23 @@
     StoreError               the store failed (our side: shown as a generic server_error)
 
 A store persists opaque JSON-able dicts: it never interprets an item or a Response beyond the ids,
-the chain link and the tenant it is handed explicitly. Every read is within one tenant.
+the chain link, the status and the tenant it is handed explicitly. Every read is within one tenant.
+
+A `store: true` response is written twice: `begin` before its id reaches anyone (status `queued`
+or `in_progress`, its input, its `response.created`), `finish` before its terminal event goes
+out. In between it belongs to the process that began it (its `owner`); several processes may
+share one store, so the store also carries what they say to each other (`Signal`) and which of
+them are alive (`renew`, `orphans`): a running response whose owner stopped renewing is an orphan
+that any process may end.
 """
 
 from __future__ import annotations
 
+import enum
+import os
+import secrets
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -15,8 +27,28 @@ Json = dict[str, Any]
 DEFAULT_TENANT = "default"  # of keys configured without a tenant, and of a server without keys
 
 
+# The statuses of a response that has not ended yet (the others are terminal).
+RUNNING = ("queued", "in_progress")
+
+
 class StoreError(Exception):
     pass
+
+
+class Signal(enum.Enum):
+    """What one process sharing the store tells the others about a response."""
+
+    PUBLISH = "publish"  # someone elsewhere follows it: its owner should write its events as they come
+    CANCEL = "cancel"  # its owner should cancel it
+    CHANGED = "changed"  # it has new events, or has ended
+
+
+SignalHandler = Callable[[Signal, str], None]
+
+
+def new_owner() -> str:
+    """A name for this process in the rows it owns, unique across restarts (and readable in logs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +64,25 @@ class StoredResponse:
     input_items: tuple[Json, ...]  # this request's own input, each with an `id`
     output_items: tuple[Json, ...]
     events: tuple[Json, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A response's status and its events after some sequence number, as stored now."""
+
+    status: str
+    events: list[Json]
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A running response whose owner no longer renews its lease."""
+
+    id: str
+    tenant: str
+    owner: str | None
+    response: Json
+    last_sequence: int  # of its last stored event
 
 
 @dataclass(frozen=True)
@@ -51,7 +102,21 @@ class ItemPage:
 
 
 class Store(Protocol):
-    async def save(self, record: StoredResponse) -> None: ...
+    owner: str  # this process, in the rows it begins
+
+    async def begin(self, record: StoredResponse) -> None:
+        """Write a response that has just been created, owned by this process."""
+        ...
+
+    async def finish(self, record: StoredResponse) -> bool:
+        """Write a response that has ended, in one transaction, and signal CHANGED. False (and
+        nothing written) when it is no longer this process's to write: another process ended it
+        as an orphan."""
+        ...
+
+    async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:
+        """Write events of a running response (and the Response as it stands), signal CHANGED."""
+        ...
 
     async def get(self, response_id: str, tenant: str) -> Json | None:
         """The Response object, or None for an id unknown to `tenant` (or deleted)."""
@@ -72,13 +137,38 @@ class Store(Protocol):
         self, response_id: str, tenant: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
     ) -> ItemPage | None: ...
 
-    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None: ...
+    async def progress(self, response_id: str, tenant: str, starting_after: int) -> Progress | None:
+        """The status, then the events after `starting_after` (read in that order, so a terminal
+        status comes with every event)."""
+        ...
 
     async def find_item(self, item_id: str, tenant: str) -> Json | None:
         """The most recent stored item with this id among `tenant`'s (for `item_reference`)."""
         ...
 
     async def delete(self, response_id: str, tenant: str) -> bool: ...
+
+    async def renew(self, lease_s: float) -> None:
+        """Say that this process is alive for `lease_s` more seconds."""
+        ...
+
+    async def orphans(self) -> list[Orphan]:
+        """Running responses whose owner is not alive (SQLite: any other process, since one
+        process serves a file; the rows it finds were left by a process that died)."""
+        ...
+
+    async def end_orphan(self, orphan: Orphan, response: Json, event: Json) -> bool:
+        """End an orphan with this terminal Response and event, and signal CHANGED; False when
+        it was no longer an orphan (ended meanwhile, by its owner or another process)."""
+        ...
+
+    async def signal(self, kind: Signal, response_id: str) -> None:
+        """Tell every process sharing the store (this one included)."""
+        ...
+
+    def on_signal(self, handler: SignalHandler) -> None:
+        """Where this process hears signals (one handler)."""
+        ...
 
     async def check(self) -> None:
         """Raise `StoreError` when the store cannot be read now (for `/readyz`)."""

@@ -1,8 +1,14 @@
 """PostgreSQL store: one database shared by every Tether process that names it.
 
 The same behaviour as the SQLite store (`sqlite.py`), over an asyncpg connection pool: a
-response, its items and its event log are written in one transaction; deleting a response breaks
-the chains through it; every read is within one tenant.
+response is written when it begins and when it ends, each one transaction; deleting a response
+breaks the chains through it; every read is within one tenant.
+
+Processes talk through the database itself: signals are NOTIFYs on one channel, heard on one
+LISTEN connection per process (outside the pool); a write that changes a response notifies in its
+own transaction, so the signal arrives only once the change is visible. Each process renews a
+lease in `owners`; a running response whose owner holds no live lease is an orphan, judged by
+PostgreSQL's clock alone (the processes' clocks may disagree).
 
 Each response row holds its `ancestors`, root first (its parent's ancestors and the parent, set
 as it is written), so a continuation reads its history with index lookups by id instead of
@@ -15,18 +21,32 @@ an advisory lock, so replicas that start together migrate once and the others wa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 import orjson
 
 from tether.config import masked
-from tether.store.base import Chain, ItemPage, Json, StoredResponse, StoreError
+from tether.store.base import (
+    RUNNING,
+    Chain,
+    ItemPage,
+    Json,
+    Orphan,
+    Progress,
+    Signal,
+    SignalHandler,
+    StoredResponse,
+    StoreError,
+    new_owner,
+)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
+_CHANNEL = "tether"  # every signal, as `kind:response_id`
 _MIGRATION_LOCK = 0x7E7E_E12  # the advisory lock every starting process takes to migrate
 # Each entry brings the schema from its index to the next version.
 _MIGRATIONS = [
@@ -67,22 +87,41 @@ _MIGRATIONS = [
     )
     UPDATE responses SET ancestors = lineage.ancestors FROM lineage WHERE responses.id = lineage.id;
     """,
+    # Owners: the process that began a running response, and how long each is known alive.
+    f"""
+    ALTER TABLE responses ADD COLUMN owner TEXT;
+    CREATE INDEX responses_running ON responses(owner) WHERE status IN {_RUNNING};
+    CREATE TABLE owners (owner TEXT PRIMARY KEY, lease_until TIMESTAMPTZ NOT NULL);
+    """,
 ]
 
 _INSERT = """
-INSERT INTO responses (id, tenant, previous_response_id, status, created_at, body, ancestors)
-VALUES ($1, $2, $3, $4, $5, $6,
+INSERT INTO responses (id, tenant, previous_response_id, status, created_at, body, owner, ancestors)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
         CASE WHEN $3::TEXT IS NULL THEN ARRAY[]::TEXT[]
              ELSE (SELECT parent.ancestors || parent.id FROM responses parent WHERE parent.id = $3) END)
 """
 _OWNED = "SELECT 1 FROM responses WHERE id = $1 AND tenant = $2"
+_NOTIFY = f"SELECT pg_notify('{_CHANNEL}', $1)"
+# Running responses of other processes that hold no live lease (this process never sweeps its own:
+# if it can sweep, it is alive).
+_ORPHANS = f"""
+SELECT id, tenant, owner, body,
+       (SELECT coalesce(max(sequence_number), -1) FROM events WHERE response_id = responses.id)
+FROM responses
+WHERE status IN {_RUNNING} AND owner IS DISTINCT FROM $1
+  AND NOT EXISTS (SELECT 1 FROM owners WHERE owners.owner = responses.owner AND lease_until > now())
+"""
 
 
 class PostgresStore:
     def __init__(self, url: str, max_connections: int = 10) -> None:
         self.url = url
         self.max_connections = max_connections
+        self.owner = new_owner()
         self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None  # LISTENs; outside the pool
+        self._on_signal: SignalHandler | None = None
 
     async def open(self) -> PostgresStore:
         try:
@@ -90,6 +129,7 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {masked(self.url)}: {exc}") from exc
         await self._run(self._migrate)
+        await self._listen()
         return self
 
     async def _migrate(self, db: asyncpg.Connection) -> None:
@@ -117,25 +157,53 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"postgresql: {exc}") from exc
 
-    async def save(self, record: StoredResponse) -> None:
+    async def begin(self, record: StoredResponse) -> None:
         async def write(db: asyncpg.Connection) -> None:
             async with db.transaction():
-                await db.execute("DELETE FROM responses WHERE id = $1", record.id)
-                await db.execute(
-                    _INSERT, record.id, record.tenant, record.previous_response_id, record.status,
-                    record.created_at, orjson.dumps(record.response),
-                )  # fmt: skip
-                await db.executemany(
-                    "INSERT INTO items (response_id, is_output, position, item_id, body) "
-                    "VALUES ($1, $2, $3, $4, $5)",
-                    [(record.id, bool(is_output), i, item.get("id"), orjson.dumps(item))
-                     for is_output, items in enumerate((record.input_items, record.output_items))
-                     for i, item in enumerate(items)],
-                )  # fmt: skip
-                await db.executemany(
-                    "INSERT INTO events VALUES ($1, $2, $3)",
-                    [(record.id, e["sequence_number"], orjson.dumps(e)) for e in record.events],
+                await self._insert(db, record)
+
+        await self._run(write)
+
+    async def finish(self, record: StoredResponse) -> bool:
+        async def write(db: asyncpg.Connection) -> bool:
+            async with db.transaction():
+                row = await db.fetchrow(
+                    "SELECT status, owner FROM responses WHERE id = $1 FOR UPDATE", record.id
                 )
+                if row is None:  # its `begin` failed: written whole now
+                    await self._insert(db, record)
+                elif row["status"] in RUNNING and row["owner"] == self.owner:
+                    await db.execute(
+                        "UPDATE responses SET status = $2, body = $3 WHERE id = $1",
+                        record.id, record.status, orjson.dumps(record.response),
+                    )  # fmt: skip
+                    await _insert_items(db, record.id, True, record.output_items)
+                    await _insert_events(db, record.id, record.events)
+                else:
+                    return False
+                await db.execute(_NOTIFY, f"{Signal.CHANGED.value}:{record.id}")
+                return True
+
+        return await self._run(write)
+
+    async def _insert(self, db: asyncpg.Connection, record: StoredResponse) -> None:
+        await db.execute(
+            _INSERT, record.id, record.tenant, record.previous_response_id, record.status,
+            record.created_at, orjson.dumps(record.response), self.owner,
+        )  # fmt: skip
+        await _insert_items(db, record.id, False, record.input_items)
+        await _insert_items(db, record.id, True, record.output_items)
+        await _insert_events(db, record.id, record.events)
+
+    async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:
+        async def write(db: asyncpg.Connection) -> None:
+            async with db.transaction():
+                await _insert_events(db, response_id, events)
+                await db.execute(
+                    f"UPDATE responses SET body = $2 WHERE id = $1 AND owner = $3 AND status IN {_RUNNING}",
+                    response_id, orjson.dumps(response), self.owner,
+                )  # fmt: skip
+                await db.execute(_NOTIFY, f"{Signal.CHANGED.value}:{response_id}")
 
         await self._run(write)
 
@@ -196,16 +264,19 @@ class PostgresStore:
 
         return await self._run(read)
 
-    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None:
-        async def read(db: asyncpg.Connection) -> list[Json] | None:
-            if await db.fetchval(_OWNED, response_id, tenant) is None:
+    async def progress(self, response_id: str, tenant: str, starting_after: int) -> Progress | None:
+        async def read(db: asyncpg.Connection) -> Progress | None:
+            status = await db.fetchval(
+                "SELECT status FROM responses WHERE id = $1 AND tenant = $2", response_id, tenant
+            )
+            if status is None:
                 return None
             rows = await db.fetch(
                 "SELECT body FROM events WHERE response_id = $1 AND sequence_number > $2 "
                 "ORDER BY sequence_number",
                 response_id, starting_after,
             )  # fmt: skip
-            return [_json(row["body"]) for row in rows]
+            return Progress(status, [_json(row["body"]) for row in rows])
 
         return await self._run(read)
 
@@ -230,6 +301,61 @@ class PostgresStore:
 
         return await self._run(write)
 
+    async def renew(self, lease_s: float) -> None:
+        async def write(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "INSERT INTO owners VALUES ($1, now() + make_interval(secs => $2)) "
+                "ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+                self.owner, lease_s,
+            )  # fmt: skip
+            await db.execute("DELETE FROM owners WHERE lease_until < now()")
+
+        await self._run(write)
+        if self._listener is None or self._listener.is_closed():  # e.g. PostgreSQL restarted
+            await self._listen()
+
+    async def orphans(self) -> list[Orphan]:
+        async def read(db: asyncpg.Connection) -> list[Orphan]:
+            rows = await db.fetch(_ORPHANS, self.owner)
+            return [Orphan(row[0], row[1], row[2], _json(row[3]), row[4]) for row in rows]
+
+        return await self._run(read)
+
+    async def end_orphan(self, orphan: Orphan, response: Json, event: Json) -> bool:
+        async def write(db: asyncpg.Connection) -> bool:
+            async with db.transaction():
+                updated = await db.execute(
+                    "UPDATE responses SET status = $2, body = $3 "
+                    f"WHERE id = $1 AND owner IS NOT DISTINCT FROM $4 AND status IN {_RUNNING}",
+                    orphan.id, response["status"], orjson.dumps(response), orphan.owner,
+                )  # fmt: skip
+                if updated == "UPDATE 0":
+                    return False
+                await _insert_events(db, orphan.id, [event])
+                await db.execute(_NOTIFY, f"{Signal.CHANGED.value}:{orphan.id}")
+                return True
+
+        return await self._run(write)
+
+    async def signal(self, kind: Signal, response_id: str) -> None:
+        await self._run(lambda db: db.execute(_NOTIFY, f"{kind.value}:{response_id}"))
+
+    def on_signal(self, handler: SignalHandler) -> None:
+        self._on_signal = handler
+
+    async def _listen(self) -> None:
+        try:
+            listener = await asyncpg.connect(self.url)
+            await listener.add_listener(_CHANNEL, self._heard)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot listen on PostgreSQL at {masked(self.url)}: {exc}") from exc
+        self._listener = listener
+
+    def _heard(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        kind, _, response_id = payload.partition(":")
+        if self._on_signal is not None:
+            self._on_signal(Signal(kind), response_id)
+
     async def check(self) -> None:
         async def ping(db: asyncpg.Connection) -> None:
             await db.fetchval("SELECT 1")
@@ -237,9 +363,31 @@ class PostgresStore:
         await self._run(ping)
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._pool is not None:
+            # Whatever this process still owns is an orphan at once.
+            await self._run(lambda db: db.execute("DELETE FROM owners WHERE owner = $1", self.owner))
             await self._pool.close()
             self._pool = None
+
+
+async def _insert_items(
+    db: asyncpg.Connection, response_id: str, is_output: bool, items: tuple[Json, ...]
+) -> None:
+    await db.executemany(
+        "INSERT INTO items (response_id, is_output, position, item_id, body) VALUES ($1, $2, $3, $4, $5)",
+        [(response_id, is_output, i, item.get("id"), orjson.dumps(item)) for i, item in enumerate(items)],
+    )
+
+
+async def _insert_events(db: asyncpg.Connection, response_id: str, events: Iterable[Json]) -> None:
+    """Events already published are skipped (they are the same events)."""
+    await db.executemany(
+        "INSERT INTO events VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(response_id, e["sequence_number"], orjson.dumps(e)) for e in events],
+    )
 
 
 async def _intact(db: asyncpg.Connection, ids: tuple[str, ...], tenant: str) -> bool:

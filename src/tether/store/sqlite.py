@@ -1,40 +1,58 @@
 """SQLite store (the default): one file, WAL mode, one writer thread.
 
 Every call runs on a single dedicated thread, so the event loop never blocks on disk and SQLite
-sees one connection. A response, its items and its event log are written in one transaction.
+sees one connection. A response is written when it begins and when it ends (each one transaction).
+One process serves a file, so every response still running in it when this process opens it was
+left by a process that died: an orphan (`orphans`), and signals go to this process alone.
 Deleting a response removes its rows; a later response that chained through it can no longer be
 continued (its chain is broken), which `chain` reports as None.
 
 Every response belongs to a tenant, and every read names one: another tenant's response is
-indistinguishable from an unknown id. Schema version 1 (before tenants) is migrated in place,
-its responses going to the default tenant.
+indistinguishable from an unknown id. Older schemas are migrated in place: version 1
+(before tenants) puts its responses in the default tenant, version 2 had no owners.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import orjson
 
-from tether.store.base import DEFAULT_TENANT, Chain, ItemPage, Json, StoredResponse, StoreError
+from tether.store.base import (
+    DEFAULT_TENANT,
+    RUNNING,
+    Chain,
+    ItemPage,
+    Json,
+    Orphan,
+    Progress,
+    Signal,
+    SignalHandler,
+    StoredResponse,
+    StoreError,
+    new_owner,
+)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
+SCHEMA_VERSION = 3
+_RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     previous_response_id TEXT,
     status TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     body BLOB NOT NULL,
-    tenant TEXT NOT NULL
+    tenant TEXT NOT NULL,
+    owner TEXT
 );
+CREATE INDEX IF NOT EXISTS responses_running ON responses(status) WHERE status IN {_RUNNING};
 CREATE TABLE IF NOT EXISTS items (
     response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
     is_output INTEGER NOT NULL,
@@ -52,7 +70,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-_MIGRATIONS = {1: f"ALTER TABLE responses ADD COLUMN tenant TEXT NOT NULL DEFAULT '{DEFAULT_TENANT}'"}
+# Each brings the schema from its key to the next version.
+_MIGRATIONS = {
+    1: f"ALTER TABLE responses ADD COLUMN tenant TEXT NOT NULL DEFAULT '{DEFAULT_TENANT}'",
+    2: "ALTER TABLE responses ADD COLUMN owner TEXT",  # the process that began a running response
+}
 
 # Walks from a response to its chain's root, within one tenant; `depth` orders it root-first.
 _CHAIN = """
@@ -70,6 +92,8 @@ _OWNED = "SELECT 1 FROM responses WHERE id = ? AND tenant = ?"
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.owner = new_owner()
+        self._on_signal: SignalHandler | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tether-sqlite")
         self._db: sqlite3.Connection | None = None
 
@@ -109,29 +133,75 @@ class SqliteStore:
             raise StoreError("the store is not open")
         return self._db
 
-    async def save(self, record: StoredResponse) -> None:
+    async def begin(self, record: StoredResponse) -> None:
         def write() -> None:
+            with self.db:
+                self.db.execute("BEGIN")
+                self._insert(record)
+
+        await self._run(write)
+
+    async def finish(self, record: StoredResponse) -> bool:
+        def write() -> bool:
             db = self.db
-            with db:  # one transaction
+            with db:
                 db.execute("BEGIN")
-                db.execute("DELETE FROM responses WHERE id = ?", (record.id,))
+                row = db.execute("SELECT status, owner FROM responses WHERE id = ?", (record.id,)).fetchone()
+                if row is None:  # its `begin` failed: written whole now
+                    self._insert(record)
+                    return True
+                status, owner = row
+                if status not in RUNNING or owner != self.owner:
+                    return False
                 db.execute(
-                    "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                    (record.id, record.previous_response_id, record.status, record.created_at,
-                     orjson.dumps(record.response), record.tenant),
-                )  # fmt: skip
-                db.executemany(
-                    "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                    [(record.id, is_output, i, item.get("id"), orjson.dumps(item))
-                     for is_output, items in enumerate((record.input_items, record.output_items))
-                     for i, item in enumerate(items)],
-                )  # fmt: skip
-                db.executemany(
-                    "INSERT INTO events VALUES (?, ?, ?)",
-                    [(record.id, e["sequence_number"], orjson.dumps(e)) for e in record.events],
+                    "UPDATE responses SET status = ?, body = ? WHERE id = ?",
+                    (record.status, orjson.dumps(record.response), record.id),
+                )
+                self._insert_items(record.id, True, record.output_items)
+                self._insert_events(record.id, record.events)
+                return True
+
+        finished = await self._run(write)
+        if finished:
+            await self.signal(Signal.CHANGED, record.id)
+        return finished
+
+    def _insert(self, record: StoredResponse) -> None:
+        self.db.execute(
+            "INSERT INTO responses (id, previous_response_id, status, created_at, body, tenant, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.id, record.previous_response_id, record.status, record.created_at,
+             orjson.dumps(record.response), record.tenant, self.owner),
+        )  # fmt: skip
+        self._insert_items(record.id, False, record.input_items)
+        self._insert_items(record.id, True, record.output_items)
+        self._insert_events(record.id, record.events)
+
+    def _insert_items(self, response_id: str, is_output: bool, items: tuple[Json, ...]) -> None:
+        self.db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
+            [(response_id, is_output, i, item.get("id"), orjson.dumps(item)) for i, item in enumerate(items)],
+        )
+
+    def _insert_events(self, response_id: str, events: Iterable[Json]) -> None:
+        """Events already published are skipped (they are the same events)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
+            [(response_id, e["sequence_number"], orjson.dumps(e)) for e in events],
+        )
+
+    async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:
+        def write() -> None:
+            with self.db:
+                self.db.execute("BEGIN")
+                self._insert_events(response_id, events)
+                self.db.execute(
+                    f"UPDATE responses SET body = ? WHERE id = ? AND owner = ? AND status IN {_RUNNING}",
+                    (orjson.dumps(response), response_id, self.owner),
                 )
 
         await self._run(write)
+        await self.signal(Signal.CHANGED, response_id)
 
     async def get(self, response_id: str, tenant: str) -> Json | None:
         def read() -> Json | None:
@@ -194,17 +264,20 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def events(self, response_id: str, tenant: str, starting_after: int) -> list[Json] | None:
-        def read() -> list[Json] | None:
+    async def progress(self, response_id: str, tenant: str, starting_after: int) -> Progress | None:
+        def read() -> Progress | None:
             db = self.db
-            if db.execute(_OWNED, (response_id, tenant)).fetchone() is None:
+            row = db.execute(
+                "SELECT status FROM responses WHERE id = ? AND tenant = ?", (response_id, tenant)
+            ).fetchone()
+            if row is None:
                 return None
             rows = db.execute(
                 "SELECT body FROM events WHERE response_id = ? AND sequence_number > ? "
                 "ORDER BY sequence_number",
                 (response_id, starting_after),
             )
-            return [orjson.loads(body) for (body,) in rows]
+            return Progress(row[0], [orjson.loads(body) for (body,) in rows])
 
         return await self._run(read)
 
@@ -229,6 +302,50 @@ class SqliteStore:
             return cursor.rowcount > 0
 
         return await self._run(write)
+
+    async def renew(self, lease_s: float) -> None:
+        """Nothing to renew: one process serves a file."""
+
+    async def orphans(self) -> list[Orphan]:
+        def read() -> list[Orphan]:
+            rows = self.db.execute(
+                "SELECT id, tenant, owner, body, (SELECT coalesce(max(sequence_number), -1) FROM events "
+                f"WHERE response_id = responses.id) FROM responses WHERE status IN {_RUNNING} "
+                "AND owner IS NOT ?",
+                (self.owner,),
+            )
+            return [
+                Orphan(id, tenant, owner, orjson.loads(body), last) for id, tenant, owner, body, last in rows
+            ]
+
+        return await self._run(read)
+
+    async def end_orphan(self, orphan: Orphan, response: Json, event: Json) -> bool:
+        def write() -> bool:
+            with self.db:
+                self.db.execute("BEGIN")
+                cursor = self.db.execute(
+                    "UPDATE responses SET status = ?, body = ? "
+                    f"WHERE id = ? AND owner IS ? AND status IN {_RUNNING}",
+                    (response["status"], orjson.dumps(response), orphan.id, orphan.owner),
+                )
+                if cursor.rowcount == 0:
+                    return False
+                self._insert_events(orphan.id, [event])
+                return True
+
+        ended = await self._run(write)
+        if ended:
+            await self.signal(Signal.CHANGED, orphan.id)
+        return ended
+
+    async def signal(self, kind: Signal, response_id: str) -> None:
+        """Heard by this process alone, the only one serving the file."""
+        if self._on_signal is not None:
+            asyncio.get_running_loop().call_soon(self._on_signal, kind, response_id)
+
+    def on_signal(self, handler: SignalHandler) -> None:
+        self._on_signal = handler
 
     async def check(self) -> None:
         await self._run(lambda: self.db.execute("SELECT 1").fetchone())
