@@ -1,7 +1,9 @@
 """Several `tether serve` processes on one real PostgreSQL: any replica serves any stored state.
 
 Two replicas, A and B, share a database; every test makes something on one and uses it from the
-other, as a load balancer without sticky routing would send it.
+other, as a load balancer without sticky routing would send it: finished responses, responses
+still running on the other (streamed live, cancelled), and the responses of a replica killed
+mid-way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tests.ws_client import RawSocket
 from tether.bench.postgres import Postgres, postgres_server
 
 KEYS = "alice sk-alice\nbob sk-bob\n"
+SLOW = ("--scripted-decode-us", "2000")  # 2 ms a token: a long response runs for seconds
+ORPHAN_AFTER_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def replicas(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> It
     (folder / "keys").write_text(KEYS)
     url = postgres.new_database()
     servers = [
-        TetherServer(folder / f"{name}.db", "--api-keys-file", str(folder / "keys"), store=url)
+        TetherServer(folder / f"{name}.db", "--api-keys-file", str(folder / "keys"), *SLOW, store=url)
         for name in ("a", "b")
     ]
     for server in servers:
@@ -41,18 +45,6 @@ def replicas(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def client(server: TetherServer, key: str = "sk-alice") -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
-
-
-def stored_on(replica: openai.OpenAI, response_id: str, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            replica.responses.retrieve(response_id)
-            return
-        except openai.NotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def test_a_response_made_on_one_replica_is_served_whole_by_another(replicas: list[TetherServer]) -> None:
@@ -77,9 +69,7 @@ def test_a_chain_continues_on_any_replica_over_http_and_websocket(replicas: list
         third = ws.turn(input="Three.", previous_response_id=second.id, store=True, max_output_tokens=4)[-1]
     assert third["type"] == "response.completed"
     assert third["response"]["usage"]["input_tokens"] > second.usage.input_tokens  # the whole chain
-    # A stores a response a moment after its terminal event; other replicas do not see A's
-    # responses in flight yet, so B can continue it once it is stored (README, "Several instances").
-    stored_on(b, third["response"]["id"])
+    # The instant the terminal event arrived, B can continue it: it was stored before it went out.
     fourth = b.responses.create(
         model=SCRIPTED, input="Four.", previous_response_id=third["response"]["id"], max_output_tokens=4
     )
@@ -146,3 +136,80 @@ def test_a_chain_held_by_one_replica_breaks_when_another_deletes_a_link(
     with pytest.raises(openai.BadRequestError) as refused:
         a.responses.create(model=SCRIPTED, input="Still?", previous_response_id=tip.id)
     assert refused.value.code == "previous_response_not_found"
+
+
+def test_a_stream_ending_on_one_replica_is_continued_at_once_on_another(replicas: list[TetherServer]) -> None:
+    a, b = (client(server) for server in replicas)
+    for turn in range(20):
+        with a.responses.create(model=SCRIPTED, input=f"Turn {turn}.", stream=True, max_output_tokens=2) as s:
+            last = [event for event in s][-1]
+        assert last.type == "response.completed"
+        follow = b.responses.create(model=SCRIPTED, input="On.", previous_response_id=last.response.id)
+        assert follow.status == "completed"
+
+
+def test_a_background_response_streams_live_from_another_replica_and_is_cancelled_there(
+    replicas: list[TetherServer],
+) -> None:
+    a, b = (client(server) for server in replicas)
+    started = a.responses.create(model=SCRIPTED, input="Go on.", background=True, max_output_tokens=5000)
+    seen = []
+    with b.responses.retrieve(started.id, stream=True, starting_after=0) as stream:
+        events = iter(stream)
+        while len([e for e in seen if e.type == "response.output_text.delta"]) < 5:
+            seen.append(next(events))
+        assert a.responses.retrieve(started.id).status == "in_progress"  # live, not replayed
+        cancelled = b.responses.cancel(started.id)
+        seen.extend(events)  # a cancelled response's stream just ends
+    assert cancelled.status == "cancelled"
+    assert [e.sequence_number for e in seen] == list(range(1, len(seen) + 1))
+    assert a.responses.retrieve(started.id).status == "cancelled"
+    assert b.responses.cancel(started.id).status == "cancelled"  # idempotent, from either
+
+
+def test_a_response_running_on_another_replica_is_reported_as_running(replicas: list[TetherServer]) -> None:
+    a, b = (client(server) for server in replicas)
+    started = a.responses.create(model=SCRIPTED, input="Long.", background=True, max_output_tokens=1000)
+    assert b.responses.retrieve(started.id).status in ("queued", "in_progress")
+    assert [i.id for i in b.responses.input_items.list(started.id).data]
+    with pytest.raises(openai.BadRequestError, match="still in progress"):
+        b.responses.delete(started.id)
+    with pytest.raises(openai.BadRequestError, match="has not finished yet"):
+        b.responses.create(model=SCRIPTED, input="Next.", previous_response_id=started.id)
+    with pytest.raises(openai.NotFoundError):
+        client(replicas[1], "sk-bob").responses.cancel(started.id)
+    b.responses.cancel(started.id)
+
+
+def test_a_killed_replica_s_responses_end_failed_on_the_others(postgres: Postgres, tmp_path: Path) -> None:
+    """A is killed mid-response and mid-background; B ends both `failed` (`server_error`) once A's
+    lease has lapsed, and a stream B was serving of A's background response ends there too."""
+    url = postgres.new_database()
+    orphans = ("--orphan-after-s", str(ORPHAN_AFTER_S), *SLOW)
+    a_server, b_server = (TetherServer(tmp_path / f"{n}.db", *orphans, store=url).start() for n in "ab")
+    try:
+        a, b = a_server.client(), b_server.client()
+        background = a.responses.create(
+            model=SCRIPTED, input="Long.", background=True, max_output_tokens=5000
+        )
+        streaming = a.responses.create(model=SCRIPTED, input="Long too.", stream=True, max_output_tokens=5000)
+        foreground = next(iter(streaming)).response.id
+        followed = b.responses.retrieve(background.id, stream=True, starting_after=0)
+        events = iter(followed)
+        first = next(events)
+        a_server.kill()
+        killed = time.monotonic()
+        rest = list(events)
+        for response_id in (background.id, foreground):
+            ended = b.responses.retrieve(response_id)
+            assert ended.status == "failed" and ended.error is not None
+            assert ended.error.code == "server_error" and "stopped before it finished" in ended.error.message
+        took = time.monotonic() - killed
+        assert first.sequence_number == 1 and rest[-1].type == "response.failed"
+        assert [e.sequence_number for e in [first, *rest]] == list(range(1, len(rest) + 2))
+        with pytest.raises(openai.BadRequestError, match="not found"):
+            b.responses.create(model=SCRIPTED, input="On.", previous_response_id=foreground)
+        print(f"orphans ended {took:.1f} s after the kill (--orphan-after-s {ORPHAN_AFTER_S})")
+    finally:
+        a_server.stop()
+        b_server.stop()
