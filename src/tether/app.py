@@ -69,9 +69,11 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         runtime.start(responses)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, keys.reload)  # rotate keys without a restart
+        lag = asyncio.create_task(admission.lag.run(), name="loop-lag")
         try:
             yield
         finally:
+            lag.cancel()
             loop.remove_signal_handler(signal.SIGHUP)
             # Running responses end `interrupted` and are stored before the store closes.
             await responses.aclose()

@@ -147,6 +147,17 @@ class AdmissionLimits(Section):
         unset="no limit",
         ge=1,
     )
+    max_loop_lag_ms: float | None = setting(
+        250.0,
+        "Overload: while this process's event loop runs this late (the median of the last "
+        "second), every new request under `/v1` — HTTP requests, WebSocket upgrades and creates "
+        "— gets 503 with `retry-after` (the SDKs retry; a load balancer can send it elsewhere), "
+        "so that what runs keeps going and handshakes and pings are still answered in time. "
+        "Each process of `--workers` measures its own.",
+        metavar="MS",
+        unset="never refuse",
+        gt=0,
+    )
 
 
 class HttpLimits(Section):

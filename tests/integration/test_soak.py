@@ -36,3 +36,15 @@ def test_a_soak_counts_what_a_full_server_refuses_and_goes_on(tmp_path: Path) ->
     assert result.failures.get("upgrade refused 503", 0) > 0
     assert set(result.failures) == {"upgrade refused 503"}
     assert result.terminals + result.errors == result.creates >= 3 * 4
+
+
+def test_an_overloaded_server_refuses_new_work_and_keeps_every_promise(tmp_path: Path) -> None:
+    """Far more agents than the loop keeps up with (a low `--max-loop-lag-ms`): creates and
+    upgrades are refused with 503 and `retry-after` while the loop runs late, the agents wait and
+    go on, and everything admitted still ends as promised."""
+    result = soak(tmp_path, SoakPlan(connections=100, turns=5, drop_share=0), "--max-loop-lag-ms", "20")
+    assert result.violations == []
+    refused = result.failures.get("create refused 503", 0) + result.failures.get("upgrade refused 503", 0)
+    assert refused > 0 and result.terminals > 0
+    assert set(result.failures) <= {"create refused 503", "upgrade refused 503"}
+    assert result.terminals + result.errors == result.creates

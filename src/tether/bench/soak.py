@@ -15,9 +15,10 @@ Checked as it runs, and once it is over:
   asyncio tasks back to their count before the soak, and its memory near it.
 
 What a loaded server may do to a client — refuse an upgrade (503/429), time out its handshake,
-close its socket — is counted by kind (`failures`), and the agent goes on as an SDK would: it
-waits (the refusal's `retry-after`, else a second) and connects again. The creates such a close
-cut short are abandoned, like those of a drop.
+refuse a create with an `error` event, close its socket — is counted by kind (`failures`), and
+the agent goes on as a polite client would: it waits (the refusal's `retry-after`, else a second)
+before it connects again or starts its next turn. The creates such a close cut short are
+abandoned, like those of a drop.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Agent:
         self.stored = stored  # store:true response id → its terminal response, or None if abandoned
         self.last: dict[str | None, str] = {}  # lane → its latest response on this connection
         self.pending: dict[str | None, Pending] = {}  # the creates of the turn in progress
+        self.retry_after_s = 0.0  # asked for by a create refused in this turn
 
     async def run(self, on_turn: Callable[[], None]) -> None:
         turn = 0
@@ -117,6 +119,9 @@ class Agent:
                         if not await self._turn(ws):
                             self.result.drops += 1
                             break  # dropped mid-stream: reconnect
+                        if self.retry_after_s:
+                            await asyncio.sleep(self.retry_after_s)
+                            self.retry_after_s = 0.0
             except InvalidStatus as refused:
                 self.result.failed(f"upgrade refused {refused.response.status_code}")
                 await asyncio.sleep(_retry_after(refused))
@@ -175,6 +180,10 @@ class Agent:
             if pending.response_id is not None:
                 self._violation(f"an error event after response.created: {event}")
             self.result.errors += 1
+            self.result.failed(f"create refused {event.get('status')}")
+            retry_after = event["error"].get("headers", {}).get("retry-after")
+            if retry_after is not None:
+                self.retry_after_s = max(self.retry_after_s, float(retry_after))
             return True
         if event.get("sequence_number") != pending.next_sequence:
             self._violation(f"sequence {event.get('sequence_number')} where {pending.next_sequence} was due")

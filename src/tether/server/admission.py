@@ -4,6 +4,8 @@
                                         `retry-after` (HTTP requests and WebSocket creates alike)
     open WebSocket connections, per key 429 before the upgrade
     open WebSocket connections, total   503 before the upgrade (another instance can serve)
+    the event loop's lag (overload)     503 for every new request, upgrade and create, while the
+                                        process runs late (`loop_lag`)
 
 A key is named by the label authentication gives it (`auth.Caller.key`, never the key itself).
 Without keys every caller shares one label, so the per-key limits bound the whole server.
@@ -20,7 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tether.config import AdmissionLimits
 from tether.protocol import errors
 from tether.protocol.errors import ApiError
+from tether.server.loop_lag import LoopLag
 from tether.server.rejections import reject
+
+OVERLOAD_RETRY_S = 1.0  # the `retry-after` of an overload refusal: about the window the lag is measured over
 
 
 @dataclass
@@ -46,11 +51,14 @@ class TokenBucket:
 class Admission:
     limits: AdmissionLimits
     clock: Callable[[], float] = time.monotonic
+    lag: LoopLag = field(default_factory=LoopLag)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _connections: dict[str, int] = field(default_factory=dict)
 
     def request(self, key: str) -> None:
-        """One request by `key`; raises 429 when it is over its rate."""
+        """One request by `key`; raises 503 when the process is overloaded, 429 when the key is
+        over its rate."""
+        self._check_load()
         rate = self.limits.rate_limit_rps
         if rate is None:
             return
@@ -68,6 +76,7 @@ class Admission:
 
     def open_connection(self, key: str) -> None:
         """Takes one of the open-connection places, or raises; `close_connection` gives it back."""
+        self._check_load()
         open_for_key = self._connections.get(key, 0)
         total, per_key = self.limits.ws_max_connections, self.limits.ws_max_connections_per_key
         if total is not None and sum(self._connections.values()) >= total:
@@ -79,6 +88,15 @@ class Admission:
                 1.0,
             )
         self._connections[key] = open_for_key + 1
+
+    def _check_load(self) -> None:
+        limit_ms, lag_s = self.limits.max_loop_lag_ms, self.lag.seconds
+        if limit_ms is not None and lag_s * 1000 > limit_ms:
+            raise errors.server_full(
+                f"The server is overloaded (its event loop runs {lag_s * 1000:.0f} ms late). "
+                "Try again shortly.",
+                OVERLOAD_RETRY_S,
+            )
 
     def close_connection(self, key: str) -> None:
         self._connections[key] -= 1
