@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
-from tether.app import build_app
 from tether.bench.cli import bench
 from tether.config import Declaration, Settings, declarations, masked
-from tether.server.lifecycle import GracefulServer
-from tether.server.runtime import Runtime
+from tether.server.processes import Supervisor, bind, configure_logging, serve_process
 from tether.server.ws_protocol import IncompatibleUvicorn, guarded_protocol
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -43,33 +39,19 @@ def serve(**options: Any) -> None:
             "Pass --api-key KEY or --api-keys-file PATH to serve beyond this machine."
         )
         raise typer.Exit(2)
-    listening, websocket = settings.listening, settings.websocket
-    logging.basicConfig(level=listening.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # httpx logs every upstream request at INFO; Tether logs the ones that fail.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    runtime = Runtime()
-    app = build_app(settings, runtime)
+    configure_logging(settings.listening.log_level)
     try:
-        protocol = guarded_protocol(websocket.send_stall_s)
+        guarded_protocol(settings.websocket.send_stall_s)
     except IncompatibleUvicorn as exc:
         console.print(f"[red]Cannot serve WebSockets safely:[/red] {exc}")
         raise typer.Exit(2) from None
-    config = uvicorn.Config(
-        app,
-        host=listening.host,
-        port=listening.port,
-        log_level=listening.log_level,
-        lifespan="on",
-        ws=protocol,
-        ws_max_size=websocket.max_message_bytes,  # over it: close 1009 (spec §3.4)
-        ws_ping_interval=websocket.ping_interval_s,
-        ws_ping_timeout=websocket.ping_timeout_s,
-        ws_per_message_deflate=True,  # negotiated only when the client offers it
-        timeout_graceful_shutdown=settings.shutdown.final_close_s,  # after GracefulServer's drain
-    )
-    server = GracefulServer(config, runtime, settings.shutdown)
-    _announce(settings, keys)
-    server.run()
+    if settings.listening.workers == 1:
+        _announce(settings, keys, settings.listening.port)
+        serve_process(settings)
+        return
+    sock = bind(settings)
+    _announce(settings, keys, sock.getsockname()[1])
+    raise typer.Exit(Supervisor(settings, sock).run())
 
 
 def _cli_value(value: Any) -> Any:
@@ -118,14 +100,16 @@ def chat(
     chat_client.run(url, model, api_key, store, instructions, sys.stdin)
 
 
-def _announce(settings: Settings, keys: dict[str, str]) -> None:
-    url = f"http://{settings.listening.host}:{settings.listening.port}/v1"
+def _announce(settings: Settings, keys: dict[str, str], port: int) -> None:
+    url = f"http://{settings.listening.host}:{port}/v1"
     tenants = len(set(keys.values()))
     auth = f"bearer keys ({len(keys)} for {tenants} tenant{'s' * (tenants != 1)})" if keys else "none"
     console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
     model = ", ".join(settings.upstream.urls) if settings.upstream.urls else settings.models.model
     kind, where = settings.storage.location()
     console.print(f"  model: {model}\n  store: {kind} {masked(where)}\n  auth: {auth}")
+    if settings.listening.workers > 1:
+        console.print(f"  workers: {settings.listening.workers}")
 
 
 def main() -> None:

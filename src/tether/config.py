@@ -70,6 +70,15 @@ class Listening(Section):
     )
     port: int = setting(8000, "TCP port (0 picks a free one).", metavar="P", ge=0, le=65535)
     log_level: str = setting("info", "Log level.", metavar="L")
+    workers: int = setting(
+        1,
+        "Processes serving the one port, each with its own event loop (a supervisor restarts one "
+        "that dies). They share the store, which must then be PostgreSQL, and every limit is per "
+        "process. Not with the embedded local model: its engine, threads and KV cache are one "
+        "process's (run one process, or serve the model from an engine with `--upstream`).",
+        metavar="N",
+        ge=1,
+    )
 
 
 class Auth(Section):
@@ -455,6 +464,23 @@ class Settings(BaseModel):
         unnamed = [spec for spec in self.upstream.urls if upstream_route(spec)[0] is None]
         if self.upstream.model is not None and len(unnamed) != 1:
             raise ValueError("--upstream-model names the model of exactly one '--upstream URL'")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share_state(self) -> Settings:
+        if self.listening.workers == 1:
+            return self
+        if self.storage.location()[0] != "postgresql":
+            raise ValueError(
+                "--workers needs a PostgreSQL store (--db postgresql://…): a SQLite file is one "
+                "process's, which alone can tell its running responses from a dead process's"
+            )
+        if not self.upstream.urls and self.models.model != "scripted":
+            raise ValueError(
+                "--workers does not apply to the embedded local model: each process would load the "
+                "model and run its threads on the same cores; serve it from one process, or put the "
+                "model behind an engine and use --upstream"
+            )
         return self
 
     @classmethod

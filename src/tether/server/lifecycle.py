@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -28,11 +28,24 @@ from tether.server.runtime import Runtime
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, runtime: Runtime, settings: Shutdown) -> None:
-        """`config.timeout_graceful_shutdown` should be `settings.final_close_s`."""
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        runtime: Runtime,
+        settings: Shutdown,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`config.timeout_graceful_shutdown` should be `settings.final_close_s`; `on_ready` is
+        called once the app has started and the server listens."""
         super().__init__(config)
         self.runtime = runtime
         self.settings = settings
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
