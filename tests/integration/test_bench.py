@@ -54,16 +54,21 @@ def test_stores_compares_postgresql_with_sqlite_side_by_side(tmp_path: Path) -> 
     rows = json.loads((tmp_path / "stores.json").read_text())
     assert {row["mode"] for row in rows} == {"http-chained", "http-chained@SQLite"} and len(rows) == 24
     assert (tmp_path / "stores.png").exists()
+    assert "PostgreSQL per stored turn (12 turns):" in table and "KB of WAL written" in table
+    assert "A signal between two processes (NOTIFY to LISTEN, 200 one at a time): median" in table
 
 
-def test_throughput_counts_responses_and_events(tmp_path: Path) -> None:
-    printed = bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5",
+def test_throughput_counts_responses_and_events_for_each_number_of_workers(tmp_path: Path) -> None:
+    printed = bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5", "--workers", "1,2",
                     "--max-output-tokens", "4", "--repeats", "2", "--json").stdout  # fmt: skip
     results = json.loads((tmp_path / "throughput.json").read_text())
     assert json.loads(printed) == results
-    assert sorted((r["connections"], r["repeat"]) for r in results) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert sorted((r["workers"], r["connections"], r["repeat"]) for r in results) == [
+        (w, c, i) for w in (1, 2) for c in (1, 2) for i in (0, 1)
+    ]
     # Every response is created, in_progress, 2 item + 2 part events, 4 deltas, 3 dones, completed.
-    assert all(r["events"] == 12 * r["responses"] > 0 for r in results)
+    assert all(r["events"] == 12 * r["responses"] > 0 and r["refused"] == 0 for r in results)
+    assert all(r["server_cpu_s"] > 0 for r in results)  # the supervisor's workers counted too
 
 
 def test_connections_reads_the_servers_memory(tmp_path: Path) -> None:

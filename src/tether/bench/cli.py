@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tether.bench import load, report, runner, servers
+from tether.bench import load, report, runner, servers, store_costs
 from tether.bench import soak as soak_run
 from tether.bench import warm_up as warm_up_run
 from tether.bench.agents import MODES, Target
@@ -249,12 +249,25 @@ def stores(
             "http-chained": _target(on_postgres.base_url, 1),
             "http-chained@SQLite": _target(on_sqlite.base_url, 1),
         }
+        before = asyncio.run(store_costs.footprint(database))
         with _progress() as progress:
             rows, failures = asyncio.run(runner.run(plan, targets, progress))
+        after = asyncio.run(store_costs.footprint(database))
+        wal = after.wal_position - before.wal_position
+        console.print("Timing signals between two processes' stores …")
+        latency = asyncio.run(store_costs.signal_latency(database))
     title = "store: true chains over HTTP: PostgreSQL, SQLite dashed (scripted model)"
     report.overhead_chart(rows, out / f"{name}.png", title)
     table = report.comparison_markdown(rows, "SQLite", subject="PostgreSQL")
     table += "".join(f"\nFailed: {f}\n" for f in failures)
+    stored = after.responses - before.responses
+    p99 = store_costs.percentile(latency, 0.99)
+    table += (
+        f"\nPostgreSQL per stored turn ({stored:,} turns): {wal / stored / 1024:.1f} KB of WAL written, "
+        f"{(after.database_bytes - before.database_bytes) / stored / 1024:.1f} KB of database growth. "
+        f"A signal between two processes (NOTIFY to LISTEN, {len(latency)} one at a time): median "
+        f"{statistics.median(latency) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms.\n"
+    )
     _write(out, name, table, [row.to_json() for row in rows], json_out)
 
 
@@ -308,6 +321,13 @@ def throughput(
     connections: Annotated[str, typer.Option(help="Comma-separated connection counts.")] = "1,2,4,8,16,32,64",
     seconds: Annotated[float, typer.Option(help="How long each count runs.")] = 5.0,
     max_output_tokens: Annotated[int, typer.Option(help="Tokens per response.")] = 16,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated `--workers` of the Tethers it starts, measured side by side "
+            "(more than 1 starts a PostgreSQL for all of them)."
+        ),
+    ] = "1",
     repeats: Annotated[int, REPEATS] = 3,
     out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
@@ -315,24 +335,74 @@ def throughput(
 ) -> None:
     """Responses and streamed events per second over 1…64 WebSocket connections (scripted model)."""
     counts = [int(n) for n in connections.split(",")]
-    results: dict[int, list[load.Throughput]] = {count: [] for count in counts}
-    with _servers(url, None if url else "scripted") as running, _progress() as progress:
-        target = _target(running.tether_url, max_output_tokens)
-        task = progress.add_task("throughput", total=len(counts) * repeats)
+    sizes = [int(n) for n in workers.split(",")]
+    results: dict[tuple[int, int], list[load.Throughput]] = {(w, c): [] for w in sizes for c in counts}
+    with _worker_servers(url, sizes) as started, _progress() as progress:
+        targets = {size: _target(started[size][0], max_output_tokens) for size in sizes}
+        task = progress.add_task("throughput", total=len(results) * repeats)
         for repeat in range(repeats):
             for count in counts:
-                progress.update(task, description=f"{count} connection(s), run {repeat + 1}")
-                results[count].append(asyncio.run(load.throughput(target, count, seconds)))
-                progress.advance(task)
-    per_second = {c: statistics.median(r.responses_per_s for r in runs) for c, runs in results.items()}
-    events = {c: statistics.median(r.events_per_s for r in runs) for c, runs in results.items()}
-    lines = ["| connections | responses/s | events/s |", "|---|---|---|"]
-    lines += [f"| {c} | {per_second[c]:,.0f} | {events[c]:,.0f} |" for c in counts]
-    report.line_chart({"responses/s": (counts, [per_second[c] for c in counts])}, out / f"{name}.png",
-                      f"Throughput, scripted model ({_machine()})", "concurrent WebSocket connections",
+                for size in sizes:  # side by side: each count on every server before the next
+                    progress.update(
+                        task, description=f"{count} connection(s), {size} worker(s), run {repeat + 1}"
+                    )
+                    run = load.throughput(targets[size], count, seconds, started[size][1])
+                    results[size, count].append(asyncio.run(run))
+                    progress.advance(task)
+    median = {key: _throughput_medians(runs) for key, runs in results.items()}
+    header = (
+        "| workers | connections | responses/s | events/s | refused/s | responses per server CPU-second |"
+    )
+    lines = [header, "|---|---|---|---|---|---|"]
+    lines += [f"| {w} | {c} | {median[w, c][0]:,.0f} | {median[w, c][1]:,.0f} | {median[w, c][2]:,.0f} | "
+              f"{_per_cpu(median[w, c][3])} |" for w in sizes for c in counts]  # fmt: skip
+    series = {f"{w} worker{'s' * (w > 1)}": (counts, [median[w, c][0] for c in counts]) for w in sizes}
+    title = f"Throughput, scripted model ({_machine()})"
+    report.line_chart(series, out / f"{name}.png", title, "concurrent WebSocket connections",
                       "responses per second (median)", log_x=True)  # fmt: skip
-    rows = [{**r.__dict__, "repeat": i} for runs in results.values() for i, r in enumerate(runs)]
+    rows = [
+        {**r.__dict__, "workers": w, "repeat": i}
+        for (w, _), runs in results.items()
+        for i, r in enumerate(runs)
+    ]
     _write(out, name, "\n".join(lines) + "\n", rows, json_out)
+
+
+def _throughput_medians(runs: list[load.Throughput]) -> tuple[float, float, float, float | None]:
+    """Responses, events and refusals per second, and responses per server CPU-second, each the
+    median of the runs."""
+    return (
+        statistics.median(r.responses_per_s for r in runs),
+        statistics.median(r.events_per_s for r in runs),
+        statistics.median(r.refused / r.seconds for r in runs),
+        report.median(r.responses_per_cpu_s for r in runs),
+    )
+
+
+def _per_cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+@contextlib.contextmanager
+def _worker_servers(url: str | None, sizes: list[int]) -> Iterator[dict[int, tuple[str, int | None]]]:
+    """A base URL and pid for each `--workers` size: `url` itself (one size only; no pid), or a
+    Tether started for each, all on one new PostgreSQL when any has more than one worker."""
+    if url is not None:
+        yield dict.fromkeys(sizes, (url, None))
+        return
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        database = None
+        if max(sizes) > 1:
+            console.print("Starting PostgreSQL …")
+            database = stack.enter_context(postgres_server()).new_database()
+        urls = {}
+        for size in sizes:
+            console.print(f"Starting tether serve --model scripted --workers {size} …")
+            process = stack.enter_context(
+                servers.tether(Path(tmp) / f"w{size}.db", "--workers", str(size), store=database)
+            )
+            urls[size] = (process.base_url, process.process.pid if process.process else None)
+        yield urls
 
 
 @bench.command()

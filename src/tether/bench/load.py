@@ -26,8 +26,15 @@ OPEN_BATCH = 200  # connections opened at once: enough to be quick, few enough f
 class Throughput:
     connections: int
     seconds: float
-    responses: int
+    responses: int  # that ended (completed), refusals not included
     events: int
+    refused: int = 0  # creates answered with an `error` event (an overloaded server's 503)
+    server_cpu_s: float | None = None  # CPU time of the server's processes during the run
+
+    @property
+    def responses_per_cpu_s(self) -> float | None:
+        """What one core of the server does, whatever else the machine runs."""
+        return None if not self.server_cpu_s else self.responses / self.server_cpu_s
 
     @property
     def responses_per_s(self) -> float:
@@ -38,34 +45,49 @@ class Throughput:
         return self.events / self.seconds
 
 
-async def throughput(target: Target, connections: int, seconds: float) -> Throughput:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children (the workers of a supervisor)."""
+    import psutil  # the bench extra
+
+    processes = [psutil.Process(pid)]
+    processes += processes[0].children(recursive=True)
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+async def throughput(
+    target: Target, connections: int, seconds: float, server_pid: int | None = None
+) -> Throughput:
     url = target.base_url.replace("http", "ws", 1) + "/responses"
     body = {"type": "response.create", "model": target.model, "store": False, "input": "ping",
             "max_output_tokens": target.max_output_tokens}  # fmt: skip
     create = orjson.dumps(body).decode()
     deadline = time.perf_counter() + seconds
-    counts = [0, 0]  # responses, events
+    counts = [0, 0, 0]  # responses, events, refusals
 
     async def one_connection() -> None:
         async with connect(url, additional_headers=target.headers, max_size=None, compression=None) as ws:
             while time.perf_counter() < deadline:
                 await ws.send(create)
-                events = await _until_terminal(ws)  # not `+= await`: that would read before waiting
+                events, refused = await _until_terminal(ws)  # not `+= await`: it would read first
                 counts[1] += events
-                counts[0] += 1
+                counts[2 if refused else 0] += 1
 
+    cpu_before = None if server_pid is None else cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(one_connection() for _ in range(connections)))
-    return Throughput(connections, time.perf_counter() - started, counts[0], counts[1])
+    elapsed = time.perf_counter() - started
+    cpu = None if server_pid is None or cpu_before is None else cpu_seconds(server_pid) - cpu_before
+    return Throughput(connections, elapsed, counts[0], counts[1], counts[2], cpu)
 
 
-async def _until_terminal(ws: ClientConnection) -> int:
+async def _until_terminal(ws: ClientConnection) -> tuple[int, bool]:
+    """The events of one create, and whether it was refused."""
     events = 0
     async for message in ws:
         events += 1
         kind = orjson.loads(message)["type"]
         if kind in TERMINAL or kind == "error":
-            return events
+            return events, kind == "error"
     raise RuntimeError("the socket closed mid-response")
 
 

@@ -4,11 +4,12 @@
     CREATED ──▶ IN_PROGRESS ──▶ COMPLETED | INCOMPLETE | FAILED | CANCELLED ──▶ SETTLED
 
 A response is CREATED once `response.created` is out. It ends exactly once, in one terminal state,
-with a typed `Outcome` (its output items, usage, and the error of a failure). It is SETTLED once
-what it leaves behind is in place: stored (`store: true`) and recorded by the connection that made
-it (§8.2). Only then may anything rely on it, so `settled()` is the one thing to wait for: a
-client that chains from a response the moment its terminal event arrives, an HTTP caller waiting
-for the final object, a WebSocket lane waiting to start its next create.
+with a typed `Outcome` (its output items, usage, and the error of a failure); a `store: true`
+one is stored as it ends, before its terminal event goes out. It is SETTLED once what it leaves
+behind is in place: recorded by the connection that made it (§8.2), its history held. Only then
+may anything rely on it, so `settled()` is the one thing to wait for: a client that chains from
+a response the moment its terminal event arrives, an HTTP caller waiting for the final object, a
+WebSocket lane waiting to start its next create.
 
 A move the table does not allow is a Tether bug: `IllegalMove` names the state and the move, and
 the state is left as it was.
@@ -52,10 +53,10 @@ TRANSITIONS: dict[State, dict[State, str]] = {
         State.FAILED: "the backend failed",
         State.CANCELLED: "cancelled (background, §10.6)",
     },
-    State.COMPLETED: {State.SETTLED: "stored and recorded"},
-    State.INCOMPLETE: {State.SETTLED: "stored and recorded"},
-    State.FAILED: {State.SETTLED: "stored and recorded"},
-    State.CANCELLED: {State.SETTLED: "stored and recorded"},
+    State.COMPLETED: {State.SETTLED: "recorded"},
+    State.INCOMPLETE: {State.SETTLED: "recorded"},
+    State.FAILED: {State.SETTLED: "recorded"},
+    State.CANCELLED: {State.SETTLED: "recorded"},
     State.SETTLED: {},
 }
 

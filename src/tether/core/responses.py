@@ -6,7 +6,8 @@ running or stored, is answered exactly like an unknown id. A response in flight 
 `self.running` (`core.running.InFlight`) with its `EventLog`, so a streaming reader, a poller and
 a canceller all see the same events. Its life follows `core.lifecycle`. A `store: true` one is
 begun in the store before its id reaches anyone and finished there before its terminal event goes
-out, so whoever has seen an event of it finds it stored, from any process sharing the store
+out (a JSON create over HTTP, whose id no one sees before its end, only then), so whoever has
+seen an event of it finds it stored, from any process sharing the store
 (`core.elsewhere` serves the ones that run in another). Once it has ended it is settled here, in
 one place (recorded by its WebSocket connection's cache), and only then leaves `running`, so a
 reader never finds it in neither.
@@ -137,7 +138,9 @@ class Responses:
                           created_at)  # fmt: skip
         created = events.created()
         self.running.add(running)
-        if request.store:
+        # A JSON create over HTTP tells its id to no one before it ends: it is stored at its end
+        # alone (one write instead of two), and a process killed before that leaves nothing.
+        if request.store and (request.stream or request.background):
             await self._begin(running, created)
         if socket is not None:
             socket.cache.started(response_id, running.lifecycle)

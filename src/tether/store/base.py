@@ -7,10 +7,11 @@ the chain link, the status and the tenant it is handed explicitly. Every read is
 
 A `store: true` response is written twice: `begin` before its id reaches anyone (status `queued`
 or `in_progress`, its input, its `response.created`), `finish` before its terminal event goes
-out. In between it belongs to the process that began it (its `owner`); several processes may
-share one store, so the store also carries what they say to each other (`Signal`) and which of
-them are alive (`renew`, `orphans`): a running response whose owner stopped renewing is an orphan
-that any process may end.
+out (a response whose id reaches no one before its end is only finished). In between it belongs
+to the process that began it (its `owner`); several processes may share one store, so the store
+also carries what they say to each other (`Signal`) and which of them are alive (`renew`,
+`orphans`): a running response whose owner stopped renewing is an orphan that any process may
+end.
 """
 
 from __future__ import annotations

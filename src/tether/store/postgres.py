@@ -103,6 +103,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7,
 """
 _OWNED = "SELECT 1 FROM responses WHERE id = $1 AND tenant = $2"
 _NOTIFY = f"SELECT pg_notify('{_CHANNEL}', $1)"
+# For the writes of a running response (its start, its published events): the commit returns
+# before the disk has it (measured: ~3.5 ms less per stored turn). Only a crash of PostgreSQL
+# itself can lose such a commit (the last few hundred ms of them, never half of one), and then
+# the response's `finish`, which does wait for the disk, writes it whole.
+_NOT_WAITING_FOR_DISK = "SET LOCAL synchronous_commit TO OFF"
 # Running responses of other processes that hold no live lease (this process never sweeps its own:
 # if it can sweep, it is alive).
 _ORPHANS = f"""
@@ -160,6 +165,7 @@ class PostgresStore:
     async def begin(self, record: StoredResponse) -> None:
         async def write(db: asyncpg.Connection) -> None:
             async with db.transaction():
+                await db.execute(_NOT_WAITING_FOR_DISK)
                 await self._insert(db, record)
 
         await self._run(write)
@@ -170,17 +176,17 @@ class PostgresStore:
                 row = await db.fetchrow(
                     "SELECT status, owner FROM responses WHERE id = $1 FOR UPDATE", record.id
                 )
-                if row is None:  # its `begin` failed: written whole now
+                if row is None:  # not begun (or its `begin` failed): written whole now
                     await self._insert(db, record)
-                elif row["status"] in RUNNING and row["owner"] == self.owner:
-                    await db.execute(
-                        "UPDATE responses SET status = $2, body = $3 WHERE id = $1",
-                        record.id, record.status, orjson.dumps(record.response),
-                    )  # fmt: skip
-                    await _insert_items(db, record.id, True, record.output_items)
-                    await _insert_events(db, record.id, record.events)
-                else:
+                    return True  # no one knew of it, so no one is waiting to hear of it
+                if row["status"] not in RUNNING or row["owner"] != self.owner:
                     return False
+                await db.execute(
+                    "UPDATE responses SET status = $2, body = $3 WHERE id = $1",
+                    record.id, record.status, orjson.dumps(record.response),
+                )  # fmt: skip
+                await _insert_items(db, record.id, (), record.output_items)
+                await _insert_events(db, record.id, record.events)
                 await db.execute(_NOTIFY, f"{Signal.CHANGED.value}:{record.id}")
                 return True
 
@@ -191,13 +197,13 @@ class PostgresStore:
             _INSERT, record.id, record.tenant, record.previous_response_id, record.status,
             record.created_at, orjson.dumps(record.response), self.owner,
         )  # fmt: skip
-        await _insert_items(db, record.id, False, record.input_items)
-        await _insert_items(db, record.id, True, record.output_items)
+        await _insert_items(db, record.id, record.input_items, record.output_items)
         await _insert_events(db, record.id, record.events)
 
     async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:
         async def write(db: asyncpg.Connection) -> None:
             async with db.transaction():
+                await db.execute(_NOT_WAITING_FOR_DISK)
                 await _insert_events(db, response_id, events)
                 await db.execute(
                     f"UPDATE responses SET body = $2 WHERE id = $1 AND owner = $3 AND status IN {_RUNNING}",
@@ -374,12 +380,14 @@ class PostgresStore:
 
 
 async def _insert_items(
-    db: asyncpg.Connection, response_id: str, is_output: bool, items: tuple[Json, ...]
+    db: asyncpg.Connection, response_id: str, inputs: tuple[Json, ...], outputs: tuple[Json, ...]
 ) -> None:
+    """In one round trip (each call is one, whatever it carries)."""
     await db.executemany(
         "INSERT INTO items (response_id, is_output, position, item_id, body) VALUES ($1, $2, $3, $4, $5)",
-        [(response_id, is_output, i, item.get("id"), orjson.dumps(item)) for i, item in enumerate(items)],
-    )
+        [(response_id, bool(is_output), i, item.get("id"), orjson.dumps(item))
+         for is_output, items in enumerate((inputs, outputs)) for i, item in enumerate(items)],
+    )  # fmt: skip
 
 
 async def _insert_events(db: asyncpg.Connection, response_id: str, events: Iterable[Json]) -> None:

@@ -147,7 +147,7 @@ class SqliteStore:
             with db:
                 db.execute("BEGIN")
                 row = db.execute("SELECT status, owner FROM responses WHERE id = ?", (record.id,)).fetchone()
-                if row is None:  # its `begin` failed: written whole now
+                if row is None:  # not begun (or its `begin` failed): written whole now
                     self._insert(record)
                     return True
                 status, owner = row
