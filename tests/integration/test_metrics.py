@@ -53,6 +53,7 @@ def test_turns_are_counted_by_transport(scripted_server: TetherServer) -> None:
         == 2
     )
     assert value(during, "tether_websocket_connections") >= 1
+    assert ("tether_event_loop_lag_seconds", ()) in after  # what admission refuses new work by
 
 
 @pytest.mark.local_model

@@ -82,6 +82,13 @@ class Metrics:
     def watch_running(self, running: Callable[[], int], prefilling: Callable[[], int]) -> None:
         self.registry.register(_RuntimeCollector(running, prefilling))
 
+    def watch_loop_lag(self, seconds: Callable[[], float]) -> None:
+        """The event loop's lag, which admission refuses new work by (`server/loop_lag.py`)."""
+        gauge = GaugeMetricFamily
+        self.registry.register(_Reading(lambda: gauge(
+            "tether_event_loop_lag_seconds", "How late this process's event loop runs (median, last second).",
+            value=seconds())))  # fmt: skip
+
 
 class _RuntimeCollector(Collector):
     """Reads what is alive inside the server at scrape time (scrapes run on the event loop)."""
@@ -96,6 +103,16 @@ class _RuntimeCollector(Collector):
             "tether_warm_up_prefills", "Warm-ups answered whose prefill still runs.", value=self.prefilling()
         )
         yield GaugeMetricFamily("tether_asyncio_tasks", "Tasks alive on the event loop.", value=_tasks())
+
+
+class _Reading(Collector):
+    """One metric, read at scrape time."""
+
+    def __init__(self, read: Callable[[], Metric]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.read()
 
 
 def _tasks() -> int:
