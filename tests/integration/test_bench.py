@@ -112,3 +112,15 @@ def test_warm_up_times_the_answer_and_the_next_turn(tmp_path: Path) -> None:
     assert all(run["next_cached_tokens"] >= run["warm_up_input_tokens"] - 1 > 250 for run in runs)
     assert "| warm-up input tokens |" in (tmp_path / "warm-up.md").read_text()
     assert (tmp_path / "warm-up.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_soak_across_two_replicas_restarted_under_it_keeps_every_promise(tmp_path: Path) -> None:
+    """Two replicas on one PostgreSQL, one restarted every 2 s (SIGTERM, then SIGKILL, …): every
+    create still gets its one end or error, every stored response ends (none stuck), and what an
+    agent saw end is stored as it saw it; the command exits 1 on any violation."""
+    bench(tmp_path, "soak", "--replicas", "2", "--restart-every-s", "2", "--connections", "12",
+          "--turns", "40", "--drop-share", "0.05")  # fmt: skip
+    result = json.loads((tmp_path / "soak.json").read_text())
+    assert result["violations"] == [] and result["stored_checked"] > 0
+    closed = {kind for kind in result["failures"] if kind.startswith(("closed by the server", "connect"))}
+    assert closed  # the restarts were felt: sockets closed under the agents, or refused to open

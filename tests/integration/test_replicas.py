@@ -213,3 +213,38 @@ def test_a_killed_replica_s_responses_end_failed_on_the_others(postgres: Postgre
     finally:
         a_server.stop()
         b_server.stop()
+
+
+def test_a_replica_taken_for_dead_tells_its_client_the_end_the_store_holds(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """A is frozen (SIGSTOP) mid-stream for longer than its lease: B ends the response `failed` as
+    an orphan. Thawed, A finishes it, but the store's end stands, and A's client is told that
+    end, not the one A reached: the client and every replica agree."""
+    url = postgres.new_database()
+    flags = ("--orphan-after-s", str(ORPHAN_AFTER_S), *SLOW)
+    a_server, b_server = (TetherServer(tmp_path / f"{n}.db", *flags, store=url).start() for n in "ab")
+    try:
+        assert a_server.process is not None
+        a, b = a_server.client(), b_server.client()
+        with a.responses.create(model=SCRIPTED, input="Long.", stream=True, max_output_tokens=1500) as stream:
+            events = iter(stream)
+            created = next(events)
+            a_server.process.send_signal(signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 60
+                while b.responses.retrieve(created.response.id).status == "in_progress":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            finally:
+                a_server.process.send_signal(signal.SIGCONT)
+            rest = list(events)
+        told = rest[-1]
+        assert told.type == "response.failed" and told.response.error is not None
+        assert told.response.error.code == "server_error"
+        assert [e.sequence_number for e in [created, *rest]] == list(range(len(rest) + 1))
+        stored = b.responses.retrieve(created.response.id)
+        assert stored.status == "failed" and stored.output == told.response.output
+    finally:
+        a_server.stop()
+        b_server.stop()

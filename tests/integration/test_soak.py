@@ -13,7 +13,7 @@ def soak(tmp_path: Path, plan: SoakPlan, *flags: str) -> SoakResult:
     """`plan` against a fresh server started with `flags`."""
     server = TetherServer(tmp_path / "soak.db", *flags).start()
     try:
-        return asyncio.run(run(server.base_url, plan))
+        return asyncio.run(run([server.base_url], plan))
     finally:
         server.stop()
 

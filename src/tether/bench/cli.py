@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import os
 import platform
+import random
 import shlex
 import statistics
 import sys
@@ -34,6 +37,7 @@ console = Console(stderr=True, soft_wrap=True)
 JSON_OUT = typer.Option("--json", help="Also print the rows as JSON on stdout.")
 # Results go where the user says; by default not into the published ones (`make bench` writes
 # those, with --out docs/benchmarks).
+SOAK_ORPHAN_AFTER_S = 3.0  # replicas killed by the soak's restarts: their responses end this soon
 DEFAULT_OUT = Path("bench-results")
 OUT = typer.Option(help="Folder for the JSON rows, the markdown table and the PNG chart.")
 INSTALL_HINT = "pip install 'tether[bench]' (in a checkout: make bench, or pip install -e '.[bench]')"
@@ -368,6 +372,28 @@ def throughput(
     _write(out, name, "\n".join(lines) + "\n", rows, json_out)
 
 
+async def _restarts(replicas: list[servers.ServerProcess], every_s: float, rng: random.Random) -> None:
+    """Restart a replica at random every `every_s`: SIGTERM (it drains) and SIGKILL in turn. A
+    restart under way when the soak ends is finished first, so the checks find every replica up."""
+    for count in itertools.count():
+        await asyncio.sleep(every_s)
+        replica = rng.choice(replicas)
+        restart = asyncio.ensure_future(asyncio.to_thread(_restart, replica, kill=count % 2 == 1))
+        try:
+            await asyncio.shield(restart)
+        except asyncio.CancelledError:
+            await restart
+            raise
+
+
+def _restart(replica: servers.ServerProcess, kill: bool) -> None:
+    if kill:
+        replica.kill()
+    else:
+        replica.stop()
+    replica.start()
+
+
 def _throughput_medians(runs: list[load.Throughput]) -> tuple[float, float, float, float | None]:
     """Responses, events and refusals per second, and responses per server CPU-second, each the
     median of the runs."""
@@ -452,6 +478,13 @@ def soak(
         float, typer.Option(help="Scripted model's µs per token, when it starts the server.")
     ] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 1,
+    replicas: Annotated[
+        int, typer.Option(help="Tethers it starts on one PostgreSQL (more than 1), each connection to one.")
+    ] = 1,
+    restart_every_s: Annotated[
+        float | None,
+        typer.Option(help="With replicas: restart one of them this often, by SIGTERM or SIGKILL in turn."),
+    ] = None,
     out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "soak",
     json_out: Annotated[bool, JSON_OUT] = False,
@@ -461,21 +494,33 @@ def soak(
         connections=connections, turns=turns, lanes=lanes, drop_share=drop_share, seed=seed
     )
     with contextlib.ExitStack() as stack:
+        started: list[servers.ServerProcess] = []
         if url is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            console.print(f"Starting tether serve --model scripted --scripted-decode-us {decode_us:g} …")
-            server = servers.tether(tmp / "soak.db", "--scripted-decode-us", str(decode_us))
-            url = stack.enter_context(server).base_url
+            store = None
+            if replicas > 1:
+                console.print("Starting PostgreSQL …")
+                store = stack.enter_context(postgres_server()).new_database()
+            console.print(
+                f"Starting {replicas} x tether serve --model scripted --scripted-decode-us {decode_us:g} …"
+            )
+            flags = ("--scripted-decode-us", str(decode_us), "--orphan-after-s", str(SOAK_ORPHAN_AFTER_S))
+            for n in range(replicas):
+                started.append(stack.enter_context(servers.tether(tmp / f"soak{n}.db", *flags, store=store)))
+        urls = [url] if url is not None else [server.base_url for server in started]
+        chaos = None
+        if restart_every_s is not None and started:
+            chaos = functools.partial(_restarts, started, restart_every_s, random.Random(seed))
         progress = stack.enter_context(_progress())
         task = progress.add_task("soak", total=connections * turns)
-        result = asyncio.run(soak_run.run(url, plan, on_turn=lambda: progress.advance(task)))
+        result = asyncio.run(soak_run.run(urls, plan, on_turn=lambda: progress.advance(task), chaos=chaos))
     mib = 1024 * 1024
     lines = [
-        "| agents x turns | creates | terminal events | error events | drops | stored checked | seconds "
-        "| RSS before → after (MiB) | tasks before → after | client failures | violations |",
+        "| agents x turns | creates | terminal events | error events | drops | stored checked (orphans) "
+        "| seconds | RSS before → after (MiB) | tasks before → after | client failures | violations |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {connections} x {turns} | {result.creates:,} | {result.terminals:,} | {result.errors:,} "
-        f"| {result.drops:,} | {result.stored_checked:,} | {result.seconds:.1f} "
+        f"| {result.drops:,} | {result.stored_checked:,} ({result.orphans:,}) | {result.seconds:.1f} "
         f"| {result.before['rss'] / mib:.1f} → {result.after['rss'] / mib:.1f} "
         f"| {result.before['tasks']:g} → {result.after['tasks']:g} | {_failures(result.failures)} "
         f"| {len(result.violations)} |",

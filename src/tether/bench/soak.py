@@ -14,6 +14,11 @@ Checked as it runs, and once it is over:
 - once the agents are done the server is idle: no running responses, no open connections, its
   asyncio tasks back to their count before the soak, and its memory near it.
 
+With several replicas sharing a store, each connection goes to one of them at random, and a
+`chaos` task may restart them as the agents run (SIGTERM, or SIGKILL): then an abandoned
+`store: true` response may also end `failed` (`server_error`, ended as an orphan once its
+replica's lease lapsed), and none may stay running.
+
 What a loaded server may do to a client — refuse an upgrade (503/429), time out its handshake,
 refuse a create with an `error` event, close its socket — is counted by kind (`failures`), and
 the agent goes on as a polite client would: it waits (the refusal's `retry-after`, else a second)
@@ -27,7 +32,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +42,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
+RUNNING = ("queued", "in_progress")
 DELTA = "response.output_text.delta"
 RETRY_S = 1.0  # before connecting again after a failure that named no retry-after
 OPEN_TIMEOUT_S = 10.0  # for the WebSocket handshake, as the SDKs allow
@@ -68,6 +74,7 @@ class SoakResult:
     errors: int = 0
     drops: int = 0
     stored_checked: int = 0
+    orphans: int = 0  # stored responses a killed replica left running, ended `failed` by another
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)  # what the client met, by kind
@@ -80,7 +87,8 @@ class SoakResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"creates": self.creates, "terminals": self.terminals, "errors": self.errors,
-                "drops": self.drops, "stored_checked": self.stored_checked, "seconds": self.seconds,
+                "drops": self.drops, "stored_checked": self.stored_checked, "orphans": self.orphans,
+                "seconds": self.seconds,
                 "violations": self.violations, "failures": self.failures,
                 "before": self.before, "after": self.after,
                 "samples": [vars(s) for s in self.samples]}  # fmt: skip
@@ -97,8 +105,10 @@ class Pending:
 
 
 class Agent:
-    def __init__(self, url: str, plan: SoakPlan, number: int, result: SoakResult, stored: dict[str, Any]):
-        self.url = url
+    def __init__(
+        self, urls: list[str], plan: SoakPlan, number: int, result: SoakResult, stored: dict[str, Any]
+    ):
+        self.urls = urls  # the replicas: each connection goes to one of them, as a load balancer's
         self.plan = plan
         self.rng = random.Random(f"{plan.seed}-{number}")
         self.result = result
@@ -111,7 +121,8 @@ class Agent:
         turn = 0
         while turn < self.plan.turns:
             try:
-                async with connect(self.url, max_size=None, open_timeout=OPEN_TIMEOUT_S) as ws:
+                url = self.rng.choice(self.urls)
+                async with connect(url, max_size=None, open_timeout=OPEN_TIMEOUT_S) as ws:
                     self.last.clear()  # a new connection: store:false chains are gone (§8.2)
                     while turn < self.plan.turns:
                         turn += 1
@@ -207,25 +218,40 @@ class Agent:
 
 
 async def run(
-    base_url: str, plan: SoakPlan, on_turn: Callable[[], None] = lambda: None, sample_every_s: float = 0.5
+    base_urls: list[str],
+    plan: SoakPlan,
+    on_turn: Callable[[], None] = lambda: None,
+    sample_every_s: float = 0.5,
+    chaos: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> SoakResult:
+    """The agents against one server, or against replicas sharing a store (each connection to one
+    of them); `chaos` runs beside them (restarting replicas) until they are done."""
     result = SoakResult()
     stored: dict[str, Any] = {}
-    ws_url = base_url.replace("http", "ws", 1) + "/responses"
-    async with Probe(base_url) as probe:
+    ws_urls = [url.replace("http", "ws", 1) + "/responses" for url in base_urls]
+    async with Probe(base_urls) as probe:
         result.before = await probe.figures()
         started = time.monotonic()
-        agents = [Agent(ws_url, plan, n, result, stored) for n in range(plan.connections)]
-        sampler = asyncio.create_task(_sample(probe, result, started, sample_every_s))
+        agents = [Agent(ws_urls, plan, n, result, stored) for n in range(plan.connections)]
+        helpers = [asyncio.create_task(_sample(probe, result, started, sample_every_s))]
+        if chaos is not None:
+            helpers.append(asyncio.create_task(chaos()))
         try:
             await asyncio.gather(*(agent.run(on_turn) for agent in agents))
         finally:
-            sampler.cancel()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         result.seconds = time.monotonic() - started
         result.after = await probe.settled()
         await _check_stored(probe, stored, result)
     _check_totals(result)
     return result
+
+
+def _error_code(response: dict[str, Any]) -> str | None:
+    error = response.get("error")
+    return None if error is None else str(error.get("code"))
 
 
 def _retry_after(refused: InvalidStatus) -> float:
@@ -251,29 +277,42 @@ def _check_totals(result: SoakResult) -> None:
 
 async def _check_stored(probe: Probe, stored: dict[str, Any], result: SoakResult) -> None:
     for response_id, seen in stored.items():
-        found = await probe.response(response_id)
+        found = await probe.ended(response_id)
         if found is None:
             result.violations.append(f"stored response {response_id} is missing")
             continue
         result.stored_checked += 1
-        if seen is None:  # abandoned mid-stream: interrupted, unless it ended as the agent left
+        if found["status"] in RUNNING:
+            result.violations.append(f"{response_id} is still {found['status']}: stuck")
+        elif seen is None:  # abandoned mid-stream: interrupted, unless it ended as the agent left
             interrupted = found["incomplete_details"] == {"reason": "interrupted"}
-            if found["status"] != "completed" and not interrupted:
+            # A replica killed under it: ended `failed` as an orphan by another.
+            orphaned = found["status"] == "failed" and found["error"]["code"] == "server_error"
+            result.orphans += orphaned
+            if found["status"] != "completed" and not interrupted and not orphaned:
                 result.violations.append(f"abandoned {response_id} is stored as {found['status']}")
         elif (found["status"], found["output"]) != (seen["status"], seen["output"]):
-            result.violations.append(f"stored {response_id} differs from what its terminal event said")
+            stored_end, said_end = (f"{r['status']} ({_error_code(r)})" for r in (found, seen))
+            said = f"{stored_end} where it said {said_end}"
+            result.violations.append(
+                f"stored {response_id} differs from what its terminal event said: {said}"
+            )
 
 
 async def _sample(probe: Probe, result: SoakResult, started: float, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        figures = await probe.figures()
+        try:
+            figures = await probe.figures()
+        except httpx.HTTPError:  # a replica restarting
+            continue
         done = result.terminals + result.errors
         result.samples.append(Sample(time.monotonic() - started, figures["rss"], figures["tasks"], done))
 
 
 class Probe:
-    """The server's side of the story, over HTTP: its metrics and its stored responses."""
+    """The servers' side of the story, over HTTP: their metrics (summed over the replicas) and
+    their stored responses (asked of the first)."""
 
     METRICS = {
         "rss": "process_resident_memory_bytes",
@@ -282,10 +321,10 @@ class Probe:
         "connections": "tether_websocket_connections",
     }
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_urls: list[str]) -> None:
         self.http = httpx.AsyncClient(timeout=60)
-        self.base_url = base_url
-        self.metrics_url = base_url.rsplit("/v1", 1)[0] + "/metrics"
+        self.base_url = base_urls[0]
+        self.metrics_urls = [url.rsplit("/v1", 1)[0] + "/metrics" for url in base_urls]
 
     async def __aenter__(self) -> Probe:
         return self
@@ -294,11 +333,12 @@ class Probe:
         await self.http.aclose()
 
     async def figures(self) -> dict[str, float]:
-        text = (await self.http.get(self.metrics_url)).text
-        figures = {}
-        for name, metric in self.METRICS.items():
-            found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
-            figures[name] = float(found.group(1)) if found else float("nan")
+        figures = dict.fromkeys(self.METRICS, 0.0)
+        for url in self.metrics_urls:
+            text = (await self.http.get(url)).text
+            for name, metric in self.METRICS.items():
+                found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
+                figures[name] += float(found.group(1)) if found else float("nan")
         return figures
 
     async def settled(self, timeout_s: float = 30.0) -> dict[str, float]:
@@ -310,7 +350,13 @@ class Probe:
                 return figures
             await asyncio.sleep(0.1)
 
-    async def response(self, response_id: str) -> dict[str, Any] | None:
-        reply = await self.http.get(f"{self.base_url}/responses/{response_id}")
-        found: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
-        return found
+    async def ended(self, response_id: str, timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """The stored response once it has ended, or as it is after `timeout_s` (a running one
+        whose replica was killed ends once its lease lapses)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reply = await self.http.get(f"{self.base_url}/responses/{response_id}")
+            found: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
+            if found is None or found["status"] not in RUNNING or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.2)

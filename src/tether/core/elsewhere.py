@@ -114,9 +114,16 @@ class Elsewhere:
         """Renew this process's lease and end the orphans, every third of the lease, for ever.
         A store that fails is retried at the next round (the lease may lapse meanwhile, which
         only makes this process's responses orphans once it is gone for good)."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
             try:
                 await self.store.renew(self.lease_s)
+                now = loop.time()
+                if now - renewed > self.lease_s / 2:
+                    log.warning("this process renewed its lease %.1f s after the previous time; at %g s "
+                                "the others take it for dead", now - renewed, self.lease_s)  # fmt: skip
+                renewed = now
                 await self.sweep()
             except StoreError as exc:
                 log.warning("could not renew this process's lease or end orphans: %s", exc)

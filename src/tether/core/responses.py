@@ -16,6 +16,7 @@ reader never finds it in neither.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -145,10 +146,10 @@ class Responses:
         if socket is not None:
             socket.cache.started(response_id, running.lifecycle)
         await sink.emit(created)
+        conclude = functools.partial(self._finish, running) if request.store else None
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
-            request.generate, ready=self.warm_ups.waiter(request.previous_response_id),
-            conclude=(lambda event: self._finish(running, event)) if request.store else None,
+            request.generate, ready=self.warm_ups.waiter(request.previous_response_id), conclude=conclude,
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)
@@ -205,24 +206,31 @@ class Responses:
             log.warning("could not store response %s as it started: %s", running.id, exc)
             raise errors.store_unavailable() from None
 
-    async def _finish(self, running: Running, terminal: Event | None) -> None:
-        """Store a `store: true` response that has ended, before its terminal event goes out."""
+    async def _finish(
+        self, running: Running, outcome: Outcome, terminal: Event | None
+    ) -> turn.Concluded | None:
+        """Store a `store: true` response that has ended, before its terminal event goes out. When
+        another process has already ended it (it took this one for dead: its lease lapsed), the
+        store's end stands, and it is what the client is told too, so that the two agree."""
         if running.publication is not None:
             running.publication.cancel()
             await asyncio.gather(running.publication, return_exceptions=True)
-        outcome = running.lifecycle.outcome
-        assert outcome is not None, f"response {running.id} is stored as ended before it ended"
         sent = running.log.events
         record = self._record(running, sent if terminal is None else [*sent, terminal], outcome.output)
         try:
-            if not await self.store.finish(record):
-                log.warning(
-                    "response %s ended here after another process had ended it as an orphan "
-                    "(this process's lease had lapsed); the store keeps that end",
-                    running.id,
-                )
+            if await self.store.finish(record):
+                return None
+            stored = await self.store.get(running.id, running.tenant)
         except Exception:
             log.exception("could not store response %s", running.id)
+            return None
+        log.warning("response %s was ended as an orphan by another process while this one, its lease "
+                    "lapsed, finished it; its client is told the stored end", running.id)  # fmt: skip
+        if stored is None:  # deleted since
+            return None
+        error = errors.owner_stopped()
+        failed = Outcome(State.FAILED, (), outcome.usage, error)
+        return turn.Concluded(failed, None if terminal is None else running.events.superseded(stored))
 
     def _record(self, running: Running, sent: Sequence[Event], output: tuple[Item, ...]) -> StoredResponse:
         response = running.snapshot()

@@ -40,6 +40,15 @@ CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
 
 
+@dataclass(frozen=True)
+class Concluded:
+    """The end the store holds for a response, when it is not the one the turn reached (another
+    process ended it as an orphan while this one, taken for dead, went on)."""
+
+    outcome: Outcome
+    event: Event | None
+
+
 @dataclass
 class Turn:
     prompt: Prompt  # the generation, rendered by the backend before `response.created`
@@ -53,8 +62,9 @@ class Turn:
     # (raises `BackendError` if that failed); None when there is none.
     ready: Callable[[], Awaitable[None]] | None = None
     # What must be done once it has ended and before its terminal event goes out (store it, so
-    # that whoever reads that event finds it stored, on any process); None: nothing.
-    conclude: Callable[[Event | None], Awaitable[None]] | None = None
+    # that whoever reads that event finds it stored, on any process); None: nothing. It may
+    # answer another end to report instead: the one the store already holds (`Concluded`).
+    conclude: Callable[[Outcome, Event | None], Awaitable[Concluded | None]] | None = None
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
     started: float = field(default_factory=time.monotonic)
@@ -158,11 +168,14 @@ async def _fail(turn: Turn, message: str | None) -> None:
 
 
 async def _end(turn: Turn, status: State, event: Event | None, error: ApiError | None = None) -> None:
-    """The one way a turn ends: its outcome is kept, concluded, then its terminal event goes out."""
+    """The one way a turn ends: concluded, its outcome kept, then its terminal event goes out."""
     turn.usage = turn.usage_so_far()
-    turn.lifecycle.end(Outcome(status, turn.events.output_items, turn.usage, error))
+    outcome = Outcome(status, turn.events.output_items, turn.usage, error)
     if turn.conclude is not None:
-        await turn.conclude(event)
+        concluded = await turn.conclude(outcome, event)
+        if concluded is not None:
+            outcome, event = concluded.outcome, concluded.event
+    turn.lifecycle.end(outcome)
     if event is not None:
         await turn.sink.emit(event)
 

@@ -117,6 +117,16 @@ class ResponseEvents:
         self.response["error"] = error.response_error()
         return self._lifecycle("response.failed")
 
+    def superseded(self, stored: dict[str, Any]) -> Event:
+        """The terminal event just built, replaced by `response.failed` carrying the Response the
+        store holds (another process ended it first): same sequence number, and the Response
+        this emitter keeps becomes that one."""
+        if self._phase is not _Phase.TERMINAL:
+            raise EmitterMisuse(f"superseded needs phase terminal, the response is {self._phase.value}")
+        self.response = copy.deepcopy(stored)
+        self._sequence -= 1
+        return self._lifecycle("response.failed")
+
     def cancelled(self, usage: Usage) -> None:
         """A background response cancelled through the API: the stream just ends (§6.2)."""
         self._terminal("cancelled", usage)

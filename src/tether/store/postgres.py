@@ -308,17 +308,21 @@ class PostgresStore:
         return await self._run(write)
 
     async def renew(self, lease_s: float) -> None:
-        async def write(db: asyncpg.Connection) -> None:
-            await db.execute(
+        """On the listening connection, not the pool's: a process busy enough to keep every pooled
+        connection waiting is alive all the same (renewing through the pool, a loaded replica
+        was taken for dead and its responses ended `failed` while it was finishing them)."""
+        if self._listener is None or self._listener.is_closed():  # e.g. PostgreSQL restarted
+            await self._listen()
+        assert self._listener is not None
+        try:
+            await self._listener.execute(
                 "INSERT INTO owners VALUES ($1, now() + make_interval(secs => $2)) "
                 "ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until",
                 self.owner, lease_s,
             )  # fmt: skip
-            await db.execute("DELETE FROM owners WHERE lease_until < now()")
-
-        await self._run(write)
-        if self._listener is None or self._listener.is_closed():  # e.g. PostgreSQL restarted
-            await self._listen()
+            await self._listener.execute("DELETE FROM owners WHERE lease_until < now()")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"postgresql: {exc}") from exc
 
     async def orphans(self) -> list[Orphan]:
         async def read(db: asyncpg.Connection) -> list[Orphan]:
