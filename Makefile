@@ -6,7 +6,7 @@ PIP_VERBOSE := $(PY) -m pip --disable-pip-version-check
 PIP := $(PIP_VERBOSE) -q
 ARGS ?=
 
-.PHONY: serve test test-codex bench lint unit clean
+.PHONY: serve test test-codex bench lint unit clean cluster
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,27 @@ $(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
 	$(PYTHON) scripts/pip_progress.py $(VENV)/pip-test.log $(PIP_VERBOSE) install -e '.[local,bench,test]'
 	touch $@
 
+# nginx, the load balancer of deploy/ (its tests, and `make cluster`): Debian's, installed as root.
+$(VENV)/.nginx-installed: | $(PY)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "Installing nginx-light (apt-get) ..."; \
+		apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; }
+	touch $@
+
 serve: $(VENV)/.serve-installed
 	$(VENV)/bin/tether serve $(ARGS)
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts deploy
+	$(VENV)/bin/ruff format --check src tests scripts deploy
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(VENV)/.nginx-installed
 	$(PY) -m pytest -q
+
+# deploy/: PostgreSQL, an engine, Tether replicas and nginx on this machine (ARGS="--replicas 3").
+cluster: $(VENV)/.test-installed $(VENV)/.nginx-installed
+	$(PY) deploy/cluster.py $(ARGS)
 
 # Codex CLI end to end over WebSocket. Its npm package is ~400 MB, so it has its own target.
 CODEX_DIR := .cache/codex

@@ -6,8 +6,10 @@ Used by `tether bench` (to start what it measures) and by the test suite.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -108,3 +110,18 @@ def llama_cpp_server(
                "--model_alias", model_id, "--n_ctx", str(n_ctx), "--n_threads", "2",
                "--chat_format", "chatml", "--interrupt_requests", "False"]  # fmt: skip
     return ServerProcess(command, port, "/v1/models", log_path)
+
+
+def nginx(template: Path, replica_ports: list[int], prefix: Path, port: int | None = None) -> ServerProcess:
+    """nginx (Debian's `nginx-light`, or any on PATH) balancing the replicas on these ports, with
+    `template` (`deploy/nginx.conf.template`) filled in; its files under `prefix`; on `port`, or
+    a free one."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = port or free_port()
+    prefix.mkdir(parents=True, exist_ok=True)
+    lines = "\n        ".join(f"server 127.0.0.1:{p};" for p in replica_ports)
+    values = {"LISTEN": f"127.0.0.1:{port}", "PREFIX": str(prefix), "REPLICAS": lines}
+    config = prefix / "nginx.conf"
+    config.write_text(string.Template(template.read_text()).safe_substitute(values))
+    command = [binary, "-p", str(prefix), "-c", str(config), "-g", "daemon off;"]
+    return ServerProcess(command, port, "/healthz", prefix / "nginx.log")

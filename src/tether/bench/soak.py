@@ -102,6 +102,7 @@ class Pending:
     store: bool
     response_id: str | None = None
     next_sequence: int = 0
+    parent: str | None = None  # its `previous_response_id`
 
 
 class Agent:
@@ -183,13 +184,14 @@ class Agent:
             body["stream_id"] = pending.lane
         previous = self.last.get(pending.lane)
         if previous is not None and self.rng.random() < 0.5:
-            body["previous_response_id"] = previous
+            body["previous_response_id"] = pending.parent = previous
         return body
 
     def _ended(self, pending: Pending, event: dict[str, Any]) -> bool:
         if event["type"] == "error":
             if pending.response_id is not None:
                 self._violation(f"an error event after response.created: {event}")
+            self._continuation_failed(pending)
             self.result.errors += 1
             self.result.failed(f"create refused {event.get('status')}")
             retry_after = event["error"].get("headers", {}).get("retry-after")
@@ -209,9 +211,17 @@ class Agent:
         self.result.terminals += 1
         if response["status"] in ("completed", "incomplete"):
             self.last[pending.lane] = response["id"]
+        elif response["status"] == "failed":
+            self._continuation_failed(pending)
         if pending.store:
             self.stored[response["id"]] = response
         return True
+
+    def _continuation_failed(self, pending: Pending) -> None:
+        """§8.2 rule 4, as the server applies it: a lane's continuation that fails evicts its
+        parent, which the agent then no longer chains from."""
+        if pending.parent is not None and self.last.get(pending.lane) == pending.parent:
+            del self.last[pending.lane]
 
     def _violation(self, what: str) -> None:
         self.result.violations.append(what)
