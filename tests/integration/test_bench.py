@@ -58,13 +58,16 @@ def test_stores_compares_postgresql_with_sqlite_side_by_side(tmp_path: Path) -> 
     assert "A signal between two processes (NOTIFY to LISTEN, 200 one at a time): median" in table
 
 
-def test_throughput_counts_responses_and_events_for_each_number_of_workers(tmp_path: Path) -> None:
+def test_throughput_counts_responses_and_events_for_each_setup(tmp_path: Path) -> None:
+    """One and two workers, and two upstream replicas behind nginx in front of the stand-in engine."""
     printed = bench(tmp_path, "throughput", "--connections", "1,2", "--seconds", "0.5", "--workers", "1,2",
-                    "--max-output-tokens", "4", "--repeats", "2", "--json").stdout  # fmt: skip
+                    "--upstream-replicas", "2", "--max-output-tokens", "4", "--repeats", "2",
+                    "--json").stdout  # fmt: skip
     results = json.loads((tmp_path / "throughput.json").read_text())
     assert json.loads(printed) == results
-    assert sorted((r["workers"], r["connections"], r["repeat"]) for r in results) == [
-        (w, c, i) for w in (1, 2) for c in (1, 2) for i in (0, 1)
+    setups = ("1 worker", "2 workers", "upstream, 2 replicas")
+    assert sorted((r["setup"], r["connections"], r["repeat"]) for r in results) == [
+        (s, c, i) for s in setups for c in (1, 2) for i in (0, 1)
     ]
     # Every response is created, in_progress, 2 item + 2 part events, 4 deltas, 3 dones, completed.
     assert all(r["events"] == 12 * r["responses"] > 0 and r["refused"] == 0 for r in results)

@@ -37,6 +37,7 @@ console = Console(stderr=True, soft_wrap=True)
 JSON_OUT = typer.Option("--json", help="Also print the rows as JSON on stdout.")
 # Results go where the user says; by default not into the published ones (`make bench` writes
 # those, with --out docs/benchmarks).
+NGINX_TEMPLATE = Path(__file__).parents[3] / "deploy" / "nginx.conf.template"
 SOAK_ORPHAN_AFTER_S = 3.0  # replicas killed by the soak's restarts: their responses end this soon
 DEFAULT_OUT = Path("bench-results")
 OUT = typer.Option(help="Folder for the JSON rows, the markdown table and the PNG chart.")
@@ -328,48 +329,115 @@ def throughput(
     workers: Annotated[
         str,
         typer.Option(
-            help="Comma-separated `--workers` of the Tethers it starts, measured side by side "
-            "(more than 1 starts a PostgreSQL for all of them)."
+            help="Comma-separated `--workers` of the Tethers it starts on the scripted model, measured "
+            "side by side (more than 1 starts a PostgreSQL for all of them)."
         ),
     ] = "1",
+    upstream_replicas: Annotated[
+        str | None,
+        typer.Option(
+            help="Also comma-separated numbers of Tether replicas in upstream mode, each set behind "
+            "nginx, on one PostgreSQL, in front of a stand-in engine that answers at once."
+        ),
+    ] = None,
     repeats: Annotated[int, REPEATS] = 3,
     out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
     json_out: Annotated[bool, JSON_OUT] = False,
 ) -> None:
-    """Responses and streamed events per second over 1…64 WebSocket connections (scripted model)."""
+    """Responses and streamed events per second over 1…64 WebSocket connections."""
     counts = [int(n) for n in connections.split(",")]
     sizes = [int(n) for n in workers.split(",")]
-    results: dict[tuple[int, int], list[load.Throughput]] = {(w, c): [] for w in sizes for c in counts}
-    with _worker_servers(url, sizes) as started, _progress() as progress:
-        targets = {size: _target(started[size][0], max_output_tokens) for size in sizes}
+    replicas = [int(n) for n in upstream_replicas.split(",")] if upstream_replicas else []
+    with _throughput_setups(url, sizes, replicas) as setups, _progress() as progress:
+        results: dict[tuple[str, int], list[load.Throughput]] = {(s, c): [] for s in setups for c in counts}
+        targets = {label: _target(base_url, max_output_tokens) for label, (base_url, _) in setups.items()}
         task = progress.add_task("throughput", total=len(results) * repeats)
         for repeat in range(repeats):
             for count in counts:
-                for size in sizes:  # side by side: each count on every server before the next
-                    progress.update(
-                        task, description=f"{count} connection(s), {size} worker(s), run {repeat + 1}"
-                    )
-                    run = load.throughput(targets[size], count, seconds, started[size][1])
-                    results[size, count].append(asyncio.run(run))
+                for label, (_, pids) in setups.items():  # side by side: each count on every setup
+                    progress.update(task, description=f"{count} connection(s), {label}, run {repeat + 1}")
+                    run = load.throughput(targets[label], count, seconds, pids)
+                    results[label, count].append(asyncio.run(run))
                     progress.advance(task)
     median = {key: _throughput_medians(runs) for key, runs in results.items()}
-    header = (
-        "| workers | connections | responses/s | events/s | refused/s | responses per server CPU-second |"
-    )
+    header = "| setup | connections | responses/s | events/s | refused/s | responses per server CPU-second |"
     lines = [header, "|---|---|---|---|---|---|"]
-    lines += [f"| {w} | {c} | {median[w, c][0]:,.0f} | {median[w, c][1]:,.0f} | {median[w, c][2]:,.0f} | "
-              f"{_per_cpu(median[w, c][3])} |" for w in sizes for c in counts]  # fmt: skip
-    series = {f"{w} worker{'s' * (w > 1)}": (counts, [median[w, c][0] for c in counts]) for w in sizes}
-    title = f"Throughput, scripted model ({_machine()})"
+    lines += [f"| {s} | {c} | {median[s, c][0]:,.0f} | {median[s, c][1]:,.0f} | {median[s, c][2]:,.0f} | "
+              f"{_per_cpu(median[s, c][3])} |" for s in setups for c in counts]  # fmt: skip
+    series = {label: (counts, [median[label, c][0] for c in counts]) for label in setups}
+    title = f"Throughput ({_machine()})"
     report.line_chart(series, out / f"{name}.png", title, "concurrent WebSocket connections",
                       "responses per second (median)", log_x=True)  # fmt: skip
     rows = [
-        {**r.__dict__, "workers": w, "repeat": i}
-        for (w, _), runs in results.items()
+        {**r.__dict__, "setup": label, "repeat": i}
+        for (label, _), runs in results.items()
         for i, r in enumerate(runs)
     ]
     _write(out, name, "\n".join(lines) + "\n", rows, json_out)
+
+
+def _throughput_medians(runs: list[load.Throughput]) -> tuple[float, float, float, float | None]:
+    """Responses, events and refusals per second, and responses per server CPU-second, each the
+    median of the runs."""
+    return (
+        statistics.median(r.responses_per_s for r in runs),
+        statistics.median(r.events_per_s for r in runs),
+        statistics.median(r.refused / r.seconds for r in runs),
+        report.median(r.responses_per_cpu_s for r in runs),
+    )
+
+
+def _per_cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+Setups = dict[str, tuple[str, list[int]]]  # label → (base URL, the pids of its server processes)
+
+
+@contextlib.contextmanager
+def _throughput_setups(url: str | None, sizes: list[int], replicas: list[int]) -> Iterator[Setups]:
+    """What `throughput` measures, by label: `url` itself, or a Tether on the scripted model for
+    each `--workers` size, and a set of upstream replicas behind nginx for each number of them; all
+    on one new PostgreSQL when any has more than one process."""
+    if url is not None:
+        yield {"given URL": (url, [])}
+        return
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        database = None
+        if max(sizes) > 1 or replicas:
+            console.print("Starting PostgreSQL …")
+            database = stack.enter_context(postgres_server()).new_database()
+        setups: Setups = {}
+        for size in sizes:
+            console.print(f"Starting tether serve --model scripted --workers {size} …")
+            process = stack.enter_context(
+                servers.tether(folder / f"w{size}.db", "--workers", str(size), store=database)
+            )
+            setups[f"{size} worker{'s' * (size > 1)}"] = (process.base_url, _pids(process))
+        if replicas:
+            console.print("Starting the stand-in engine (python -m tether.bench.engine) …")
+            engine = stack.enter_context(servers.bench_engine(folder / "engine.log")).base_url
+        for count in replicas:
+            console.print(f"Starting {count} x tether serve --upstream, and nginx in front …")
+            started = [
+                stack.enter_context(
+                    servers.tether(
+                        folder / f"u{count}-{n}.db", "--upstream", engine, model=None, store=database
+                    )
+                )
+                for n in range(count)
+            ]
+            balancer = servers.nginx(NGINX_TEMPLATE, [s.port for s in started], folder / f"nginx{count}")
+            front = stack.enter_context(balancer)
+            label = f"upstream, {count} replica{'s' * (count > 1)}"
+            setups[label] = (front.base_url, [pid for s in started for pid in _pids(s)])
+        yield setups
+
+
+def _pids(process: servers.ServerProcess) -> list[int]:
+    return [] if process.process is None else [process.process.pid]
 
 
 async def _restarts(replicas: list[servers.ServerProcess], every_s: float, rng: random.Random) -> None:
@@ -392,43 +460,6 @@ def _restart(replica: servers.ServerProcess, kill: bool) -> None:
     else:
         replica.stop()
     replica.start()
-
-
-def _throughput_medians(runs: list[load.Throughput]) -> tuple[float, float, float, float | None]:
-    """Responses, events and refusals per second, and responses per server CPU-second, each the
-    median of the runs."""
-    return (
-        statistics.median(r.responses_per_s for r in runs),
-        statistics.median(r.events_per_s for r in runs),
-        statistics.median(r.refused / r.seconds for r in runs),
-        report.median(r.responses_per_cpu_s for r in runs),
-    )
-
-
-def _per_cpu(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
-
-
-@contextlib.contextmanager
-def _worker_servers(url: str | None, sizes: list[int]) -> Iterator[dict[int, tuple[str, int | None]]]:
-    """A base URL and pid for each `--workers` size: `url` itself (one size only; no pid), or a
-    Tether started for each, all on one new PostgreSQL when any has more than one worker."""
-    if url is not None:
-        yield dict.fromkeys(sizes, (url, None))
-        return
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        database = None
-        if max(sizes) > 1:
-            console.print("Starting PostgreSQL …")
-            database = stack.enter_context(postgres_server()).new_database()
-        urls = {}
-        for size in sizes:
-            console.print(f"Starting tether serve --model scripted --workers {size} …")
-            process = stack.enter_context(
-                servers.tether(Path(tmp) / f"w{size}.db", "--workers", str(size), store=database)
-            )
-            urls[size] = (process.base_url, process.process.pid if process.process else None)
-        yield urls
 
 
 @bench.command()

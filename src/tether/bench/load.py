@@ -45,18 +45,17 @@ class Throughput:
         return self.events / self.seconds
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process and its children (the workers of a supervisor)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of processes and their children (the workers of a supervisor)."""
     import psutil  # the bench extra
 
-    processes = [psutil.Process(pid)]
-    processes += processes[0].children(recursive=True)
+    processes = [psutil.Process(pid) for pid in pids]
+    processes += [child for process in list(processes) for child in process.children(recursive=True)]
     return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
-async def throughput(
-    target: Target, connections: int, seconds: float, server_pid: int | None = None
-) -> Throughput:
+async def throughput(target: Target, connections: int, seconds: float, server_pids: list[int]) -> Throughput:
+    """`server_pids`: the server's processes, whose CPU time is read before and after (none: not read)."""
     url = target.base_url.replace("http", "ws", 1) + "/responses"
     body = {"type": "response.create", "model": target.model, "store": False, "input": "ping",
             "max_output_tokens": target.max_output_tokens}  # fmt: skip
@@ -72,11 +71,11 @@ async def throughput(
                 counts[1] += events
                 counts[2 if refused else 0] += 1
 
-    cpu_before = None if server_pid is None else cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pids) if server_pids else None
     started = time.perf_counter()
     await asyncio.gather(*(one_connection() for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    cpu = None if server_pid is None or cpu_before is None else cpu_seconds(server_pid) - cpu_before
+    cpu = None if cpu_before is None else cpu_seconds(server_pids) - cpu_before
     return Throughput(connections, elapsed, counts[0], counts[1], counts[2], cpu)
 
 

@@ -125,3 +125,10 @@ def nginx(template: Path, replica_ports: list[int], prefix: Path, port: int | No
     config.write_text(string.Template(template.read_text()).safe_substitute(values))
     command = [binary, "-p", str(prefix), "-c", str(config), "-g", "daemon off;"]
     return ServerProcess(command, port, "/healthz", prefix / "nginx.log")
+
+
+def bench_engine(log_path: Path) -> ServerProcess:
+    """The stand-in engine of `tether.bench.engine`."""
+    port = free_port()
+    command = [sys.executable, "-m", "tether.bench.engine", "--port", str(port)]
+    return ServerProcess(command, port, "/v1/models", log_path)

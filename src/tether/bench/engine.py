@@ -1,0 +1,70 @@
+"""A stand-in OpenAI-compatible engine for benchmarks of Tether's upstream mode: it answers
+`/v1/chat/completions` streams at once, `max_tokens` one-word deltas (16 without it), with a
+finish reason and usage, so that what is measured is Tether in front of an engine, not a model.
+
+    python -m tether.bench.engine --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+MODEL = "bench-engine"
+DEFAULT_TOKENS = 16
+
+
+async def models(request: Request) -> JSONResponse:
+    return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]})
+
+
+async def completions(request: Request) -> StreamingResponse:
+    body = orjson.loads(await request.body())
+    tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_TOKENS)
+    prompt = len(orjson.dumps(body.get("messages", []))) // 4
+    return StreamingResponse(_chunks(tokens, prompt), media_type="text/event-stream")
+
+
+async def _chunks(tokens: int, prompt_tokens: int) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        data: dict[str, Any] = {
+            "id": "bench",
+            "object": "chat.completion.chunk",
+            "model": MODEL,
+            "choices": choices,
+        }
+        if usage:
+            data["usage"] = usage
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for n in range(tokens):
+        yield chunk({"content": f" word{n}"})
+    yield chunk({}, "stop")
+    yield chunk({}, usage={"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                           "total_tokens": prompt_tokens + tokens})  # fmt: skip
+    yield b"data: [DONE]\n\n"
+
+
+app = Starlette(
+    routes=[Route("/v1/models", models), Route("/v1/chat/completions", completions, methods=["POST"])]
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    uvicorn.run(app, host="127.0.0.1", port=parser.parse_args().port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
