@@ -69,7 +69,7 @@ bench: $(VENV)/.test-installed
 		--modes ws,http-stateless,chat --repeats 3 --name upstream-rollout --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench stores --turns 200 --repeats 5 --out $(BENCH_OUT)
-	$(VENV)/bin/tether bench throughput --workers 1,2 --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench throughput --workers 1,2 --upstream-replicas 1,2 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench warm-up --out $(BENCH_OUT)
 
