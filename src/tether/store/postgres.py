@@ -308,19 +308,26 @@ class PostgresStore:
         return await self._run(write)
 
     async def renew(self, lease_s: float) -> None:
-        """On the listening connection, not the pool's: a process busy enough to keep every pooled
-        connection waiting is alive all the same (renewing through the pool, a loaded replica
-        was taken for dead and its responses ended `failed` while it was finishing them)."""
-        if self._listener is None or self._listener.is_closed():  # e.g. PostgreSQL restarted
-            await self._listen()
-        assert self._listener is not None
-        try:
-            await self._listener.execute(
+        async def write(db: asyncpg.Connection) -> None:
+            await db.execute(
                 "INSERT INTO owners VALUES ($1, now() + make_interval(secs => $2)) "
                 "ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until",
                 self.owner, lease_s,
             )  # fmt: skip
-            await self._listener.execute("DELETE FROM owners WHERE lease_until < now()")
+            await db.execute("DELETE FROM owners WHERE lease_until < now()")
+
+        await self._control(write)
+
+    async def _control(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`work` on the listening connection, not the pool's: keeping this process's lease and
+        ending orphans never waits behind the requests queued for the pool, so a process busy
+        enough to keep every pooled connection taken is alive all the same (through the pool, a
+        loaded worker renewed its lease 50 s late, and the other took it for dead)."""
+        if self._listener is None or self._listener.is_closed():  # e.g. PostgreSQL restarted
+            await self._listen()
+        assert self._listener is not None
+        try:
+            return await work(self._listener)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"postgresql: {exc}") from exc
 
@@ -329,7 +336,7 @@ class PostgresStore:
             rows = await db.fetch(_ORPHANS, self.owner)
             return [Orphan(row[0], row[1], row[2], _json(row[3]), row[4]) for row in rows]
 
-        return await self._run(read)
+        return await self._control(read)
 
     async def end_orphan(self, orphan: Orphan, response: Json, event: Json) -> bool:
         async def write(db: asyncpg.Connection) -> bool:
@@ -345,7 +352,7 @@ class PostgresStore:
                 await db.execute(_NOTIFY, f"{Signal.CHANGED.value}:{orphan.id}")
                 return True
 
-        return await self._run(write)
+        return await self._control(write)
 
     async def signal(self, kind: Signal, response_id: str) -> None:
         await self._run(lambda db: db.execute(_NOTIFY, f"{kind.value}:{response_id}"))
