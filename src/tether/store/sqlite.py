@@ -142,14 +142,15 @@ class SqliteStore:
         await self._run(write)
 
     async def finish(self, record: StoredResponse) -> bool:
-        def write() -> bool:
+        def write() -> bool | None:
+            """True: a begun response ended; None: written whole; False: ended already."""
             db = self.db
             with db:
                 db.execute("BEGIN")
                 row = db.execute("SELECT status, owner FROM responses WHERE id = ?", (record.id,)).fetchone()
                 if row is None:  # not begun (or its `begin` failed): written whole now
                     self._insert(record)
-                    return True
+                    return None
                 status, owner = row
                 if status not in RUNNING or owner != self.owner:
                     return False
@@ -161,10 +162,10 @@ class SqliteStore:
                 self._insert_events(record.id, record.events)
                 return True
 
-        finished = await self._run(write)
-        if finished:
+        ended = await self._run(write)
+        if ended:  # as PostgreSQL does: only a begun response can have someone waiting on it
             await self.signal(Signal.CHANGED, record.id)
-        return finished
+        return ended is not False
 
     def _insert(self, record: StoredResponse) -> None:
         self.db.execute(
