@@ -73,8 +73,8 @@ def run(db: Location, body: Callable[[Store], Any]) -> Any:
 
 def test_a_chain_reads_back_root_first(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A"))
-        await store.finish(record("r2", "r1", ["b", "c"], "B"))
+        await store.save(record("r1", None, ["a"], "A"))
+        await store.save(record("r2", "r1", ["b", "c"], "B"))
         return await store.chain("r2", T)
 
     chain = run(db, body)
@@ -83,7 +83,7 @@ def test_a_chain_reads_back_root_first(db: Location) -> None:
 
 
 def test_data_survives_reopening_the_store(db: Location) -> None:
-    run(db, lambda store: store.finish(record("r1", None, ["a"], "A")))
+    run(db, lambda store: store.save(record("r1", None, ["a"], "A")))
     assert run(db, lambda store: store.get("r1", T)) == {"id": "r1", "status": "completed"}
     progress = run(db, lambda s: s.progress("r1", T, 0))
     assert progress.status == "completed" and [e["sequence_number"] for e in progress.events] == [1]
@@ -91,7 +91,7 @@ def test_data_survives_reopening_the_store(db: Location) -> None:
 
 def test_input_items_paginate_with_a_cursor(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, list("abcde"), "X"))
+        await store.save(record("r1", None, list("abcde"), "X"))
         first = await store.input_items("r1", T, after=None, limit=2, order="asc")
         second = await store.input_items("r1", T, after=first.items[-1]["id"], limit=2, order="asc")
         newest = await store.input_items("r1", T, after=None, limit=5, order="desc")
@@ -105,8 +105,8 @@ def test_input_items_paginate_with_a_cursor(db: Location) -> None:
 
 def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A"))
-        await store.finish(record("r2", "r1", ["b"], "B"))
+        await store.save(record("r1", None, ["a"], "A"))
+        await store.save(record("r2", "r1", ["b"], "B"))
         deleted = await store.delete("r1", T)
         return (
             deleted,
@@ -120,7 +120,7 @@ def test_deleting_a_link_breaks_the_chain_beyond_it(db: Location) -> None:
 
 def test_find_item_returns_the_latest_copy_of_an_id(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A"))
+        await store.save(record("r1", None, ["a"], "A"))
         return await store.find_item("r1_out", T), await store.find_item("nope", T)
 
     assert run(db, body) == ({"id": "r1_out", "text": "A"}, None)
@@ -128,8 +128,8 @@ def test_find_item_returns_the_latest_copy_of_an_id(db: Location) -> None:
 
 def test_every_read_is_within_one_tenant(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A", tenant="alice"))
-        await store.finish(record("r2", "r1", ["b"], "B", tenant="alice"))
+        await store.save(record("r1", None, ["a"], "A", tenant="alice"))
+        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
         seen_by_bob = (
             await store.get("r1", "bob"),
             await store.chain("r2", "bob"),
@@ -149,8 +149,8 @@ def test_a_chain_never_crosses_tenants(db: Location) -> None:
     """A link written under another tenant breaks the chain, as a missing one does."""
 
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A", tenant="bob"))
-        await store.finish(record("r2", "r1", ["b"], "B", tenant="alice"))
+        await store.save(record("r1", None, ["a"], "A", tenant="bob"))
+        await store.save(record("r2", "r1", ["b"], "B", tenant="alice"))
         return await store.chain("r2", "alice")
 
     assert run(db, body) is None
@@ -236,8 +236,8 @@ def test_a_database_of_schema_1_gets_its_ancestors_filled_in(postgres: Postgres)
 
 def test_intact_says_whether_every_link_is_still_the_tenants(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.finish(record("r1", None, ["a"], "A"))
-        await store.finish(record("r2", "r1", ["b"], "B"))
+        await store.save(record("r1", None, ["a"], "A"))
+        await store.save(record("r2", "r1", ["b"], "B"))
         whole = await store.intact(("r1", "r2"), T)
         other_tenant = await store.intact(("r1", "r2"), "bob")
         await store.delete("r1", T)
@@ -248,7 +248,7 @@ def test_intact_says_whether_every_link_is_still_the_tenants(db: Location) -> No
 
 def test_a_response_is_begun_then_finished_once(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.begin(begun("r1"))
+        await store.save(begun("r1"))
         running = await store.get("r1", T), await store.progress("r1", T, -1)
         first = await store.finish(record("r1", None, ["a"], "A"))
         again = await store.finish(record("r1", None, ["a"], "A"))
@@ -263,7 +263,7 @@ def test_a_response_is_begun_then_finished_once(db: Location) -> None:
 
 def test_published_events_are_read_while_it_runs_and_kept_once(db: Location) -> None:
     async def body(store: Store) -> Any:
-        await store.begin(begun("r1"))
+        await store.save(begun("r1"))
         delta = {"type": "response.output_text.delta", "sequence_number": 1}
         await store.publish("r1", {"id": "r1", "status": "in_progress", "output": ["so far"]}, [delta])
         midway = await store.progress("r1", T, 0), await store.get("r1", T)
@@ -282,7 +282,7 @@ def test_published_events_are_read_while_it_runs_and_kept_once(db: Location) -> 
 def test_what_a_dead_process_left_running_is_an_orphan_ended_once(db: Location) -> None:
     """The process that began it closed without finishing it (as a killed one would); the next
     one finds it, and only one end is written."""
-    run(db, lambda store: store.begin(begun("r1")))
+    run(db, lambda store: store.save(begun("r1")))
 
     async def body(store: Store) -> Any:
         await store.renew(10)
@@ -308,7 +308,7 @@ def test_a_live_process_s_responses_are_orphans_only_once_its_lease_lapses(postg
         owner, other = await open_store(Storage(db=url)), await open_store(Storage(db=url))
         try:
             await owner.renew(0.5)
-            await owner.begin(begun("r1"))
+            await owner.save(begun("r1"))
             while_alive = [o.id for o in await other.orphans()]
             await asyncio.sleep(1.0)
             return while_alive, [o.id for o in await other.orphans()]
@@ -329,7 +329,7 @@ def test_signals_reach_every_process_sharing_the_store(db: Location) -> None:
         sender.on_signal(lambda kind, response_id: heard.append((kind, response_id)))
         try:
             await sender.signal(Signal.CANCEL, "r1")
-            await sender.begin(begun("r2"))
+            await sender.save(begun("r2"))
             await sender.finish(record("r2", None, ["a"], "A"))  # a begun response's end is signalled
             for _ in range(100):
                 if len(heard) >= 4 or (len(heard) >= 2 and db.endswith(".db")):

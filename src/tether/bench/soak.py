@@ -41,8 +41,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from tether.store.base import RUNNING
+
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
-RUNNING = ("queued", "in_progress")
 DELTA = "response.output_text.delta"
 RETRY_S = 1.0  # before connecting again after a failure that named no retry-after
 OPEN_TIMEOUT_S = 10.0  # for the WebSocket handshake, as the SDKs allow

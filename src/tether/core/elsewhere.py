@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 
 from tether.core.running import Running
@@ -44,6 +45,7 @@ class Elsewhere:
         self.store = store
         self.lease_s = lease_s
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._renewed: float | None = None  # when this process last renewed its lease
 
     def changed(self, response_id: str) -> None:
         """A CHANGED signal: wake whoever here waits on that response."""
@@ -111,23 +113,25 @@ class Elsewhere:
                 await _wait(changed)
 
     async def keep_alive(self) -> None:
-        """Renew this process's lease and end the orphans, every third of the lease, for ever.
-        A store that fails is retried at the next round (the lease may lapse meanwhile, which
-        only makes this process's responses orphans once it is gone for good)."""
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
+        """A `round` every third of the lease, for ever (the first is the caller's, at start). A
+        store that fails is retried at the next round (the lease may lapse meanwhile, which only
+        makes this process's responses orphans once it is gone for good)."""
         while True:
+            await asyncio.sleep(self.lease_s / 3)
             try:
-                await self.store.renew(self.lease_s)
-                now = loop.time()
-                if now - renewed > self.lease_s / 2:
-                    log.warning("this process renewed its lease %.1f s after the previous time; at %g s "
-                                "the others take it for dead", now - renewed, self.lease_s)  # fmt: skip
-                renewed = now
-                await self.sweep()
+                await self.round()
             except StoreError as exc:
                 log.warning("could not renew this process's lease or end orphans: %s", exc)
-            await asyncio.sleep(self.lease_s / 3)
+
+    async def round(self) -> None:
+        """Renew this process's lease, then end the orphans."""
+        await self.store.renew(self.lease_s)
+        now = time.monotonic()
+        if self._renewed is not None and now - self._renewed > self.lease_s / 2:
+            log.warning("this process renewed its lease %.1f s after the previous time; at %g s "
+                        "the others take it for dead", now - self._renewed, self.lease_s)  # fmt: skip
+        self._renewed = now
+        await self.sweep()
 
     async def sweep(self) -> int:
         """End every orphan now; how many this process ended."""

@@ -84,10 +84,12 @@ class Metrics:
 
     def watch_loop_lag(self, seconds: Callable[[], float]) -> None:
         """The event loop's lag, which admission refuses new work by (`server/loop_lag.py`)."""
-        gauge = GaugeMetricFamily
-        self.registry.register(_Reading(lambda: gauge(
-            "tether_event_loop_lag_seconds", "How late this process's event loop runs (median, last second).",
-            value=seconds())))  # fmt: skip
+
+        def read() -> Metric:
+            help_text = "How late this process's event loop runs (median, last second)."
+            return GaugeMetricFamily("tether_event_loop_lag_seconds", help_text, value=seconds())
+
+        self.registry.register(_Reading(read))
 
 
 class _RuntimeCollector(Collector):

@@ -95,8 +95,7 @@ class Responses:
     async def open(self) -> None:
         """Take this process's lease and end the orphans found now (with SQLite: what a process
         killed before this one left running), then keep doing so in the background."""
-        await self.store.renew(self.elsewhere.lease_s)
-        await self.elsewhere.sweep()
+        await self.elsewhere.round()
         self._keep_alive = asyncio.create_task(self.elsewhere.keep_alive(), name="keep-alive")
 
     def _heard(self, kind: Signal, response_id: str) -> None:
@@ -139,14 +138,13 @@ class Responses:
                           created_at)  # fmt: skip
         created = events.created()
         self.running.add(running)
-        # A JSON create over HTTP tells its id to no one before it ends: it is stored at its end
-        # alone (one write instead of two), and a process killed before that leaves nothing.
-        if request.store and (request.stream or request.background):
+        begins = request.store and _announced_early(request)
+        if begins:
             await self._begin(running, created)
         if socket is not None:
             socket.cache.started(response_id, running.lifecycle)
         await sink.emit(created)
-        conclude = functools.partial(self._finish, running) if request.store else None
+        conclude = functools.partial(self._finish, running, begins) if request.store else None
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id), conclude=conclude,
@@ -200,24 +198,28 @@ class Responses:
         """Store a `store: true` response as it starts; one that cannot be stored is refused."""
         begun = self._record(running, (created,), ())
         try:
-            await self.store.begin(begun)
+            await self.store.save(begun)
         except StoreError as exc:
             self.running.remove(running)
             log.warning("could not store response %s as it started: %s", running.id, exc)
             raise errors.store_unavailable() from None
 
     async def _finish(
-        self, running: Running, outcome: Outcome, terminal: Event | None
+        self, running: Running, begun: bool, outcome: Outcome, terminal: Event | None
     ) -> turn.Concluded | None:
-        """Store a `store: true` response that has ended, before its terminal event goes out. When
-        another process has already ended it (it took this one for dead: its lease lapsed), the
-        store's end stands, and it is what the client is told too, so that the two agree."""
+        """Store a `store: true` response that has ended, before its terminal event goes out (whole,
+        unless it was `begun`). When another process has already ended it (it took this one for
+        dead: its lease lapsed), the store's end stands, and it is what the client is told too,
+        so that the two agree."""
         if running.publication is not None:
             running.publication.cancel()
             await asyncio.gather(running.publication, return_exceptions=True)
         sent = running.log.events
         record = self._record(running, sent if terminal is None else [*sent, terminal], outcome.output)
         try:
+            if not begun:
+                await self.store.save(record)
+                return None
             if await self.store.finish(record):
                 return None
             stored = await self.store.get(running.id, running.tenant)
@@ -423,6 +425,13 @@ async def _problem(part: str, check: Awaitable[None]) -> str | None:
         log.warning("not ready: the %s check failed: %s", part, exc or "it timed out")
         return "unavailable"
     return None
+
+
+def _announced_early(request: CreateRequest) -> bool:
+    """Whether a response's id reaches someone before it ends, which makes it worth storing as it
+    begins: a JSON create over HTTP tells its id to no one before then, so it is stored once, at
+    its end, and a process killed before that leaves nothing behind."""
+    return request.stream or request.background
 
 
 def _in_progress(response_id: str) -> errors.ApiError:

@@ -5,13 +5,12 @@
 A store persists opaque JSON-able dicts: it never interprets an item or a Response beyond the ids,
 the chain link, the status and the tenant it is handed explicitly. Every read is within one tenant.
 
-A `store: true` response is written twice: `begin` before its id reaches anyone (status `queued`
-or `in_progress`, its input, its `response.created`), `finish` before its terminal event goes
-out (a response whose id reaches no one before its end is only finished). In between it belongs
-to the process that began it (its `owner`); several processes may share one store, so the store
-also carries what they say to each other (`Signal`) and which of them are alive (`renew`,
-`orphans`): a running response whose owner stopped renewing is an orphan that any process may
-end.
+A `store: true` response is `save`d whole once: at its end, or, when its id reaches someone
+before that, as it begins (status `queued` or `in_progress`, its input, its `response.created`)
+and then `finish`ed before its terminal event goes out. In between it belongs to the process that
+saved it (its `owner`); several processes may share one store, so the store also carries what
+they say to each other (`Signal`) and which of them are alive (`renew`, `orphans`): a running
+response whose owner stopped renewing is an orphan that any process may end.
 """
 
 from __future__ import annotations
@@ -103,16 +102,17 @@ class ItemPage:
 
 
 class Store(Protocol):
-    owner: str  # this process, in the rows it begins
+    owner: str  # this process, in the rows it saves
 
-    async def begin(self, record: StoredResponse) -> None:
-        """Write a response that has just been created, owned by this process."""
+    async def save(self, record: StoredResponse) -> None:
+        """Write a response whole, in one transaction, owned by this process: as it begins, or at
+        its end when it was not saved as it began."""
         ...
 
     async def finish(self, record: StoredResponse) -> bool:
-        """Write a response that has ended, in one transaction, and signal CHANGED. False (and
-        nothing written) when it is no longer this process's to write: another process ended it
-        as an orphan."""
+        """Write the end of a response saved as it began, in one transaction, and signal CHANGED.
+        False (and nothing written) when it is no longer running as this process's: another
+        process ended it as an orphan (or it was deleted since)."""
         ...
 
     async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:

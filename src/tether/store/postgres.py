@@ -127,7 +127,7 @@ WITH written AS (
 ), {_new_items(8)}
 SELECT count(*) FROM written
 """
-# The end of a begun response, written only while it still runs and is this process's ($4):
+# The end of a response saved as it began, written only while it still runs and is this process's ($4):
 # else the count is 0 and nothing changed.
 _FINISH = f"""
 WITH written AS (
@@ -139,7 +139,6 @@ WITH written AS (
 SELECT count(*) FROM written LEFT JOIN signalled ON true
 """
 _OWNED = "SELECT 1 FROM responses WHERE id = $1 AND tenant = $2"
-_EXISTS = "SELECT 1 FROM responses WHERE id = $1"
 _NOTIFY = f"SELECT pg_notify('{_CHANNEL}', $1)"
 # Running responses of other processes that hold no live lease (this process never sweeps its own:
 # if it can sweep, it is alive).
@@ -195,26 +194,14 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"postgresql: {exc}") from exc
 
-    async def begin(self, record: StoredResponse) -> None:
-        await self._run(lambda db: self._insert(db, record))
+    async def save(self, record: StoredResponse) -> None:
+        args = (record.id, record.tenant, record.previous_response_id, record.status, record.created_at,
+                orjson.dumps(record.response), self.owner, *_rows(record))  # fmt: skip
+        await self._run(lambda db: db.execute(_INSERT, *args))
 
     async def finish(self, record: StoredResponse) -> bool:
-        async def write(db: asyncpg.Connection) -> bool:
-            args = (record.status, orjson.dumps(record.response), self.owner)
-            if await db.fetchval(_FINISH, record.id, *args, *_rows(record, outputs_only=True)):
-                return True
-            if await db.fetchval(_EXISTS, record.id):  # ended meanwhile, as an orphan
-                return False
-            await self._insert(db, record)  # not begun (or its `begin` failed): written whole now
-            return True  # no one knew of it, so no one is waiting to hear of it
-
-        return await self._run(write)
-
-    async def _insert(self, db: asyncpg.Connection, record: StoredResponse) -> None:
-        await db.fetchval(
-            _INSERT, record.id, record.tenant, record.previous_response_id, record.status,
-            record.created_at, orjson.dumps(record.response), self.owner, *_rows(record),
-        )  # fmt: skip
+        args = (record.status, orjson.dumps(record.response), self.owner, *_rows(record, outputs_only=True))
+        return bool(await self._run(lambda db: db.fetchval(_FINISH, record.id, *args)))
 
     async def publish(self, response_id: str, response: Json, events: list[Json]) -> None:
         async def write(db: asyncpg.Connection) -> None:

@@ -133,7 +133,7 @@ class SqliteStore:
             raise StoreError("the store is not open")
         return self._db
 
-    async def begin(self, record: StoredResponse) -> None:
+    async def save(self, record: StoredResponse) -> None:
         def write() -> None:
             with self.db:
                 self.db.execute("BEGIN")
@@ -142,30 +142,25 @@ class SqliteStore:
         await self._run(write)
 
     async def finish(self, record: StoredResponse) -> bool:
-        def write() -> bool | None:
-            """True: a begun response ended; None: written whole; False: ended already."""
+        def write() -> bool:
             db = self.db
             with db:
                 db.execute("BEGIN")
-                row = db.execute("SELECT status, owner FROM responses WHERE id = ?", (record.id,)).fetchone()
-                if row is None:  # not begun (or its `begin` failed): written whole now
-                    self._insert(record)
-                    return None
-                status, owner = row
-                if status not in RUNNING or owner != self.owner:
-                    return False
-                db.execute(
-                    "UPDATE responses SET status = ?, body = ? WHERE id = ?",
-                    (record.status, orjson.dumps(record.response), record.id),
+                cursor = db.execute(
+                    "UPDATE responses SET status = ?, body = ? "
+                    f"WHERE id = ? AND owner = ? AND status IN {_RUNNING}",
+                    (record.status, orjson.dumps(record.response), record.id, self.owner),
                 )
+                if cursor.rowcount == 0:
+                    return False
                 self._insert_items(record.id, True, record.output_items)
                 self._insert_events(record.id, record.events)
                 return True
 
-        ended = await self._run(write)
-        if ended:  # as PostgreSQL does: only a begun response can have someone waiting on it
+        finished = await self._run(write)
+        if finished:
             await self.signal(Signal.CHANGED, record.id)
-        return ended is not False
+        return finished
 
     def _insert(self, record: StoredResponse) -> None:
         self.db.execute(
