@@ -110,11 +110,16 @@ ModelEvent = TextDelta | ToolCallStarted | ToolCallDelta | Finished
 
 @dataclass(frozen=True)
 class CacheStats:
-    """What a backend keeps of idle conversations' model state (KV), for `/metrics`."""
+    """What a backend keeps of conversations' model state (KV), and how prompts found it, for
+    `/metrics`. `prompt_heads`: prompts counted by how the conversation they continue was found
+    (`id`: the parent named; `content`: the longest shared history; `none`: rendered whole)."""
 
     snapshot_bytes: int = 0
     snapshots: int = 0
     evictions: int = 0
+    prompt_heads: tuple[tuple[str, int], ...] = ()
+    snapshot_bytes_copied: int = 0  # KV copied out to snapshots and back in, in all
+    sequences_resident: int = 0  # conversations the context holds now
 
 
 class Cancellation:

@@ -143,3 +143,22 @@ class _BackendCollector(Collector):
             "KV snapshots evicted or too large to keep.",
             value=stats.evictions,
         )
+        yield CounterMetricFamily(
+            "tether_kv_snapshot_copied_bytes",
+            "Bytes of KV copied out to snapshots and back into the context.",
+            value=stats.snapshot_bytes_copied,
+        )
+        yield GaugeMetricFamily(
+            "tether_kv_sequences_resident",
+            "Conversations the engine's context holds.",
+            value=stats.sequences_resident,
+        )
+        heads = CounterMetricFamily(
+            "tether_prompt_heads",
+            "Prompts by how the conversation they continue was found: by the parent's id, by "
+            "content (the longest shared history), or none (rendered whole).",
+            labels=["found"],
+        )
+        for found, count in stats.prompt_heads:
+            heads.add_metric([found], count)
+        yield heads

@@ -80,7 +80,7 @@ def blocks(generation: Generation) -> Iterator[Block]:
     """The system block, then one block per renderable item, oldest first."""
     yield Block("system", system_text(generation))
     for item in generation.items:
-        block = _item_block(item)
+        block = item_block(item)
         if block is not None:
             yield block
 
@@ -114,14 +114,14 @@ class ChatML:
         return self.render(generation) + self.opening(generation)
 
     def system(self, generation: Generation) -> list[int]:
-        return self._block(Block("system", system_text(generation)))
+        return self.block(Block("system", system_text(generation)))
 
     def items(self, items: Iterable[Item]) -> list[int]:
         tokens: list[int] = []
         for item in items:
-            block = _item_block(item)
+            block = item_block(item)
             if block is not None:
-                tokens += self._block(block)
+                tokens += self.block(block)
         return tokens
 
     def opening(self, generation: Generation) -> list[int]:
@@ -136,7 +136,7 @@ class ChatML:
         tokens = self._plain(TOOL_CALL_CLOSE) if tool_call else []
         return tokens + self._special(END_OF_TURN)
 
-    def _block(self, block: Block) -> list[int]:
+    def block(self, block: Block) -> list[int]:
         return self._special(block.header) + self._plain(block.content) + self._special(block.footer)
 
     def _special(self, text: str) -> list[int]:
@@ -148,7 +148,7 @@ class ChatML:
         return list(self._vocab.tokenize(text.encode(), add_bos=False, special=False))
 
 
-def _item_block(item: Item) -> Block | None:
+def item_block(item: Item) -> Block | None:
     if isinstance(item, Message):
         return Block(_CHAT_ROLES[item.role], item.text)
     if isinstance(item, FunctionCall):

@@ -6,10 +6,12 @@ that a long generation does not delay another request's context check. The event
 events: the worker hands each one over with `call_soon_threadsafe`.
 
 Incremental turns (`memory.py`): every finished conversation leaves its exact token ids, and a
-continuation's prompt is those ids plus the new items only. The context keeps whatever prefix of
-a new prompt it already holds and prefills the rest. When a different conversation is about to
-displace the resident one, the resident's KV is snapshotted first; when it continues later, its
-snapshot is restored instead of re-prefilled. `cached_tokens` is exactly what was not prefilled.
+prompt starts with those of the conversation it continues, found by the parent's id or by its
+content (`jobs.py`), then renders the new items only. The context keeps whatever prefix of a new
+prompt it already holds and prefills the rest. When a different conversation is about to
+displace the resident one, the resident's KV is snapshotted first; a prompt restores the
+snapshot sharing its longest token prefix when that beats what the context holds.
+`cached_tokens` is exactly what was not prefilled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import codecs
 import threading
 from array import array
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,11 +42,21 @@ from tether.backends.base import (
     ToolCallStarted,
 )
 from tether.backends.local.batches import Span, batches, merged, within
-from tether.backends.local.chatml import ChatML, forced_tools
+from tether.backends.local.chatml import Block, ChatML, forced_tools, tool_call_text
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
-from tether.backends.local.jobs import Job, build
-from tether.backends.local.memory import TOKEN_BYTES, KvSnapshots, TokenRecord, TokenRecords, capture, restore
+from tether.backends.local.jobs import Found, Job, build
+from tether.backends.local.memory import (
+    TOKEN_BYTES,
+    KvSnapshot,
+    KvSnapshots,
+    TokenRecord,
+    TokenRecords,
+    capture,
+    forget_from,
+    restore,
+)
 from tether.backends.local.model_file import locate
+from tether.backends.local.prefix import common_prefix, following
 from tether.config import LocalEngine
 from tether.protocol.response import Usage
 
@@ -74,6 +86,8 @@ class LocalBackend:
         self._resident: str | None = None  # the response whose conversation the context holds
         self._scope: str | None = None  # whose tokens the context holds (see `Generation.cache_scope`)
         self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
+        self._heads: dict[Found, int] = {"id": 0, "content": 0, "none": 0}  # prompts by how found
+        self._copied = 0  # bytes of KV copied out to snapshots and back in
         self._end_of_turn = frozenset({self._chatml.end_of_turn, llm.token_eos()})
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-llama")
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-tokenize")
@@ -127,7 +141,12 @@ class LocalBackend:
     def cache_stats(self) -> CacheStats:
         snapshots = self.snapshots
         return CacheStats(
-            snapshot_bytes=snapshots.bytes, snapshots=len(snapshots), evictions=snapshots.evictions
+            snapshot_bytes=snapshots.bytes,
+            snapshots=len(snapshots),
+            evictions=snapshots.evictions,
+            prompt_heads=tuple(self._heads.items()),
+            snapshot_bytes_copied=self._copied,
+            sequences_resident=int(self._llm.n_tokens > 0),
         )
 
     async def check(self) -> None:
@@ -242,21 +261,23 @@ class LocalBackend:
             cached = self._load(job, job.prompt[:-1], stopped)
             if cached is None:
                 return False
-            produced, reason, output = self._decode(job, grammar, stopped, emit)
+            produced, reason, text, tail = self._decode(job, grammar, stopped, emit)
         except Exception as exc:
             self._forget_context()  # it may hold a half-written batch
             raise BackendError(f"the local model failed: {exc}") from exc
         if stopped():
             return False
-        events = _tool_call_events(output, reason) if grammar is not None else []
-        if grammar is None and output:
-            events = [TextDelta(output)]
+        events = _tool_call_events(text + tail, reason) if grammar is not None else []
+        if grammar is None and tail:
+            events = [TextDelta(tail)]
         for event in events:
             emit(event)
         # `Llama.generate` evaluated the prompt's last token and every token it fed back alone.
         self._singles = merged((*self._singles, (len(job.prompt) - 1, self._llm.n_tokens)))
         if produced:  # an output item exists: remember the conversation with it
-            self._remember(job, self._chatml.closing(tool_call=job.tool_call), items=job.items + 1)
+            closing = self._chatml.closing(tool_call=job.tool_call)
+            output = _output_block(events, text + tail if grammar is None else "")
+            self._remember(job, closing, items=job.items + 1, output=output)
         usage = Usage(input_tokens=len(job.prompt), cached_tokens=cached, output_tokens=produced)
         emit(Finished(reason, usage))
         return True
@@ -269,34 +290,47 @@ class LocalBackend:
             self._forget_context()
             raise BackendError(f"the local model failed: {exc}") from exc
         if cached is not None:
-            self._remember(job, [], items=job.items)
+            self._remember(job, [], items=job.items, output=None)
         return cached
 
     def _load(self, job: Job, tokens: list[int], stopped: Callable[[], bool]) -> int | None:
         """Make the context hold `tokens`; returns how many were already there (not prefilled).
 
         The resident conversation is snapshotted first if `tokens` would displace part of it; the
-        parent's snapshot is restored when it covers more than the resident prefix does. What
-        another scope left in the context is never reused, however much of it matches."""
+        snapshot sharing the longest prefix with `tokens` is restored when it shares more than
+        the context does. What another scope left is never reused, however much of it matches."""
         llm = self._llm
+        self._heads[job.found] += 1
         same_scope = self._scope == job.cache_scope
-        common = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens) if same_scope else 0
-        if self._resident is not None and common < llm.n_tokens:
-            self.snapshots.put(self._resident, capture(llm))
+        common = common_prefix(llm.input_ids[: llm.n_tokens], tokens) if same_scope else 0
+        if self._resident is not None and self._scope is not None and common < llm.n_tokens:
+            self._keep(self._resident, capture(llm, self._scope, self._singles))
         self._resident = None
         if not same_scope:
             self._forget_context()
             self._scope = job.cache_scope
-        snapshot = self.snapshots.get(job.parent_id) if job.reuses_parent else None
-        if snapshot is not None and common < snapshot.n_tokens <= len(tokens):
-            restore(llm, snapshot, tokens)
-            self._singles = within(job.singles, snapshot.n_tokens)
+        found = self.snapshots.longest(job.cache_scope, tokens)
+        if found is not None and found[1] > common:
+            snapshot = found[0]
+            restore(llm, snapshot)
+            self._copied += snapshot.size
+            self._singles = snapshot.singles
         return self._prefill(tokens, job.singles, stopped)
 
-    def _remember(self, job: Job, closing: list[int], items: int) -> None:
+    def _keep(self, response_id: str, snapshot: KvSnapshot) -> None:
+        self.snapshots.put(response_id, snapshot)
+        self._copied += snapshot.size
+
+    def _remember(self, job: Job, closing: list[int], items: int, output: Block | None) -> None:
+        """Record the conversation the context now holds (`closing` still to be evaluated), its
+        output block addressed after the prompt's when there is one."""
         llm = self._llm
         tokens = array("i", llm.input_ids[: llm.n_tokens].tolist() + closing)
-        self.records.put(job.response_id, TokenRecord(tokens, job.system_len, items, self._singles))
+        marks = job.marks
+        if output is not None and job.addressed:
+            marks = (*marks, (following(marks[-1][0], output), len(tokens)))
+        record = TokenRecord(tokens, job.system_len, items, self._singles, marks)
+        self.records.put(job.response_id, record)
         self._resident = job.response_id
 
     def _forget_context(self) -> None:
@@ -313,9 +347,8 @@ class LocalBackend:
         recomputed KV matches the original (batches.py). Returns the kept length, or None if
         stopped. `self._singles` ends up describing every position the context holds."""
         llm = self._llm
-        held = llm.input_ids[: llm.n_tokens].tolist()
-        cached = _common_prefix(held, tokens)
-        llm.n_tokens = cached  # `eval` drops the KV from here on
+        cached = common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        forget_from(llm, cached)
         evaluated_alone = list(within(self._singles, cached))
         for start, end in batches(cached, len(tokens), singles, _PREFILL_SLICE):
             if stopped():
@@ -332,15 +365,15 @@ class LocalBackend:
         grammar: LlamaGrammar | None,
         stopped: Callable[[], bool],
         emit: Callable[[_Handoff], None],
-    ) -> tuple[int, Literal["stop", "length"], str]:
+    ) -> tuple[int, Literal["stop", "length"], str, str]:
         """Sample until the end of the turn, the budget or a stop.
 
-        Returns tokens produced, why it ended, and the text not yet emitted: text streams as it
-        comes unless a grammar is set, in which case all of it is returned for parsing."""
+        Returns tokens produced, why it ended, the text and the tail the decoder still held: text
+        streams as it comes unless a grammar is set (the tail is never emitted here)."""
         llm = self._llm
         # Tokens are bytes; a character may span two tokens, so decode incrementally.
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        kept: list[str] = []
+        pieces: list[str] = []
         produced = 0
         reason: Literal["stop", "length"] = "stop"
         tokens = llm.generate(
@@ -364,14 +397,22 @@ class LocalBackend:
                     break
                 produced += 1
                 text = utf8.decode(llm.detokenize([token]))
-                if grammar is not None:
-                    kept.append(text)
-                elif text:
+                pieces.append(text)
+                if grammar is None and text:
                     emit(TextDelta(text))
         finally:
             tokens.close()
-        kept.append(utf8.decode(b"", final=True))
-        return produced, reason, "".join(kept)
+        return produced, reason, "".join(pieces), utf8.decode(b"", final=True)
+
+
+def _output_block(events: list[ModelEvent], text: str) -> Block | None:
+    """The output item as a client sends it back, as a block: the call made, else the text (of
+    a free answer; a constrained one that made no call has no item)."""
+    name = next((e.name for e in events if isinstance(e, ToolCallStarted)), None)
+    if name is not None:
+        arguments = "".join(e.arguments for e in events if isinstance(e, ToolCallDelta))
+        return Block("assistant", tool_call_text(name, arguments))
+    return Block("assistant", text) if text else None
 
 
 def _tool_call_events(output: str, reason: Literal["stop", "length"]) -> list[ModelEvent]:
@@ -384,15 +425,6 @@ def _tool_call_events(output: str, reason: Literal["stop", "length"]) -> list[Mo
         raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
     name, arguments = call
     return [ToolCallStarted(name), ToolCallDelta(arguments)]
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _open(path: Path, n_ctx: int, n_threads: int) -> Llama:

@@ -1,22 +1,29 @@
 """From a `Generation` to the exact tokens the engine will run (on the tokenizer thread).
 
-A continuation whose parent's token record is known starts from those ids and renders only the
-new items; anything else (no record, or other instructions or tools, which change the system
-block) is rendered whole. Either way the prompt is checked against the context size here, so an
-overflow is refused before the request waits for the model.
+A prompt starts with the token record of a conversation the engine already ran, found by id (the
+parent a continuation names) or else by content (the record sharing the longest chain of blocks,
+`prefix.py`: a client that resends its whole history), and renders only the items after it.
+Other instructions or tools change the system block, so they share nothing. Either way the
+prompt is checked against the context size here, so an overflow is refused before the request
+waits for the model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from tether.backends.base import ContextOverflow, Generation
-from tether.backends.local.batches import Span
-from tether.backends.local.chatml import ChatML, forced_tools
-from tether.backends.local.memory import TokenRecords
+from tether.backends.local.batches import Span, within
+from tether.backends.local.chatml import Block, ChatML, forced_tools, item_block, system_text
+from tether.backends.local.memory import TokenRecord, TokenRecords
+from tether.backends.local.prefix import Mark, addresses
 
 # Room a request without `max_output_tokens` must leave for the answer, or it is refused upfront.
 MIN_OUTPUT_TOKENS = 64
+
+# How a prompt's head was found: by the parent's id, by content, or not at all (rendered whole).
+Found = Literal["id", "content", "none"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +33,11 @@ class Job:
     cache_scope: str  # whose KV it may reuse (its tenant's)
     prompt: list[int]  # a warm-up's is the rendering only; a turn's opens the model's reply
     system_len: int
-    reuses_parent: bool  # the prompt starts with the parent's token record
+    found: Found
     parent_recorded: bool  # the parent's token record existed when the job was built
     singles: tuple[Span, ...]  # positions of the prompt first evaluated one at a time
+    marks: tuple[Mark, ...]  # the address of each block of the prompt, and where it ends
+    addressed: bool  # marks cover every block of the prompt, so the reply's may follow them
     items: int  # context items the prompt covers
     budget: int  # most tokens the answer may take
     temperature: float
@@ -36,20 +45,37 @@ class Job:
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
 
 
+@dataclass(frozen=True)
+class _Head:
+    """The start of a prompt taken from a token record, and what is left to render."""
+
+    tokens: list[int]
+    marks: tuple[Mark, ...]
+    singles: tuple[Span, ...]
+    rest: int  # index of the first context item still to render
+    found: Found
+
+
 def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: int, *, opening: bool) -> Job:
-    system = chatml.system(generation)
+    system_block = Block("system", system_text(generation))
+    system = chatml.block(system_block)
+    rendered = [(i, b) for i, item in enumerate(generation.items) if (b := item_block(item)) is not None]
+    chain = addresses(generation.cache_scope, [system_block, *(b for _, b in rendered)])
     parent = records.get(generation.parent_id)
-    reuses = (
-        parent is not None
-        and parent.items <= len(generation.items)
-        and parent.system_len == len(system)
-        and parent.tokens[: len(system)].tolist() == system
-    )
-    if parent is not None and reuses:
-        head, new_items = parent.tokens.tolist(), generation.items[parent.items :]
-    else:
-        head, new_items = system, generation.items
-    prompt = head + chatml.items(new_items) + (chatml.opening(generation) if opening else [])
+    head = _by_id(parent, generation, system) or _by_content(records, chain, rendered)
+    if head is None:
+        head = _Head(system, ((chain[0], len(system)),), (), 0, "none")
+    prompt, marks = list(head.tokens), list(head.marks)
+    # The head's marks go on with this request's addresses only where they are its own chain.
+    before = 1 + sum(1 for index, _ in rendered if index < head.rest)
+    extends = len(marks) == before <= len(chain) and marks[-1][0] == chain[before - 1]
+    for index, block in rendered:
+        if index < head.rest:
+            continue
+        prompt += chatml.block(block)
+        if extends:
+            marks.append((chain[len(marks)], len(prompt)))
+    prompt += chatml.opening(generation) if opening else []
     wanted = generation.max_output_tokens
     needed = len(prompt) + (MIN_OUTPUT_TOKENS if wanted is None else wanted)
     if needed > n_ctx:
@@ -60,12 +86,41 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         cache_scope=generation.cache_scope,
         prompt=prompt,
         system_len=len(system),
-        reuses_parent=reuses,
+        found=head.found,
         parent_recorded=parent is not None,
-        singles=parent.singles if parent is not None and reuses else (),
+        singles=head.singles,
+        marks=tuple(marks),
+        addressed=extends,
         items=len(generation.items),
         budget=n_ctx - len(prompt) if wanted is None else wanted,
         temperature=generation.temperature,
         top_p=generation.top_p,
         tool_call=bool(forced_tools(generation)),
+    )
+
+
+def _by_id(parent: TokenRecord | None, generation: Generation, system: list[int]) -> _Head | None:
+    """The parent's whole record, when it is this request's history: the same system block and
+    no more items than the request has (the chain's resolution guarantees the rest)."""
+    if (
+        parent is None
+        or parent.items > len(generation.items)
+        or parent.system_len != len(system)
+        or parent.tokens[: len(system)].tolist() != system
+    ):
+        return None
+    return _Head(parent.tokens.tolist(), parent.marks, parent.singles, parent.items, "id")
+
+
+def _by_content(records: TokenRecords, chain: list[bytes], rendered: list[tuple[int, Block]]) -> _Head | None:
+    """The start of the record sharing the longest chain of blocks with the request. A chain of
+    the system block alone is a hit too: agents that share instructions and tools share it."""
+    found = records.longest(chain)
+    if found is None:
+        return None
+    record, shared = found
+    end = record.marks[shared - 1][1]
+    rest = rendered[shared - 2][0] + 1 if shared > 1 else 0  # the system block is no item
+    return _Head(
+        record.tokens[:end].tolist(), record.marks[:shared], within(record.singles, end), rest, "content"
     )

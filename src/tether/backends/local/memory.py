@@ -1,16 +1,18 @@
 """What the engine remembers of finished conversations, so a continuation prefills only what is new.
 
-Two stores, both keyed by response id:
+Two stores, both keyed by response id and both searchable by content:
 
 - `TokenRecords`: the exact token ids of each conversation (its prompt, the model's own tokens as
   they were sampled, and the closing of its turn). A continuation's prompt is its parent's ids plus
-  the rendering of the new items: history is never re-tokenised, so it cannot drift. Small
-  (4 bytes a token), so many are kept.
+  the rendering of the new items: history is never re-tokenised, so it cannot drift. A request
+  that names no parent (a client resending its whole history) finds the record sharing the
+  longest chain of blocks with it by address (`prefix.py`). Small (4 bytes a token), so many are
+  kept.
 - `KvSnapshots`: the model's KV state of a conversation (llama.cpp per-sequence state, ~23 KB a
-  token for SmolLM2-135M), taken when another conversation is about to displace it from the
-  context and restored when it continues. An LRU under a byte budget; snapshots a live connection
-  may continue from soon (`hold`) are evicted last. A missing snapshot only costs a re-prefill
-  from the token ids, never an error.
+  token for SmolLM2-135M) with the tokens it holds, taken when another conversation is about to
+  displace it from the context; a prompt restores the one sharing its longest token prefix. An
+  LRU under a byte budget; snapshots a live connection may continue from soon (`hold`) are
+  evicted last. A missing snapshot only costs a re-prefill from the token ids, never an error.
 
 Both are used from the model and tokenizer threads and, for `hold`/`release`, from the event loop,
 so each guards itself with a lock.
@@ -22,12 +24,14 @@ import ctypes
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llama_cpp
 from llama_cpp import Llama
 
 from tether.backends.local.batches import Span
+from tether.backends.local.prefix import Mark, common_prefix
 
 SEQUENCE = 0  # the engine runs one sequence per context
 
@@ -38,6 +42,7 @@ class TokenRecord:
     system_len: int  # tokens of the system block, which a continuation must share to reuse
     items: int  # context items these tokens cover, the response's own output included
     singles: tuple[Span, ...]  # positions evaluated one at a time (see batches.py)
+    marks: tuple[Mark, ...]  # the address of each block the tokens cover, and where it ends
 
 
 TOKEN_BYTES = 4  # a token id in a record (`array("i")`)
@@ -47,6 +52,8 @@ class TokenRecords:
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
         self._records: OrderedDict[str, TokenRecord] = OrderedDict()
+        # address -> the records with a block chain of that address, oldest first
+        self._addresses: dict[bytes, dict[str, None]] = {}
         self._tokens = 0
         self._lock = threading.Lock()
 
@@ -55,6 +62,8 @@ class TokenRecords:
             self._drop(response_id)
             self._records[response_id] = record
             self._tokens += len(record.tokens)
+            for address, _ in record.marks:
+                self._addresses.setdefault(address, {})[response_id] = None
             while self._tokens > self.max_tokens and len(self._records) > 1:
                 self._drop(next(iter(self._records)))
 
@@ -65,15 +74,35 @@ class TokenRecords:
                 self._records.move_to_end(response_id or "")
             return record
 
+    def longest(self, addresses: Sequence[bytes]) -> tuple[TokenRecord, int] | None:
+        """The most recent record sharing the longest chain of blocks with `addresses`, and how
+        many blocks they share."""
+        with self._lock:
+            for shared in range(len(addresses), 0, -1):
+                holders = self._addresses.get(addresses[shared - 1])
+                if holders:
+                    response_id = next(reversed(holders))
+                    self._records.move_to_end(response_id)
+                    return self._records[response_id], shared
+            return None
+
     def _drop(self, response_id: str) -> None:
         record = self._records.pop(response_id, None)
-        if record is not None:
-            self._tokens -= len(record.tokens)
+        if record is None:
+            return
+        self._tokens -= len(record.tokens)
+        for address, _ in record.marks:
+            holders = self._addresses[address]
+            holders.pop(response_id, None)
+            if not holders:
+                del self._addresses[address]
 
 
 @dataclass(frozen=True)
 class KvSnapshot:
-    n_tokens: int  # the KV covers the first n tokens of its conversation's record
+    scope: str  # whose tokens these are (`Generation.cache_scope`)
+    tokens: array[int]  # what the KV holds, position by position
+    singles: tuple[Span, ...]  # which of them were evaluated one at a time
     data: ctypes.Array[ctypes.c_uint8]
 
     @property
@@ -112,6 +141,19 @@ class KvSnapshots:
     def __len__(self) -> int:
         return len(self._snapshots)
 
+    def longest(self, scope: str, tokens: Sequence[int]) -> tuple[KvSnapshot, int] | None:
+        """The snapshot of `scope` sharing the longest token prefix with `tokens`, and its length
+        (the most recent on a tie); None when none shares a token."""
+        with self._lock:
+            best: tuple[KvSnapshot, int] | None = None
+            for snapshot in reversed(self._snapshots.values()):
+                if snapshot.scope != scope:
+                    continue
+                shared = common_prefix(snapshot.tokens, tokens)
+                if shared > 0 and (best is None or shared > best[1]):
+                    best = (snapshot, shared)
+            return best
+
     def hold(self, response_id: str) -> None:
         with self._lock:
             self._held.add(response_id)
@@ -130,19 +172,26 @@ class KvSnapshots:
             self.bytes -= snapshot.size
 
 
-def capture(llm: Llama) -> KvSnapshot:
+def capture(llm: Llama, scope: str, singles: tuple[Span, ...]) -> KvSnapshot:
     """Copy the KV of the context's sequence (~6 ms for 1.5k tokens)."""
     size = llama_cpp.llama_state_seq_get_size(llm.ctx, SEQUENCE)
     data = (ctypes.c_uint8 * size)()
     llama_cpp.llama_state_seq_get_data(llm.ctx, data, size, SEQUENCE)
-    return KvSnapshot(n_tokens=llm.n_tokens, data=data)
+    tokens = array("i", llm.input_ids[: llm.n_tokens].tolist())
+    return KvSnapshot(scope=scope, tokens=tokens, singles=singles, data=data)
 
 
-def restore(llm: Llama, snapshot: KvSnapshot, tokens: array[int] | list[int]) -> None:
-    """Make the context hold `snapshot`, whose KV is that of `tokens[:snapshot.n_tokens]`."""
-    llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), SEQUENCE, -1, -1)
+def restore(llm: Llama, snapshot: KvSnapshot) -> None:
+    """Make the context hold `snapshot`."""
+    forget_from(llm, 0)
     if not llama_cpp.llama_state_seq_set_data(llm.ctx, snapshot.data, snapshot.size, SEQUENCE):
         llm.n_tokens = 0
         raise RuntimeError("llama.cpp refused the KV snapshot")
-    llm.input_ids[: snapshot.n_tokens] = tokens[: snapshot.n_tokens]
-    llm.n_tokens = snapshot.n_tokens
+    llm.input_ids[: len(snapshot.tokens)] = snapshot.tokens
+    llm.n_tokens = len(snapshot.tokens)
+
+
+def forget_from(llm: Llama, position: int) -> None:
+    """Drop the context's KV from `position` on: what is kept is exactly the first tokens."""
+    llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), SEQUENCE, position, -1)
+    llm.n_tokens = min(llm.n_tokens, position)
