@@ -11,21 +11,29 @@ from pathlib import Path
 
 def test_rollout_runs_every_mode_and_writes_its_outputs(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tether", "bench", "rollout", "--serve", "scripted", "--turns", "3",
-         "--agents", "1,2", "--modes", "ws,http-stateless,http-chained", "--out", str(tmp_path),
+        [sys.executable, "-m", "tether", "bench", "rollout", "--serve", "scripted", "--turns", "6",
+         "--agents", "1,2", "--modes", "ws,ws-reconnect,http-stateless,http-chained", "--out", str(tmp_path),
          "--name", "smoke", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert len(rows) == 3 * (1 + 2) * 3  # modes x agents x turns
+    assert len(rows) == 4 * (1 + 2) * 6  # modes x agents x turns
     assert json.loads((tmp_path / "smoke.json").read_text()) == rows
     assert (tmp_path / "smoke.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| ws | 2 |" in (tmp_path / "smoke.md").read_text()
+    table = (tmp_path / "smoke.md").read_text()
+    assert "| ws | 2 |" in table and "ws-reconnect, 2 agent(s): time to first token" in table
     # Incremental modes prefill only the new item; the stateless one re-sends everything.
     last = {(r["mode"], r["agents"]): r for r in rows if r["turn"] == 3}
     assert last[("ws", 1)]["prefilled_tokens"] < last[("http-stateless", 1)]["prefilled_tokens"]
     assert last[("ws", 1)]["bytes_sent"] < last[("http-stateless", 1)]["bytes_sent"]
+    # The reconnecting agent opens a new socket after turn 5 and resends all it has.
+    reconnecting = {r["turn"]: r for r in rows if r["mode"] == "ws-reconnect" and r["agents"] == 1}
+    assert [t for t, r in sorted(reconnecting.items()) if r["reconnected"]] == [6]
+    assert reconnecting[6]["bytes_sent"] > 2 * reconnecting[5]["bytes_sent"]
+    # The scripted model keeps no KV: nothing to copy, and the server says so.
+    assert {r["kv_copied_bytes"] for r in rows} == {0}
+    assert all(r["run_s"] >= r["seconds"] for r in rows)
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,9 @@
 Modes:
 - `ws`: one WebSocket; a `generate: false` warm-up, then `previous_response_id` and only the new
   items each turn, `store: false` (how Codex runs).
+- `ws-reconnect`: as `ws`, but every `RECONNECT_EVERY` turns the agent opens a new socket and
+  resends its whole context without naming a parent, as a client does after the connection's
+  60-minute cap, a restart or a dropped socket (`store: false` leaves it nothing to name).
 - `http-stateless`: `POST /v1/responses` with the full history every turn, `store: false` (how
   Codex and most agent loops run over HTTP).
 - `http-chained`: `previous_response_id` and only the new items, `store: true`.
@@ -24,7 +27,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tether.bench.workload import TOOLS, Rollout
 
-MODES = ("ws", "http-stateless", "http-chained", "chat")
+MODES = ("ws", "ws-reconnect", "http-stateless", "http-chained", "chat")
+RECONNECT_EVERY = 5  # turns of `ws-reconnect` per socket
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
 FIRST_TOKEN = {"response.output_text.delta", "response.function_call_arguments.delta"}
 
@@ -38,6 +42,7 @@ class TurnResult:
     input_tokens: int | None
     cached_tokens: int | None  # None where the server does not say (chat peers)
     bytes_sent: int
+    reconnected: bool = False  # the turn's socket is new, and it resent the whole context
 
     @property
     def prefilled_tokens(self) -> int | None:
@@ -74,8 +79,8 @@ class Target:
 
 
 async def run_agent(mode: str, target: Target, rollout: Rollout) -> list[TurnResult]:
-    if mode == "ws":
-        return await _websocket(target, rollout)
+    if mode in ("ws", "ws-reconnect"):
+        return await _websocket(target, rollout, RECONNECT_EVERY if mode == "ws-reconnect" else None)
     if mode == "chat":
         return await _chat(target, rollout)
     return await _http(target, rollout, chained=mode == "http-chained")
@@ -91,25 +96,41 @@ def _usage(response: dict[str, Any]) -> tuple[int, int]:
     return usage.get("input_tokens", 0), usage.get("input_tokens_details", {}).get("cached_tokens", 0)
 
 
-async def _websocket(target: Target, rollout: Rollout) -> list[TurnResult]:
+async def _websocket(target: Target, rollout: Rollout, reconnect_every: int | None) -> list[TurnResult]:
     url = target.base_url.replace("http", "ws", 1) + "/responses"
-    results = []
-    async with connect(url, additional_headers=target.headers, max_size=None) as ws:
-        warm = _create(target, rollout, type="response.create", generate=False, store=False,
-                       input=[{"role": "developer", "content": "Repository: tether-bench."}])  # fmt: skip
-        previous, _ = await _ws_turn(ws, warm)
-        new_items: list[dict[str, Any]] = [{"role": "user", "content": rollout.task}]
-        for turn in range(1, rollout.turns + 1):
-            body = _create(target, rollout, type="response.create", store=False,
-                           previous_response_id=previous["id"], input=new_items)  # fmt: skip
-            previous, result = await _ws_turn(ws, body, turn)
-            results.append(result)
-            new_items = [rollout.reply(turn, previous["output"])]
+    results: list[TurnResult] = []
+    warm_up = [{"role": "developer", "content": "Repository: tether-bench."}]
+    new_items: list[dict[str, Any]] = [{"role": "user", "content": rollout.task}]
+    history = [*warm_up, *new_items]  # all of it, as the agent resends it on a new socket
+    previous: dict[str, Any] | None = None
+    turn = 1
+    while turn <= rollout.turns:
+        async with connect(url, additional_headers=target.headers, max_size=None) as ws:
+            if previous is None:
+                warm = _create(target, rollout, type="response.create", generate=False, store=False,
+                               input=warm_up)  # fmt: skip
+                previous, _ = await _ws_turn(ws, warm)
+                reconnected = False
+            else:
+                reconnected = True
+            while turn <= rollout.turns:
+                if reconnected:
+                    body = _create(target, rollout, type="response.create", store=False, input=history)
+                else:
+                    body = _create(target, rollout, type="response.create", store=False,
+                                   previous_response_id=previous["id"], input=new_items)  # fmt: skip
+                previous, result = await _ws_turn(ws, body, turn, reconnected)
+                results.append(result)
+                new_items = [rollout.reply(turn, previous["output"])]
+                history += [*previous["output"], *new_items]
+                turn, reconnected = turn + 1, False
+                if reconnect_every is not None and (turn - 1) % reconnect_every == 0:
+                    break
     return results
 
 
 async def _ws_turn(
-    ws: ClientConnection, body: dict[str, Any], turn: int = 0
+    ws: ClientConnection, body: dict[str, Any], turn: int = 0, reconnected: bool = False
 ) -> tuple[dict[str, Any], TurnResult]:
     payload = orjson.dumps(body)
     clock = Clock()
@@ -120,7 +141,7 @@ async def _ws_turn(
         if event["type"] == "error":
             raise RuntimeError(f"turn {turn}: {event['error']}")
         if event["type"] in TERMINAL:
-            return event["response"], _result(turn, clock, event["response"], len(payload))
+            return event["response"], _result(turn, clock, event["response"], len(payload), reconnected)
     raise RuntimeError("the socket closed mid-turn")
 
 
@@ -188,9 +209,18 @@ async def _sse(client: httpx.AsyncClient, url: str, payload: bytes) -> AsyncIter
                 yield orjson.loads(line[6:])
 
 
-def _result(turn: int, clock: Clock, response: dict[str, Any], bytes_sent: int) -> TurnResult:
+def _result(
+    turn: int, clock: Clock, response: dict[str, Any], bytes_sent: int, reconnected: bool = False
+) -> TurnResult:
     seconds = time.perf_counter() - clock.started
     input_tokens, cached = _usage(response)
     return TurnResult(
-        turn, clock.first_event or seconds, clock.first_token, seconds, input_tokens, cached, bytes_sent
+        turn,
+        clock.first_event or seconds,
+        clock.first_token,
+        seconds,
+        input_tokens,
+        cached,
+        bytes_sent,
+        reconnected,
     )

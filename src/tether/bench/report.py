@@ -14,6 +14,7 @@ from tether.bench.runner import Row
 
 MODE_COLORS = {
     "ws": "tab:green",
+    "ws-reconnect": "tab:olive",
     "http-stateless": "tab:orange",
     "http-chained": "tab:purple",
     "chat": "tab:blue",
@@ -43,8 +44,9 @@ def markdown(rows: list[Row]) -> str:
     seconds = by_turn(rows, "seconds")
     lines = [
         "| mode | agents | TTFT turn 2 (s) | TTFT last turn (s) | last / turn 2 "
-        "| prefilled tokens, last turn | mean turn time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| prefilled tokens, last turn | mean turn time (s) | one agent's rollout (s) | run, wall clock (s) "
+        "| KV copied per turn (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(first_token):
         mode, agents = key
@@ -53,11 +55,45 @@ def markdown(rows: list[Row]) -> str:
         second, final = turns.get(2), turns.get(last)
         ratio = f"{final / second:.2f}x" if second and final else "n/a"
         mean_turn = statistics.mean(v for v in seconds[key].values() if v is not None)
+        runs = _runs(rows, mode, agents)
+        rollout = median(sum(r.result.seconds for r in agent_rows) for agent_rows in runs.values())
+        wall = median(agent_rows[0].run_s for agent_rows in runs.values())
+        copied = median(
+            agent_rows[0].kv_copied_bytes / (agents * len(agent_rows)) / 1e6
+            for agent_rows in runs.values()
+            if agent_rows[0].kv_copied_bytes is not None
+        )
         lines.append(
             f"| {mode} | {agents} | {_num(second)} | {_num(final)} | {ratio} | "
-            f"{_num(prefilled[key].get(last), 0)} | {mean_turn:.2f} |"
+            f"{_num(prefilled[key].get(last), 0)} | {mean_turn:.2f} | {_num(rollout, 1)} | {_num(wall, 1)} | "
+            f"{_num(copied, 1)} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _reconnects(rows)
+
+
+def _runs(rows: list[Row], mode: str, agents: int) -> dict[tuple[int, int], list[Row]]:
+    """(repeat, agent) -> that agent's turns in that run."""
+    runs: dict[tuple[int, int], list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.mode == mode and row.agents == agents:
+            runs[(row.repeat, row.agent)].append(row)
+    return runs
+
+
+def _reconnects(rows: list[Row]) -> str:
+    """Time to first token of the turns that came on a new socket with the whole context, against
+    the continuations on a socket already open (turn 1 left out: it has no parent)."""
+    lines = []
+    for agents in sorted({r.agents for r in rows if r.result.reconnected}):
+        turns = [r.result for r in rows if r.agents == agents and r.mode.startswith("ws-reconnect")]
+        fresh = median(t.first_token_s for t in turns if t.reconnected)
+        kept = median(t.first_token_s for t in turns if not t.reconnected and t.turn > 1)
+        if fresh is not None and kept:
+            lines.append(
+                f"\nws-reconnect, {agents} agent(s): time to first token {fresh:.2f} s on a new socket "
+                f"against {kept:.2f} s on an open one (median; x{fresh / kept:.2f}).\n"
+            )
+    return "".join(lines)
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -104,8 +140,9 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
 def load_json(path: Path) -> list[Row]:
     rows = []
     for raw in orjson.loads(path.read_bytes()):
-        fields = {name: raw[name] for name in TurnResult.__dataclass_fields__}
-        rows.append(Row(raw["mode"], raw["agents"], raw["repeat"], raw["agent"], TurnResult(**fields)))
+        fields = {name: raw[name] for name in TurnResult.__dataclass_fields__ if name in raw}
+        run = (raw.get("run_s"), raw.get("kv_copied_bytes"))
+        rows.append(Row(raw["mode"], raw["agents"], raw["repeat"], raw["agent"], TurnResult(**fields), *run))
     return rows
 
 
