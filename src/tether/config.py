@@ -328,7 +328,13 @@ class Storage(Section):
 
 
 class LocalEngine(Section):
-    n_threads: int = setting(2, "CPU threads of the embedded engine.", metavar="N", ge=1)
+    n_threads: int = setting(2, "Most CPU threads of the embedded engine.", metavar="N", ge=1)
+    tune_threads: bool = setting(
+        True,
+        "Run each step of the embedded engine on as many of its threads as other work leaves "
+        "cores free (read from the kernel's CPU accounting twice a second), so that a busy "
+        "machine slows it in proportion instead of stalling its spinning threads; off: always all.",
+    )
     n_ctx: int = setting(
         8192,
         "Context window of the embedded engine, in tokens (at most the one the model was trained for).",

@@ -120,6 +120,7 @@ class CacheStats:
     prompt_heads: tuple[tuple[str, int], ...] = ()
     snapshot_bytes_copied: int = 0  # KV copied out to snapshots and back in, in all
     sequences_resident: int = 0  # conversations the context holds now
+    threads: int = 0  # CPU threads the engine's steps run on now
 
 
 class Cancellation:

@@ -73,6 +73,12 @@ def rollout(
     serve_peer: Annotated[
         bool, typer.Option(help="Start llama-cpp-python's server on the default model as the peer.")
     ] = False,
+    serve_args: Annotated[
+        str, typer.Option(help="More options for the Tether it starts, e.g. '--no-tune-threads'.")
+    ] = "",
+    busy_cores: Annotated[
+        int, typer.Option(help="Keep this many cores busy with other processes while the agents run.")
+    ] = 0,
     modes: Annotated[
         str, typer.Option(help=f"Comma-separated, from {', '.join(MODES)}.")
     ] = "ws,http-stateless",
@@ -100,10 +106,10 @@ def rollout(
     if ("chat" in plan.modes or serve == UPSTREAM) and peer is None and not serve_peer:
         console.print("[red]The chat mode and --serve upstream need --peer URL or --serve-peer.[/red]")
         raise typer.Exit(2)
-    with _servers(url, serve, peer, serve_peer) as running:
+    with _servers(url, serve, peer, serve_peer, shlex.split(serve_args)) as running:
         urls = {mode: running.peer_url if mode == "chat" else running.tether_url for mode in plan.modes}
         targets = {mode: _target(mode_url, max_output_tokens) for mode, mode_url in urls.items()}
-        with _progress() as progress:
+        with _progress() as progress, servers.busy_cores(busy_cores):
             rows, failures = asyncio.run(runner.run(plan, targets, progress))
     table = report.markdown(rows) + "".join(f"\nFailed: {failure}\n" for failure in failures)
     report.chart(rows, out / f"{name}.png", f"Agent rollout, {turns} turns ({_machine()})")
@@ -132,9 +138,14 @@ class Servers:
 
 @contextlib.contextmanager
 def _servers(
-    url: str | None, serve: str | None, peer: str | None = None, serve_peer: bool = False
+    url: str | None,
+    serve: str | None,
+    peer: str | None = None,
+    serve_peer: bool = False,
+    serve_args: list[str] | None = None,
 ) -> Iterator[Servers]:
-    """What the benchmark measures. `serve` "upstream" puts Tether in front of the peer."""
+    """What the benchmark measures. `serve` "upstream" puts Tether in front of the peer;
+    `serve_args` go to the Tether it starts."""
     pid = None
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         if serve_peer:
@@ -149,10 +160,11 @@ def _servers(
             console.print(
                 f"Starting tether serve {f'--upstream {peer}' if in_front else f'--model {serve}'} …"
             )
+            more = serve_args or []
             tether = (
-                servers.tether(Path(tmp) / "bench.db", "--upstream", str(peer), model=None)
+                servers.tether(Path(tmp) / "bench.db", "--upstream", str(peer), *more, model=None)
                 if in_front
-                else servers.tether(Path(tmp) / "bench.db", model=serve)
+                else servers.tether(Path(tmp) / "bench.db", *more, model=serve)
             )
             process = stack.enter_context(tether)
             url, pid = process.base_url, process.process.pid if process.process else None

@@ -5,6 +5,7 @@ Used by `tether bench` (to start what it measures) and by the test suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -132,3 +134,15 @@ def bench_engine(log_path: Path) -> ServerProcess:
     port = free_port()
     command = [sys.executable, "-m", "tether.bench.engine", "--port", str(port)]
     return ServerProcess(command, port, "/v1/models", log_path)
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """`count` processes that keep a core each busy, as other work on a user's machine does."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()

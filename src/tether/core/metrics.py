@@ -162,3 +162,8 @@ class _BackendCollector(Collector):
         for found, count in stats.prompt_heads:
             heads.add_metric([found], count)
         yield heads
+        yield GaugeMetricFamily(
+            "tether_engine_threads",
+            "CPU threads the embedded engine's steps run on now (as many as other work leaves cores).",
+            value=stats.threads,
+        )

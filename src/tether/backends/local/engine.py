@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import llama_cpp
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -57,6 +58,7 @@ from tether.backends.local.memory import (
 )
 from tether.backends.local.model_file import locate
 from tether.backends.local.prefix import common_prefix, following
+from tether.backends.local.threads import ThreadCount
 from tether.config import LocalEngine
 from tether.protocol.response import Usage
 
@@ -88,6 +90,8 @@ class LocalBackend:
         self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
         self._heads: dict[Found, int] = {"id": 0, "content": 0, "none": 0}  # prompts by how found
         self._copied = 0  # bytes of KV copied out to snapshots and back in
+        self._applied_threads = engine.n_threads  # what the context runs on now
+        self.threads = ThreadCount(engine.n_threads, engine.tune_threads)
         self._end_of_turn = frozenset({self._chatml.end_of_turn, llm.token_eos()})
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-llama")
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-tokenize")
@@ -147,6 +151,7 @@ class LocalBackend:
             prompt_heads=tuple(self._heads.items()),
             snapshot_bytes_copied=self._copied,
             sequences_resident=int(self._llm.n_tokens > 0),
+            threads=self.threads.now,
         )
 
     async def check(self) -> None:
@@ -317,6 +322,13 @@ class LocalBackend:
             self._singles = snapshot.singles
         return self._prefill(tokens, job.singles, stopped)
 
+    def _run_on_free_cores(self) -> None:
+        """Set the threads of the next step: as many as other work leaves cores (`threads.py`)."""
+        threads = self.threads.next_step()
+        if threads != self._applied_threads:
+            llama_cpp.llama_set_n_threads(self._llm.ctx, threads, threads)
+            self._applied_threads = threads
+
     def _keep(self, response_id: str, snapshot: KvSnapshot) -> None:
         self.snapshots.put(response_id, snapshot)
         self._copied += snapshot.size
@@ -353,6 +365,7 @@ class LocalBackend:
         for start, end in batches(cached, len(tokens), singles, _PREFILL_SLICE):
             if stopped():
                 return None
+            self._run_on_free_cores()
             llm.eval(tokens[start:end])
             if end - start == 1:
                 evaluated_alone.append((start, end))
@@ -386,6 +399,7 @@ class LocalBackend:
             repeat_penalty=1.0,
             grammar=grammar,
         )
+        self._run_on_free_cores()
         try:
             for token in tokens:
                 if stopped() or token in self._end_of_turn:
@@ -400,6 +414,7 @@ class LocalBackend:
                 pieces.append(text)
                 if grammar is None and text:
                     emit(TextDelta(text))
+                self._run_on_free_cores()  # for the step that evaluates this token
         finally:
             tokens.close()
         return produced, reason, "".join(pieces), utf8.decode(b"", final=True)
