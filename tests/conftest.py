@@ -3,6 +3,7 @@ real PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 
 from tests.server_process import TetherServer
 from tether.bench.postgres import Postgres, postgres_server
+
+# Every test server runs the local model's file as shipped, so that greedy answers are the same on
+# every machine whichever layout it would pick (the choice has tests of its own: test_weights.py).
+os.environ.setdefault("TETHER_FASTEST_WEIGHTS", "false")
 
 SCRIPTED = "tether-scripted"
 LOCAL = "SmolLM2-135M-Instruct"

@@ -328,6 +328,12 @@ class Storage(Section):
 
 
 class LocalEngine(Section):
+    fastest_weights: bool = setting(
+        True,
+        "Run a 4- to 6-bit GGUF as Q8_0 when that makes an agent turn faster on this machine "
+        "(the same weights, converted once and timed once, cached under ~/.cache/tether/weights); "
+        "the choice is logged at start. Off: the file as it is.",
+    )
     n_threads: int = setting(2, "Most CPU threads of the embedded engine.", metavar="N", ge=1)
     tune_threads: bool = setting(
         True,

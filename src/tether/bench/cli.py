@@ -329,6 +329,31 @@ def warm_up(
     _write(out, name, "\n".join(lines) + "\n", [run.__dict__ for run in runs], json_out)
 
 
+@bench.command()
+def weights(
+    model: Annotated[Path | None, typer.Option(help="A GGUF file; by default the shipped SmolLM2.")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads, as the engine's --n-threads.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Speed rounds per layout, interleaved; medians.")] = 5,
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
+    name: Annotated[str, typer.Option(help="File name stem.")] = "weights",
+    json_out: Annotated[bool, JSON_OUT] = False,
+) -> None:
+    """The model file as shipped against the same weights as Q8_0: perplexity and speed."""
+    # Late: the other benchmarks run without the local engine installed.
+    from tether.backends.local import layout
+    from tether.backends.local.model_file import locate
+    from tether.bench import weights as weights_run
+
+    source = locate(model).path
+    files = {f"{layout.shipped_name(source)} (as shipped)": source, "Q8_0": layout.as_q8_0(source)}
+    with _progress() as progress:
+        task = progress.add_task("perplexity, then speed rounds", total=len(files) * rounds)
+        results = weights_run.measure(files, threads, rounds, lambda: progress.advance(task))
+    weights_run.chart(results, out / f"{name}.png", f"{source.name}: two layouts ({_machine()})")
+    table = weights_run.markdown(results, threads)
+    _write(out, name, table, [result.__dict__ for result in results], json_out)
+
+
 REPEATS = typer.Option(help="Runs of each size; the table shows their median.")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import threading
 from array import array
 from collections.abc import AsyncGenerator, Callable
@@ -46,6 +47,7 @@ from tether.backends.local.batches import Span, batches, merged, within
 from tether.backends.local.chatml import Block, ChatML, forced_tools, tool_call_text
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
 from tether.backends.local.jobs import Found, Job, build
+from tether.backends.local.layout import fastest
 from tether.backends.local.memory import (
     TOKEN_BYTES,
     KvSnapshot,
@@ -71,6 +73,8 @@ _HANDOFF_EVENTS = 64
 _CREDIT_POLL_S = 0.1  # how often a waiting model thread checks for a cancellation
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 # What the worker hands the consumer: events, an error to raise, or None for "no more".
 _Handoff = ModelEvent | BaseException | None
@@ -103,11 +107,17 @@ class LocalBackend:
 
         The engine's `n_ctx` is capped at the context the model was trained for."""
         model = locate(model_path)
-        llm = _open(model.path, engine.n_ctx, engine.n_threads)
+        layout = fastest(model.path, engine.n_threads) if engine.fastest_weights else None
+        path = model.path if layout is None else layout.path
+        log.info(
+            "weights: %s",
+            "as shipped (--no-fastest-weights)" if layout is None else f"{layout.name}: {layout.reason}",
+        )
+        llm = _open(path, engine.n_ctx, engine.n_threads)
         trained = _trained_context(llm)
         if trained is not None and engine.n_ctx > trained:
             llm.close()
-            llm = _open(model.path, trained, engine.n_threads)
+            llm = _open(path, trained, engine.n_threads)
         return cls(llm, model.model_id, engine)
 
     @property
