@@ -13,6 +13,10 @@ from tether.bench.workload import CHARS_PER_TOKEN, TASK_TOKENS, TOOL_RESULT_TOKE
 def test_the_workload_is_deterministic_and_sized_as_documented() -> None:
     one, again, other = Rollout(agent=0, turns=3), Rollout(agent=0, turns=3), Rollout(agent=1, turns=3)
     assert one.task == again.task != other.task
+    # Runs differ by their name only, so that a server caching by content shares nothing past
+    # the instructions and tools between them.
+    named = Rollout(agent=0, turns=3, run="ws, 1 agent(s), run 2")
+    assert named.task != one.task and named.task.split(": ", 1)[1] == one.task.split(": ", 1)[1]
     assert one.instructions == other.instructions  # every agent gets the same instructions
     assert abs(len(one.task) / CHARS_PER_TOKEN - TASK_TOKENS) < 20
     assert len(TOOLS) == 4 and all(tool["parameters"]["type"] == "object" for tool in TOOLS)

@@ -59,8 +59,9 @@ async def run(plan: Plan, targets: dict[str, Target], progress: Progress) -> tup
     for repeat in range(plan.repeats):
         for agents in plan.concurrency:
             for mode in plan.modes:
-                progress.update(task, description=f"{mode}, {agents} agent(s), run {repeat + 1}")
-                rollouts = [Rollout(agent=i, turns=plan.turns) for i in range(agents)]
+                run = f"{mode}, {agents} agent(s), run {repeat + 1}"
+                progress.update(task, description=run)
+                rollouts = [Rollout(agent=i, turns=plan.turns, run=run) for i in range(agents)]
                 copied_before, started = await kv_copied(targets[mode]), time.perf_counter()
                 results = await asyncio.gather(
                     *(run_agent(client_mode(mode), targets[mode], r) for r in rollouts),

@@ -4,7 +4,9 @@ An agent starts with ~600 tokens of instructions, 4 function tools with JSON-sch
 and an ~80-token task. Then, for each of N turns, the model answers and the agent replies with a
 ~150-token tool result: a `function_call_output` when the model called a tool, otherwise a user
 message carrying the same kind of text. Every text is made deterministically from (agent, turn),
-so all modes and servers see the same conversation.
+so all modes and servers see the same conversation, except for the name of the run at the start
+of the task: a server that reuses cached state by content (Tether does) must not find the turns
+another mode or an earlier run left in it, only the instructions and tools all agents share.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Rollout:
 
     agent: int
     turns: int
+    run: str = ""  # names the mode, concurrency and repeat, so that no two runs share a task
 
     @property
     def instructions(self) -> str:
@@ -66,7 +69,7 @@ class Rollout:
 
     @property
     def task(self) -> str:
-        return "Task: " + prose(TASK_TOKENS, f"task-{self.agent}")
+        return f"Task ({self.run}): " + prose(TASK_TOKENS, f"task-{self.agent}")
 
     def reply(self, turn: int, model_output: list[dict[str, Any]]) -> dict[str, Any]:
         """The agent's next input item, given the model's output items of `turn`."""
