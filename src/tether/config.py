@@ -358,8 +358,9 @@ class LocalEngine(Section):
     )
     token_record_bytes: int = setting(
         64 * MiB,
-        "Memory for the token ids of recent conversations (4 bytes a token), which let a "
-        "continuation tokenize only its new items. LRU; a conversation without one is tokenized "
+        "Memory for the token ids of recent conversations (4 bytes a token, ~48 a message for "
+        "its content address), which let a continuation tokenize only its new items, whether it "
+        "names its parent or resends the history. LRU; a conversation without one is tokenized "
         "whole.",
         metavar="N",
         ge=0,

@@ -49,7 +49,6 @@ from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_ca
 from tether.backends.local.jobs import Found, Job, build
 from tether.backends.local.layout import fastest
 from tether.backends.local.memory import (
-    TOKEN_BYTES,
     KvSnapshot,
     KvSnapshots,
     TokenRecord,
@@ -87,7 +86,7 @@ class LocalBackend:
         self._llm = llm
         self._model_id = model_id
         self._chatml = ChatML(llm)
-        self.records = TokenRecords(engine.token_record_bytes // TOKEN_BYTES)
+        self.records = TokenRecords(engine.token_record_bytes)
         self.snapshots = KvSnapshots(engine.kv_cache_bytes)
         self._resident: str | None = None  # the response whose conversation the context holds
         self._scope: str | None = None  # whose tokens the context holds (see `Generation.cache_scope`)

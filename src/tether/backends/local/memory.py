@@ -46,25 +46,28 @@ class TokenRecord:
 
 
 TOKEN_BYTES = 4  # a token id in a record (`array("i")`)
+# A block's mark in a record and its entry in the address index (the record's tuple slot, a dict
+# slot, a share of the digest): ~40 bytes measured with tracemalloc over a 200-turn conversation.
+MARK_BYTES = 48
 
 
 class TokenRecords:
-    def __init__(self, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
         self._records: OrderedDict[str, TokenRecord] = OrderedDict()
         # address -> the records with a block chain of that address, oldest first
         self._addresses: dict[bytes, dict[str, None]] = {}
-        self._tokens = 0
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def put(self, response_id: str, record: TokenRecord) -> None:
         with self._lock:
             self._drop(response_id)
             self._records[response_id] = record
-            self._tokens += len(record.tokens)
+            self._bytes += _size(record)
             for address, _ in record.marks:
                 self._addresses.setdefault(address, {})[response_id] = None
-            while self._tokens > self.max_tokens and len(self._records) > 1:
+            while self._bytes > self.budget_bytes and len(self._records) > 1:
                 self._drop(next(iter(self._records)))
 
     def get(self, response_id: str | None) -> TokenRecord | None:
@@ -90,12 +93,16 @@ class TokenRecords:
         record = self._records.pop(response_id, None)
         if record is None:
             return
-        self._tokens -= len(record.tokens)
+        self._bytes -= _size(record)
         for address, _ in record.marks:
             holders = self._addresses[address]
             holders.pop(response_id, None)
             if not holders:
                 del self._addresses[address]
+
+
+def _size(record: TokenRecord) -> int:
+    return len(record.tokens) * TOKEN_BYTES + len(record.marks) * MARK_BYTES
 
 
 @dataclass(frozen=True)
