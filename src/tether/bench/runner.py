@@ -58,9 +58,14 @@ async def run(plan: Plan, targets: dict[str, Target], progress: Progress) -> tup
     failures: list[str] = []
     for repeat in range(plan.repeats):
         for agents in plan.concurrency:
+            conversations: dict[str, int] = {}  # runs so far on each server at this concurrency
             for mode in plan.modes:
-                run = f"{mode}, {agents} agent(s), run {repeat + 1}"
-                progress.update(task, description=run)
+                # Modes on different servers get the same conversation, side by side; on one server
+                # each its own, or a server reusing by content would find the previous mode's turns.
+                server = targets[mode].base_url
+                conversations[server] = conversations.get(server, 0) + 1
+                run = f"{agents} agent(s), run {repeat + 1}, conversation {conversations[server]}"
+                progress.update(task, description=f"{mode}, {agents} agent(s), run {repeat + 1}")
                 rollouts = [Rollout(agent=i, turns=plan.turns, run=run) for i in range(agents)]
                 copied_before, started = await kv_copied(targets[mode]), time.perf_counter()
                 results = await asyncio.gather(

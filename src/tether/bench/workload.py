@@ -5,8 +5,9 @@ and an ~80-token task. Then, for each of N turns, the model answers and the agen
 ~150-token tool result: a `function_call_output` when the model called a tool, otherwise a user
 message carrying the same kind of text. Every text is made deterministically from (agent, turn),
 so all modes and servers see the same conversation, except for the name of the run at the start
-of the task: a server that reuses cached state by content (Tether does) must not find the turns
-another mode or an earlier run left in it, only the instructions and tools all agents share.
+of the task: on one server, each mode and repeat gets its own, because a server that reuses
+cached state by content (Tether does) must not find the turns an earlier run left in it, only the
+instructions and tools all agents share.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Rollout:
 
     agent: int
     turns: int
-    run: str = ""  # names the mode, concurrency and repeat, so that no two runs share a task
+    run: str = ""  # names the run, so that no two runs on one server share a task
 
     @property
     def instructions(self) -> str:
