@@ -60,7 +60,7 @@ $(CODEX_DIR)/.installed-$(CODEX_VERSION):
 test-codex: $(VENV)/.test-installed $(CODEX_DIR)/.installed-$(CODEX_VERSION)
 	$(PY) -m pytest -q -m codex
 
-# Every published benchmark (docs/benchmarks.md); the local-model rollout takes ~40 minutes.
+# Every published benchmark (docs/benchmarks.md); the local-model rollouts take ~90 minutes.
 BENCH_OUT ?= docs/benchmarks
 bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench rollout --serve local --serve-peer --turns 20 --agents 1,2 \
@@ -72,6 +72,15 @@ bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench throughput --workers 1,2 --upstream-replicas 1,2 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench warm-up --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench rollout --serve local --turns 20 --agents 1,2,4 \
+		--modes ws,ws-reconnect,http-stateless --name rollout-local-prefixes --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench weights --rounds 5 --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench rollout --serve local --serve-peer --modes ws,chat --agents 1 --turns 20 \
+		--name peer-quiet --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench rollout --serve local --serve-peer --busy-cores 1 --modes ws,chat --agents 1 \
+		--turns 20 --name peer-busy --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench rollout --serve local --serve-args "--no-tune-threads" --busy-cores 1 \
+		--modes ws --agents 1 --turns 20 --name busy-untuned --out $(BENCH_OUT)
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q tests/unit
