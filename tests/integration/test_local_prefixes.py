@@ -17,7 +17,6 @@ from tests.ws_client import RawSocket
 
 pytestmark = pytest.mark.local_model
 
-FOUND = ("id", "content", "none")
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -121,18 +120,45 @@ def test_agents_sharing_instructions_and_tools_share_their_prefill(local_server:
     assert one.usage.input_tokens - 20 < shared < other.usage.input_tokens
 
 
-def test_prompts_are_counted_by_how_their_head_was_found(local_server: TetherServer) -> None:
-    def heads() -> dict[str, float]:
-        samples = scrape(local_server)
-        return {found: samples.get(("tether_prompt_heads_total", (("found", found),)), 0) for found in FOUND}
+HEADS = (("id", "another"), ("id", "same"), ("content", "another"), ("content", "same"), ("none", "none"))
 
+
+def heads(server: TetherServer) -> dict[tuple[str, str], float]:
+    samples = scrape(server)
+    labels = {(found, left): (("connection", left), ("found", found)) for found, left in HEADS}
+    return {key: samples.get(("tether_prompt_heads_total", label), 0) for key, label in labels.items()}
+
+
+def counted(server: TetherServer, before: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    return {key: count - before[key] for key, count in heads(server).items() if count != before[key]}
+
+
+def test_prompts_are_counted_by_how_their_head_was_found(local_server: TetherServer) -> None:
     fields = {**GREEDY, "instructions": "Instructions no other test gives."}
     client = local_server.client()
-    before = heads()
+    before = heads(local_server)
     first = client.responses.create(input="Count to three.", **fields).model_dump()  # none
     history = [user("Count to three."), *sent_back(first), user("Now to four.")]
-    client.responses.create(input=history, **{**fields, "store": False})  # content
+    client.responses.create(input=history, **{**fields, "store": False})  # content, over HTTP
     client.responses.create(input="Now to five.", previous_response_id=first["id"], **fields)  # id
-    after = heads()
-    assert {found: after[found] - before[found] for found in FOUND} == {"id": 1, "content": 1, "none": 1}
+    assert counted(local_server, before) == {
+        ("none", "none"): 1,
+        ("content", "another"): 1,
+        ("id", "another"): 1,
+    }
     assert scrape(local_server)[("tether_kv_sequences_resident", ())] == 1
+
+
+def test_prompts_are_counted_by_the_connection_their_head_was_left_on(local_server: TetherServer) -> None:
+    fields = {**GREEDY, "store": False, "instructions": "Other instructions no other test gives."}
+    before = heads(local_server)
+    with RawSocket(local_server) as ws:
+        first = done(ws.turn(input=[user("Name a tree.")], **fields))  # none
+        done(ws.turn(input=[user("Another?")], previous_response_id=first["id"], **fields))  # id, same
+        history = [user("Name a tree."), *sent_back(first), user("A third?")]
+        done(ws.turn(input=history, **fields))  # content, same socket
+    with RawSocket(local_server) as ws:
+        done(ws.turn(input=[*history, user("A fourth?")], **fields))  # content, another socket
+    assert counted(local_server, before) == {
+        ("none", "none"): 1, ("id", "same"): 1, ("content", "same"): 1, ("content", "another"): 1,
+    }  # fmt: skip

@@ -25,7 +25,7 @@ MORE = Block("user", "Another?")
 
 def record(scope: str, chain: list[Block], tokens: int = 10) -> TokenRecord:
     marks = tuple((a, (i + 1) * tokens // len(chain)) for i, a in enumerate(addresses(scope, chain)))
-    return TokenRecord(array("i", range(tokens)), 2, len(chain) - 1, (), marks)
+    return TokenRecord(array("i", range(tokens)), 2, len(chain) - 1, (), marks, None)
 
 
 def test_an_address_names_the_whole_chain_and_the_tenant() -> None:

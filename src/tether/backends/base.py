@@ -67,6 +67,7 @@ class Generation:
     top_p: float = 1.0
     parallel_tool_calls: bool = True
     prompt_cache_key: str | None = None  # the client's name for a conversation's shared prefix
+    origin: str | None = None  # the WebSocket connection that sent it; None over HTTP (for metrics)
     generate: bool = True  # False: a warm-up (D2), which only prepares the context
 
 
@@ -112,12 +113,14 @@ ModelEvent = TextDelta | ToolCallStarted | ToolCallDelta | Finished
 class CacheStats:
     """What a backend keeps of conversations' model state (KV), and how prompts found it, for
     `/metrics`. `prompt_heads`: prompts counted by how the conversation they continue was found
-    (`id`: the parent named; `content`: the longest shared history; `none`: rendered whole)."""
+    (`id`: the parent named; `content`: the longest shared history; `none`: rendered whole) and
+    whether it was left on the same WebSocket connection (`same`) or not (`another`: another
+    connection, or HTTP), as (found, connection, count)."""
 
     snapshot_bytes: int = 0
     snapshots: int = 0
     evictions: int = 0
-    prompt_heads: tuple[tuple[str, int], ...] = ()
+    prompt_heads: tuple[tuple[str, str, int], ...] = ()
     snapshot_bytes_copied: int = 0  # KV copied out to snapshots and back in, in all
     sequences_resident: int = 0  # conversations the context holds now
     threads: int = 0  # CPU threads the engine's steps run on now

@@ -9,6 +9,7 @@ recording how it ended by the cache's rules — happens in core.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from tether.core import turn
@@ -31,6 +32,7 @@ class Connection:
         self.cache = ConnectionCache(responses.history(tenant), responses.backend, cached_responses)
         self.working: dict[str, Running] = {}  # started here, work not over (a warm-up's prefill too)
         self.gone = False
+        self.id = secrets.token_hex(8)
 
     async def respond(self, lane: LaneKey, body: dict[str, Any]) -> None:
         """Run the create `body` on `lane` until its response has settled.
@@ -39,7 +41,7 @@ class Connection:
         or a bug — once the cache has applied its rule to the refusal."""
         try:
             request = parse_create(body, "ws")
-            socket = SocketTurn(lane, self.cache, self.sender)
+            socket = SocketTurn(lane, self.cache, self.sender, self.id)
             running = await self.responses.start(request, self.tenant, socket)
         except Exception:
             self.cache.refused(lane, previous_response_id_of(body))

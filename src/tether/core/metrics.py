@@ -156,11 +156,12 @@ class _BackendCollector(Collector):
         heads = CounterMetricFamily(
             "tether_prompt_heads",
             "Prompts by how the conversation they continue was found: by the parent's id, by "
-            "content (the longest shared history), or none (rendered whole).",
-            labels=["found"],
+            "content (the longest shared history), or none (rendered whole); and where it was left: "
+            "on the same WebSocket connection, or another (or HTTP).",
+            labels=["found", "connection"],
         )
-        for found, count in stats.prompt_heads:
-            heads.add_metric([found], count)
+        for found, left, count in stats.prompt_heads:
+            heads.add_metric([found, left], count)
         yield heads
         yield GaugeMetricFamily(
             "tether_engine_threads",

@@ -126,7 +126,8 @@ class Responses:
         context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
         response_id = ids.response_id()
         # Rendered once for the turn; one that cannot fit is refused here.
-        prompt = await self._render(self._generation(request, context, response_id, tenant))
+        origin = None if socket is None else socket.connection
+        prompt = await self._render(self._generation(request, context, response_id, tenant, origin))
         created_at = int(time.time())
         response = response_object(
             request, response_id=response_id, model=str(request.model), created_at=created_at
@@ -160,7 +161,11 @@ class Responses:
 
     @staticmethod
     def _generation(
-        request: CreateRequest, context: chain.Context, response_id: str, tenant: str
+        request: CreateRequest,
+        context: chain.Context,
+        response_id: str,
+        tenant: str,
+        origin: str | None = None,
     ) -> Generation:
         return Generation(
             response_id=response_id,
@@ -177,6 +182,7 @@ class Responses:
             parallel_tool_calls=request.parallel_tool_calls,
             prompt_cache_key=request.prompt_cache_key,
             generate=request.generate,
+            origin=origin,
         )
 
     async def _execute(self, running: Running, work: turn.Turn) -> None:

@@ -32,6 +32,7 @@ class SocketTurn:
     lane: LaneKey
     cache: ConnectionCache
     sender: EventSink
+    connection: str  # names the connection, for the backend's metrics (`Generation.origin`)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import codecs
 import logging
 import threading
 from array import array
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +47,7 @@ from tether.backends.base import (
 from tether.backends.local.batches import Span, batches, merged, within
 from tether.backends.local.chatml import Block, ChatML, forced_tools, tool_call_text
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
-from tether.backends.local.jobs import Found, Job, build
+from tether.backends.local.jobs import Found, Job, Left, build
 from tether.backends.local.layout import fastest
 from tether.backends.local.memory import (
     KvSnapshot,
@@ -91,7 +92,7 @@ class LocalBackend:
         self._resident: str | None = None  # the response whose conversation the context holds
         self._scope: str | None = None  # whose tokens the context holds (see `Generation.cache_scope`)
         self._singles: tuple[Span, ...] = ()  # positions the context evaluated one at a time
-        self._heads: dict[Found, int] = {"id": 0, "content": 0, "none": 0}  # prompts by how found
+        self._heads: Counter[tuple[Found, Left]] = Counter()  # prompts by how their head was found
         self._copied = 0  # bytes of KV copied out to snapshots and back in
         self._applied_threads = engine.n_threads  # what the context runs on now
         self.threads = ThreadCount(engine.n_threads, engine.tune_threads)
@@ -157,7 +158,7 @@ class LocalBackend:
             snapshot_bytes=snapshots.bytes,
             snapshots=len(snapshots),
             evictions=snapshots.evictions,
-            prompt_heads=tuple(self._heads.items()),
+            prompt_heads=tuple((found, left, count) for (found, left), count in self._heads.items()),
             snapshot_bytes_copied=self._copied,
             sequences_resident=int(self._llm.n_tokens > 0),
             threads=self.threads.now,
@@ -314,7 +315,7 @@ class LocalBackend:
         snapshot sharing the longest prefix with `tokens` is restored when it shares more than
         the context does. What another scope left is never reused, however much of it matches."""
         llm = self._llm
-        self._heads[job.found] += 1
+        self._heads[job.found, job.left] += 1
         same_scope = self._scope == job.cache_scope
         common = common_prefix(llm.input_ids[: llm.n_tokens], tokens) if same_scope else 0
         if self._resident is not None and self._scope is not None and common < llm.n_tokens:
@@ -350,7 +351,7 @@ class LocalBackend:
         marks = job.marks
         if output is not None and job.addressed:
             marks = (*marks, (following(marks[-1][0], output), len(tokens)))
-        record = TokenRecord(tokens, job.system_len, items, self._singles, marks)
+        record = TokenRecord(tokens, job.system_len, items, self._singles, marks, job.origin)
         self.records.put(job.response_id, record)
         self._resident = job.response_id
 

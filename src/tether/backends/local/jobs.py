@@ -24,6 +24,9 @@ MIN_OUTPUT_TOKENS = 64
 
 # How a prompt's head was found: by the parent's id, by content, or not at all (rendered whole).
 Found = Literal["id", "content", "none"]
+# Where the head's conversation was left: on the same WebSocket connection, or not (another
+# connection, or HTTP); "none" when nothing was found.
+Left = Literal["same", "another", "none"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Job:
     prompt: list[int]  # a warm-up's is the rendering only; a turn's opens the model's reply
     system_len: int
     found: Found
+    left: Left
+    origin: str | None  # the connection it came on (`Generation.origin`)
     parent_recorded: bool  # the parent's token record existed when the job was built
     singles: tuple[Span, ...]  # positions of the prompt first evaluated one at a time
     marks: tuple[Mark, ...]  # the address of each block of the prompt, and where it ends
@@ -54,6 +59,7 @@ class _Head:
     singles: tuple[Span, ...]
     rest: int  # index of the first context item still to render
     found: Found
+    origin: str | None  # the connection the head's record was made on
 
 
 def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: int, *, opening: bool) -> Job:
@@ -64,7 +70,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
     parent = records.get(generation.parent_id)
     head = _by_id(parent, generation, system) or _by_content(records, chain, rendered)
     if head is None:
-        head = _Head(system, ((chain[0], len(system)),), (), 0, "none")
+        head = _Head(system, ((chain[0], len(system)),), (), 0, "none", None)
     prompt, marks = list(head.tokens), list(head.marks)
     # The head's marks go on with this request's addresses only where they are its own chain.
     before = 1 + sum(1 for index, _ in rendered if index < head.rest)
@@ -87,6 +93,8 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         prompt=prompt,
         system_len=len(system),
         found=head.found,
+        left=_left(head, generation.origin),
+        origin=generation.origin,
         parent_recorded=parent is not None,
         singles=head.singles,
         marks=tuple(marks),
@@ -109,7 +117,7 @@ def _by_id(parent: TokenRecord | None, generation: Generation, system: list[int]
         or parent.tokens[: len(system)].tolist() != system
     ):
         return None
-    return _Head(parent.tokens.tolist(), parent.marks, parent.singles, parent.items, "id")
+    return _Head(parent.tokens.tolist(), parent.marks, parent.singles, parent.items, "id", parent.origin)
 
 
 def _by_content(records: TokenRecords, chain: list[bytes], rendered: list[tuple[int, Block]]) -> _Head | None:
@@ -121,6 +129,11 @@ def _by_content(records: TokenRecords, chain: list[bytes], rendered: list[tuple[
     record, shared = found
     end = record.marks[shared - 1][1]
     rest = rendered[shared - 2][0] + 1 if shared > 1 else 0  # the system block is no item
-    return _Head(
-        record.tokens[:end].tolist(), record.marks[:shared], within(record.singles, end), rest, "content"
-    )
+    singles = within(record.singles, end)
+    return _Head(record.tokens[:end].tolist(), record.marks[:shared], singles, rest, "content", record.origin)
+
+
+def _left(head: _Head, origin: str | None) -> Left:
+    if head.found == "none":
+        return "none"
+    return "same" if origin is not None and head.origin == origin else "another"

@@ -43,6 +43,7 @@ class TokenRecord:
     items: int  # context items these tokens cover, the response's own output included
     singles: tuple[Span, ...]  # positions evaluated one at a time (see batches.py)
     marks: tuple[Mark, ...]  # the address of each block the tokens cover, and where it ends
+    origin: str | None  # the WebSocket connection it was made on (`Generation.origin`)
 
 
 TOKEN_BYTES = 4  # a token id in a record (`array("i")`)
