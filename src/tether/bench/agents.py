@@ -102,30 +102,25 @@ async def _websocket(target: Target, rollout: Rollout, reconnect_every: int | No
     warm_up = [{"role": "developer", "content": "Repository: tether-bench."}]
     new_items: list[dict[str, Any]] = [{"role": "user", "content": rollout.task}]
     history = [*warm_up, *new_items]  # all of it, as the agent resends it on a new socket
-    previous: dict[str, Any] | None = None
-    turn = 1
-    while turn <= rollout.turns:
-        async with connect(url, additional_headers=target.headers, max_size=None) as ws:
-            if previous is None:
-                warm = _create(target, rollout, type="response.create", generate=False, store=False,
-                               input=warm_up)  # fmt: skip
-                previous, _ = await _ws_turn(ws, warm)
-                reconnected = False
+    ws = await connect(url, additional_headers=target.headers, max_size=None)
+    try:
+        warm = _create(target, rollout, type="response.create", generate=False, store=False, input=warm_up)
+        previous, _ = await _ws_turn(ws, warm)
+        for turn in range(1, rollout.turns + 1):
+            reconnected = reconnect_every is not None and turn > 1 and (turn - 1) % reconnect_every == 0
+            if reconnected:
+                await ws.close()
+                ws = await connect(url, additional_headers=target.headers, max_size=None)
+                body = _create(target, rollout, type="response.create", store=False, input=history)
             else:
-                reconnected = True
-            while turn <= rollout.turns:
-                if reconnected:
-                    body = _create(target, rollout, type="response.create", store=False, input=history)
-                else:
-                    body = _create(target, rollout, type="response.create", store=False,
-                                   previous_response_id=previous["id"], input=new_items)  # fmt: skip
-                previous, result = await _ws_turn(ws, body, turn, reconnected)
-                results.append(result)
-                new_items = [rollout.reply(turn, previous["output"])]
-                history += [*previous["output"], *new_items]
-                turn, reconnected = turn + 1, False
-                if reconnect_every is not None and (turn - 1) % reconnect_every == 0:
-                    break
+                body = _create(target, rollout, type="response.create", store=False,
+                               previous_response_id=previous["id"], input=new_items)  # fmt: skip
+            previous, result = await _ws_turn(ws, body, turn, reconnected)
+            results.append(result)
+            new_items = [rollout.reply(turn, previous["output"])]
+            history += [*previous["output"], *new_items]
+    finally:
+        await ws.close()
     return results
 
 

@@ -282,16 +282,23 @@ class LocalBackend:
             raise BackendError(f"the local model failed: {exc}") from exc
         if stopped():
             return False
-        events = _tool_call_events(text + tail, reason) if grammar is not None else []
-        if grammar is None and tail:
-            events = [TextDelta(tail)]
+        # What is left to emit, and the output item as a client sends it back, as a block: the
+        # call made (a constrained answer cut before its name has none), else the free text.
+        events: list[ModelEvent] = []
+        if grammar is not None:
+            call = _tool_call(text + tail, reason)
+            if call is not None:
+                events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
+            output = None if call is None else Block("assistant", tool_call_text(*call))
+        else:
+            events = [TextDelta(tail)] if tail else []
+            output = Block("assistant", text + tail) if text + tail else None
         for event in events:
             emit(event)
         # `Llama.generate` evaluated the prompt's last token and every token it fed back alone.
         self._singles = merged((*self._singles, (len(job.prompt) - 1, self._llm.n_tokens)))
         if produced:  # an output item exists: remember the conversation with it
             closing = self._chatml.closing(tool_call=job.tool_call)
-            output = _output_block(events, text + tail if grammar is None else "")
             self._remember(job, closing, items=job.items + 1, output=output)
         usage = Usage(input_tokens=len(job.prompt), cached_tokens=cached, output_tokens=produced)
         emit(Finished(reason, usage))
@@ -324,7 +331,7 @@ class LocalBackend:
         if not same_scope:
             self._forget_context()
             self._scope = job.cache_scope
-        found = self.snapshots.longest(job.cache_scope, tokens)
+        found = self.snapshots.longest(job.cache_scope, tokens) if common < len(tokens) else None
         if found is not None and found[1] > common:
             snapshot = found[0]
             restore(llm, snapshot)
@@ -430,26 +437,15 @@ class LocalBackend:
         return produced, reason, "".join(pieces), utf8.decode(b"", final=True)
 
 
-def _output_block(events: list[ModelEvent], text: str) -> Block | None:
-    """The output item as a client sends it back, as a block: the call made, else the text (of
-    a free answer; a constrained one that made no call has no item)."""
-    name = next((e.name for e in events if isinstance(e, ToolCallStarted)), None)
-    if name is not None:
-        arguments = "".join(e.arguments for e in events if isinstance(e, ToolCallDelta))
-        return Block("assistant", tool_call_text(name, arguments))
-    return Block("assistant", text) if text else None
-
-
-def _tool_call_events(output: str, reason: Literal["stop", "length"]) -> list[ModelEvent]:
+def _tool_call(output: str, reason: Literal["stop", "length"]) -> tuple[str, str] | None:
+    """The name and arguments of a constrained answer's call; None when it was cut before the
+    name was complete (there is no call to report)."""
     call = parse_tool_call(output)
     if call is None and reason == "length":
-        call = parse_partial_tool_call(output)
-        if call is None:
-            return []  # cut before the name was complete: there is no call to report
+        return parse_partial_tool_call(output)
     if call is None:
         raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
-    name, arguments = call
-    return [ToolCallStarted(name), ToolCallDelta(arguments)]
+    return call
 
 
 def _open(path: Path, n_ctx: int, n_threads: int) -> Llama:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llama_cpp
+import numpy as np
 from llama_cpp import Llama
 
 from tether.backends.local.batches import Span
@@ -152,12 +153,13 @@ class KvSnapshots:
     def longest(self, scope: str, tokens: Sequence[int]) -> tuple[KvSnapshot, int] | None:
         """The snapshot of `scope` sharing the longest token prefix with `tokens`, and its length
         (the most recent on a tie); None when none shares a token."""
+        wanted = np.asarray(tokens)  # once, not per snapshot: a prompt holds thousands
         with self._lock:
             best: tuple[KvSnapshot, int] | None = None
             for snapshot in reversed(self._snapshots.values()):
                 if snapshot.scope != scope:
                     continue
-                shared = common_prefix(snapshot.tokens, tokens)
+                shared = common_prefix(snapshot.tokens, wanted)
                 if shared > 0 and (best is None or shared > best[1]):
                     best = (snapshot, shared)
             return best
