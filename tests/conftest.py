@@ -62,9 +62,18 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherSer
 
 @pytest.fixture(scope="session")
 def local_server_without_kv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
-    """The local model with a KV snapshot budget too small for any snapshot: every displaced
-    conversation must be re-prefilled from its token ids."""
-    yield from _serve(tmp_path_factory.mktemp("local-nokv"), "--kv-cache-bytes", "1000", model="local")
+    """The local model holding one conversation at a time, with a KV snapshot budget too small
+    for any snapshot: every displaced conversation must be re-prefilled from its token ids."""
+    yield from _serve(
+        tmp_path_factory.mktemp("local-nokv"), "--n-sequences", "1", "--kv-cache-bytes", "1000", model="local"
+    )
+
+
+@pytest.fixture(scope="session")
+def local_server_one_sequence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
+    """The local model holding one conversation at a time: each switch displaces one, which
+    comes back from its KV snapshot."""
+    yield from _serve(tmp_path_factory.mktemp("local-one"), "--n-sequences", "1", model="local")
 
 
 @pytest.fixture

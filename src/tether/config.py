@@ -343,9 +343,18 @@ class LocalEngine(Section):
     )
     n_ctx: int = setting(
         8192,
-        "Context window of the embedded engine, in tokens (at most the one the model was trained for).",
+        "Context window of each conversation in the embedded engine, in tokens (at most the one "
+        "the model was trained for).",
         metavar="N",
         ge=256,
+    )
+    n_sequences: int = setting(
+        4,
+        "Conversations the embedded engine holds and runs at once, each with its own `n_ctx` of "
+        "KV (~23 KB a token for SmolLM2-135M: 4 x 8192 tokens take ~750 MB). More live agents "
+        "than this take turns, their KV snapshotted in between.",
+        metavar="N",
+        ge=1,
     )
     kv_cache_bytes: int = setting(
         2 * 1024 * MiB,

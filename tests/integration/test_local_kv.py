@@ -61,16 +61,18 @@ def test_a_warm_up_makes_the_next_turn_start_warm(local_server: TetherServer) ->
         assert cached(response) >= warm["usage"]["input_tokens"]
 
 
-def test_a_displaced_conversation_is_restored_not_re_prefilled(local_server: TetherServer) -> None:
-    with RawSocket(local_server) as ws:
+def test_a_displaced_conversation_is_restored_not_re_prefilled(
+    local_server_one_sequence: TetherServer,
+) -> None:
+    with RawSocket(local_server_one_sequence) as ws:
         mine = turn(ws, "Tell me about the sea.")
         turn(ws, "A completely different conversation about mountains.")  # displaces `mine`
         back = turn(ws, "And about rivers?", mine)
         assert cached(back) >= covered(mine)
 
 
-def test_http_chaining_reuses_a_snapshot(local_server: TetherServer) -> None:
-    client = local_server.client()
+def test_http_chaining_reuses_a_snapshot(local_server_one_sequence: TetherServer) -> None:
+    client = local_server_one_sequence.client()
     first = client.responses.create(input="Describe a cat.", **GREEDY)
     client.responses.create(input="Describe a spaceship in detail.", **GREEDY)  # displaces it
     follow = client.responses.create(input="And a dog?", previous_response_id=first.id, **GREEDY)
@@ -91,13 +93,17 @@ def forks(server: TetherServer) -> tuple[list[str], list[int]]:
 
 
 def test_greedy_output_is_the_same_warm_restored_or_cold(
-    local_server: TetherServer, local_server_without_kv_cache: TetherServer
+    local_server: TetherServer,
+    local_server_one_sequence: TetherServer,
+    local_server_without_kv_cache: TetherServer,
 ) -> None:
     """The first fork runs after a restore (or, without a KV budget, after a re-prefill from
-    the token ids); the second finds the parent's prefix resident. Same tokens either way."""
-    (restored, warm), cached_with_kv = forks(local_server)
+    the token ids; or with its parent still resident in a sequence of its own); the second finds
+    the parent's prefix resident. Same tokens every way."""
+    (resident, resident_again), _ = forks(local_server)
+    (restored, warm), cached_with_kv = forks(local_server_one_sequence)
     (cold, warm_again), cached_without_kv = forks(local_server_without_kv_cache)
-    assert restored == warm == cold == warm_again
+    assert restored == warm == cold == warm_again == resident == resident_again
     assert cached_without_kv[0] < cached_with_kv[0]  # the cold fork really re-prefilled
 
 
@@ -116,11 +122,11 @@ def interleaved_chains(server: TetherServer) -> list[tuple[str, int, int]]:
 
 
 def test_chains_stay_intact_when_every_snapshot_is_evicted(
-    local_server: TetherServer, local_server_without_kv_cache: TetherServer
+    local_server_one_sequence: TetherServer, local_server_without_kv_cache: TetherServer
 ) -> None:
     """Without room for snapshots each turn re-prefills from the token ids: the same prompts and
     the same greedy answers as with snapshots, only less of each prompt was cached."""
-    with_kv = interleaved_chains(local_server)
+    with_kv = interleaved_chains(local_server_one_sequence)
     without_kv = interleaved_chains(local_server_without_kv_cache)
     assert [(text, tokens) for text, tokens, _ in with_kv] == [
         (text, tokens) for text, tokens, _ in without_kv

@@ -146,7 +146,7 @@ def test_prompts_are_counted_by_how_their_head_was_found(local_server: TetherSer
         ("content", "another"): 1,
         ("id", "another"): 1,
     }
-    assert scrape(local_server)[("tether_kv_sequences_resident", ())] == 1
+    assert scrape(local_server)[("tether_kv_sequences_resident", ())] >= 1
 
 
 def test_prompts_are_counted_by_the_connection_their_head_was_left_on(local_server: TetherServer) -> None:

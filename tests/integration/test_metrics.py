@@ -57,11 +57,11 @@ def test_turns_are_counted_by_transport(scripted_server: TetherServer) -> None:
 
 
 @pytest.mark.local_model
-def test_kv_snapshots_are_reported(local_server: TetherServer) -> None:
-    with RawSocket(local_server) as ws:
+def test_kv_snapshots_are_reported(local_server_one_sequence: TetherServer) -> None:
+    with RawSocket(local_server_one_sequence) as ws:
         ws.turn(model=LOCAL, input="One conversation.", max_output_tokens=4, store=False)
         ws.turn(model=LOCAL, input="Another one, which displaces it.", max_output_tokens=4, store=False)
-    samples = scrape(local_server)
+    samples = scrape(local_server_one_sequence)
     assert value(samples, "tether_kv_snapshots") >= 1
     assert value(samples, "tether_kv_snapshot_bytes") > 23_000 * 20  # ~23 KB a token
     assert value(samples, "tether_time_to_first_token_seconds_count", transport="ws") >= 2

@@ -174,7 +174,9 @@ def test_one_tenant_s_prompt_never_hits_another_tenant_s_cache(tmp_path: Path) -
     bob could tell from `cached_tokens` (or from how fast his first token comes) what alice has
     just asked."""
     (tmp_path / "keys").write_text(KEYS)
-    with TetherServer(tmp_path / "t.db", "--api-keys-file", str(tmp_path / "keys"), model="local") as server:
+    # One sequence: each tenant's prompt meets the other's tokens resident, then snapshotted.
+    keys = ("--api-keys-file", str(tmp_path / "keys"))
+    with TetherServer(tmp_path / "t.db", *keys, "--n-sequences", "1", model="local") as server:
 
         def ask(key: str) -> int:
             response = client(server, key).responses.create(

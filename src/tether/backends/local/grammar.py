@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from tether.protocol.tools import FunctionTool
 
@@ -25,10 +25,11 @@ _ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 _DEFS_KEYS = ("$defs", "definitions")
 
 
-def tool_call_grammar(tools: tuple[FunctionTool, ...]) -> LlamaGrammar:
+def tool_call_grammar(tools: tuple[FunctionTool, ...]) -> str:
+    """GBNF of one call to one of `tools`."""
     if not tools:
         raise ValueError("a forced tool call needs at least one tool")
-    return LlamaGrammar.from_json_schema(json.dumps(tool_call_schema(tools)), verbose=False)
+    return str(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))))
 
 
 def tool_call_schema(tools: tuple[FunctionTool, ...]) -> dict[str, Any]:

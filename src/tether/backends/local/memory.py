@@ -27,14 +27,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import llama_cpp
 import numpy as np
-from llama_cpp import Llama
 
 from tether.backends.local.batches import Span
 from tether.backends.local.prefix import Mark, common_prefix
-
-SEQUENCE = 0  # the engine runs one sequence per context
 
 
 @dataclass(frozen=True)
@@ -180,28 +176,3 @@ class KvSnapshots:
         snapshot = self._snapshots.pop(response_id, None)
         if snapshot is not None:
             self.bytes -= snapshot.size
-
-
-def capture(llm: Llama, scope: str, singles: tuple[Span, ...]) -> KvSnapshot:
-    """Copy the KV of the context's sequence (~6 ms for 1.5k tokens)."""
-    size = llama_cpp.llama_state_seq_get_size(llm.ctx, SEQUENCE)
-    data = (ctypes.c_uint8 * size)()
-    llama_cpp.llama_state_seq_get_data(llm.ctx, data, size, SEQUENCE)
-    tokens = array("i", llm.input_ids[: llm.n_tokens].tolist())
-    return KvSnapshot(scope=scope, tokens=tokens, singles=singles, data=data)
-
-
-def restore(llm: Llama, snapshot: KvSnapshot) -> None:
-    """Make the context hold `snapshot`."""
-    forget_from(llm, 0)
-    if not llama_cpp.llama_state_seq_set_data(llm.ctx, snapshot.data, snapshot.size, SEQUENCE):
-        llm.n_tokens = 0
-        raise RuntimeError("llama.cpp refused the KV snapshot")
-    llm.input_ids[: len(snapshot.tokens)] = snapshot.tokens
-    llm.n_tokens = len(snapshot.tokens)
-
-
-def forget_from(llm: Llama, position: int) -> None:
-    """Drop the context's KV from `position` on: what is kept is exactly the first tokens."""
-    llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), SEQUENCE, position, -1)
-    llm.n_tokens = min(llm.n_tokens, position)

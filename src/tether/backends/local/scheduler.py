@@ -1,0 +1,353 @@
+"""The model thread: every generation and warm-up in flight, advanced together a step at a time.
+
+A task waits in arrival order for an idle sequence of the context (`sequences.py`) and is placed
+where its prompt costs least (`_place`): on the sequence already holding a prefix of it when that
+sequence has nothing else to lose, else on an empty or the least recently used one, brought to
+the longest prefix the context (a copy between sequences) or a snapshot holds. A resident
+conversation about to lose tokens is snapshotted first.
+
+Each step is one `llama_decode` with every answer's next token and one prefill slice of one
+prompt, taken in turn: a long prompt never stalls the other answers' streams, and each prompt
+advances a slice per step whatever the others do. `cached_tokens` is exactly what a task did not
+prefill.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import threading
+from array import array
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import llama_cpp
+from llama_cpp import Llama
+
+from tether.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    Cancellation,
+    Finished,
+    ModelEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+)
+from tether.backends.local.batches import Span, batches
+from tether.backends.local.chatml import Block, ChatML, tool_call_text
+from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call
+from tether.backends.local.handoff import Handoff
+from tether.backends.local.jobs import Found, Job, Left
+from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords
+from tether.backends.local.prefix import common_prefix, following
+from tether.backends.local.sampling import Sampler
+from tether.backends.local.sequences import KvContext, Sequence, Step
+from tether.backends.local.threads import ThreadCount
+from tether.protocol.response import Usage
+
+# Prefill in slices this long: a cancellation stops a long prompt within a fraction of a second,
+# and the answers sharing its steps get a token per slice. Measured: slices of 64 prefill as fast
+# as the default batch of 512.
+PREFILL_SLICE = 64
+
+_POLL_S = 0.1  # how often a loop with nothing to run checks for cancellations and room
+
+
+@dataclass(eq=False)
+class Task:
+    """A generation (`answer`) or a warm-up (prefill only), as handed to the model thread."""
+
+    job: Job
+    handoff: Handoff
+    cancel: Cancellation
+    answer: bool
+    grammar: str | None = None  # GBNF of a forced tool call
+
+    def stopped(self) -> bool:
+        """The request was cancelled, or its consumer left."""
+        return self.cancel.is_set or self.handoff.abandoned.is_set()
+
+
+@dataclass(eq=False)
+class _Running:
+    task: Task
+    sequence: Sequence
+    cached: int
+    plan: deque[Span]  # prompt ranges still to prefill; an answer's last keeps its logits
+    sampler: Sampler | None
+    utf8: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )  # tokens are bytes: a character may span two
+    pieces: list[str] = field(default_factory=list)
+    produced: int = 0
+    next_token: int | None = None  # sampled and counted, evaluated at the next step
+
+
+class Scheduler:
+    """Start with `start()`, stop with `close()` (running and waiting tasks then fail)."""
+
+    def __init__(
+        self,
+        llm: Llama,
+        context: KvContext,
+        chatml: ChatML,
+        records: TokenRecords,
+        snapshots: KvSnapshots,
+        threads: ThreadCount,
+    ) -> None:
+        self._llm = llm
+        self._context = context
+        self._chatml = chatml
+        self._records = records
+        self._snapshots = snapshots
+        self._threads = threads
+        self._applied_threads = threads.now  # what the context runs on now
+        self._end_of_turn = frozenset({chatml.end_of_turn, llm.token_eos()})
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._waiting: deque[Task] = deque()
+        self._running: list[_Running] = []
+        self._changed = threading.Condition()  # guards `_waiting` and `_closing`
+        self._closing = False
+        self._clock = itertools.count(1)  # orders the sequences' use
+        self._turn = 0  # whose prompt the next prefill slice is from
+        self.heads: Counter[tuple[Found, Left]] = Counter()  # prompts by how their head was found
+        self.copied = 0  # bytes of KV copied out to snapshots and back in
+        self.latest: Sequence | None = None  # the sequence last given work
+        self._thread = threading.Thread(target=self._loop, name="tether-llama")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, task: Task) -> None:
+        with self._changed:
+            if self._closing:
+                raise BackendUnavailable("the local model is shutting down")
+            self._waiting.append(task)
+            self._changed.notify()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join()
+
+    # --- on the model thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                if self._closing:
+                    break
+            for running in [r for r in self._running if r.task.stopped()]:
+                self._release(running)
+            self._admit()
+            planned = self._plan()
+            if planned:
+                self._step(planned)
+                continue
+            with self._changed:
+                if not self._closing and not self._waiting_to_start():
+                    self._changed.wait(_POLL_S if self._running or self._waiting else None)
+        gone = BackendUnavailable("the local model was shut down")
+        for running in list(self._running):
+            self._release(running, gone)
+        for task in self._waiting:
+            task.handoff.fail(gone)
+
+    def _waiting_to_start(self) -> bool:
+        """A waiting task could be placed now (called with `_changed` held)."""
+        return bool(self._waiting) and any(not s.busy for s in self._context.sequences)
+
+    def _admit(self) -> None:
+        while True:
+            with self._changed:
+                idle = [s for s in self._context.sequences if not s.busy]
+                if not self._waiting or not idle:
+                    return
+                task = self._waiting.popleft()
+            if task.stopped():
+                task.handoff.end()
+                continue
+            try:
+                running = self._place(task, idle)
+            except Exception as exc:
+                task.handoff.fail(BackendError(f"the local model failed: {exc}"))
+                continue
+            self._running.append(running)
+            if not running.plan:  # a warm-up whose tokens were all there
+                self._warmed(running)
+
+    def _place(self, task: Task, idle: list[Sequence]) -> _Running:
+        """Put the task on the idle sequence where its prompt costs least (see the module)."""
+        job, context = task.job, self._context
+        # An answer's last prompt token is evaluated with its logits kept, so it is never reused.
+        target = job.prompt[:-1] if task.answer else job.prompt
+        self.heads[job.found, job.left] += 1
+
+        def shared(sequence: Sequence) -> int:
+            same = sequence.scope == job.cache_scope  # another tenant's tokens are never reused
+            return common_prefix(sequence.tokens, target) if same and sequence.tokens else 0
+
+        shares = {sequence: shared(sequence) for sequence in idle}
+        best = max(idle, key=lambda s: (shares[s], shares[s] == len(s.tokens), s.used))
+        reach = shares[best]
+        if reach and reach == len(best.tokens):
+            sequence = best  # it holds a prefix of the prompt and nothing more
+        else:
+            sequence = min(idle, key=lambda s: (bool(s.tokens), s.used))  # empty, else the oldest
+        if sequence.resident is not None and shares[sequence] < len(sequence.tokens):
+            self._snapshots.put(sequence.resident, snapshot := context.capture(sequence))
+            self.copied += snapshot.size
+        sequence.resident = None
+        if sequence.scope != job.cache_scope:
+            context.forget_from(sequence, 0)
+            sequence.scope = job.cache_scope
+        found = self._snapshots.longest(job.cache_scope, target) if reach < len(target) else None
+        if found is not None and found[1] > reach:
+            context.restore(sequence, found[0])
+            self.copied += found[0].size
+        elif sequence is not best and reach > shares[sequence]:
+            context.copy(best, sequence, reach)
+        cached = common_prefix(sequence.tokens, target)
+        context.forget_from(sequence, cached)
+        sequence.busy, sequence.used = True, next(self._clock)
+        self.latest = sequence
+        plan = deque(batches(cached, len(target), job.singles, PREFILL_SLICE))
+        sampler = None
+        if task.answer:
+            plan.append((len(target), len(job.prompt)))
+            sampler = Sampler(self._vocab, job.temperature, job.top_p, task.grammar)
+        return _Running(task, sequence, cached, plan, sampler)
+
+    def _plan(self) -> list[tuple[_Running, Step]]:
+        """Every answer's next token whose consumer has room, and one prefill slice."""
+        planned = [
+            (running, Step(running.sequence, [running.next_token], logits=True))
+            for running in self._running
+            if running.next_token is not None and running.task.handoff.room()
+        ]
+        prefilling = [running for running in self._running if running.plan]
+        if prefilling:
+            running = prefilling[self._turn % len(prefilling)]
+            self._turn += 1
+            start, end = running.plan.popleft()
+            last = not running.plan and running.task.answer
+            planned.append((running, Step(running.sequence, running.task.job.prompt[start:end], last)))
+        return planned
+
+    def _step(self, planned: list[tuple[_Running, Step]]) -> None:
+        self._run_on_free_cores()
+        try:
+            rows = self._context.decode([step for _, step in planned])
+        except Exception as exc:
+            for running, _ in planned:  # their sequences may hold a half-written batch
+                self._context.forget_from(running.sequence, 0)
+                self._release(running, BackendError(f"the local model failed: {exc}"))
+            return
+        for (running, _), row in zip(planned, rows, strict=True):
+            try:
+                if running.sampler is not None and row >= 0:
+                    running.next_token = None
+                    self._sampled(running, running.sampler.next(self._context.ctx, row))
+                elif not running.plan and not running.task.answer:
+                    self._warmed(running)
+            except Exception as exc:
+                self._release(running, BackendError(f"the local model failed: {exc}"))
+
+    def _run_on_free_cores(self) -> None:
+        """Set the threads of the next step: as many as other work leaves cores (`threads.py`)."""
+        threads = self._threads.next_step()
+        if threads != self._applied_threads:
+            self._context.set_threads(threads)
+            self._applied_threads = threads
+
+    def _sampled(self, running: _Running, token: int) -> None:
+        job = running.task.job
+        if running.task.stopped():
+            self._release(running)
+        elif token in self._end_of_turn:
+            self._answered(running, "stop")
+        # Sampling one token past the budget tells an answer that ends exactly at the budget
+        # ("stop") from one that was cut ("length").
+        elif running.produced == job.budget:
+            self._answered(running, "length")
+        else:
+            running.produced += 1
+            text = running.utf8.decode(self._llm.detokenize([token]))
+            running.pieces.append(text)
+            if running.task.grammar is None and text:
+                running.task.handoff.send(TextDelta(text))
+            running.next_token = token
+
+    def _answered(self, running: _Running, reason: Literal["stop", "length"]) -> None:
+        """Emit what is left and `Finished`, and remember the conversation with its output."""
+        task, job = running.task, running.task.job
+        text, tail = "".join(running.pieces), running.utf8.decode(b"", final=True)
+        # What is left to emit, and the output item as a client sends it back, as a block: the
+        # call made (a constrained answer cut before its name has none), else the free text.
+        events: list[ModelEvent] = []
+        if task.grammar is not None:
+            call = _tool_call(text + tail, reason)
+            if call is not None:
+                events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
+            output = None if call is None else Block("assistant", tool_call_text(*call))
+        else:
+            events = [TextDelta(tail)] if tail else []
+            output = Block("assistant", text + tail) if text + tail else None
+        for event in events:
+            task.handoff.send(event)
+        if running.produced:  # an output item exists: remember the conversation with it
+            closing = self._chatml.closing(tool_call=job.tool_call)
+            self._remember(running, closing, items=job.items + 1, output=output)
+        usage = Usage(
+            input_tokens=len(job.prompt), cached_tokens=running.cached, output_tokens=running.produced
+        )
+        task.handoff.send(Finished(reason, usage))
+        self._release(running)
+
+    def _warmed(self, running: _Running) -> None:
+        job = running.task.job
+        self._remember(running, [], items=job.items, output=None)
+        usage = Usage(input_tokens=len(job.prompt), cached_tokens=running.cached, output_tokens=0)
+        running.task.handoff.send(Finished("stop", usage))
+        self._release(running)
+
+    def _remember(self, running: _Running, closing: list[int], items: int, output: Block | None) -> None:
+        """Record the conversation the sequence now holds (`closing` still to be evaluated), its
+        output block addressed after the prompt's when there is one."""
+        job, sequence = running.task.job, running.sequence
+        tokens = array("i", sequence.tokens + closing)
+        marks = job.marks
+        if output is not None and job.addressed:
+            marks = (*marks, (following(marks[-1][0], output), len(tokens)))
+        record = TokenRecord(tokens, job.system_len, items, sequence.singles, marks, job.origin)
+        self._records.put(job.response_id, record)
+        sequence.resident = job.response_id
+
+    def _release(self, running: _Running, error: BaseException | None = None) -> None:
+        """The task is done (or failed with `error`): its sequence is free again."""
+        self._running.remove(running)
+        running.sequence.busy = False
+        if running.sampler is not None:
+            running.sampler.close()
+        if error is None:
+            running.task.handoff.end()
+        else:
+            running.task.handoff.fail(error)
+
+
+def _tool_call(output: str, reason: Literal["stop", "length"]) -> tuple[str, str] | None:
+    """The name and arguments of a constrained answer's call; None when it was cut before the
+    name was complete (there is no call to report)."""
+    call = parse_tool_call(output)
+    if call is None and reason == "length":
+        return parse_partial_tool_call(output)
+    if call is None:
+        raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
+    return call
