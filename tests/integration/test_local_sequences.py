@@ -152,3 +152,29 @@ def test_a_long_prompt_is_prefilled_between_another_answer_s_tokens(two_sequence
     # first token came long before the answer's budget ran out.
     assert while_prefilling >= 8
     assert sent_at + while_prefilling < total - 50
+
+
+def test_prompts_sent_together_start_answering_one_after_another(two_sequences: LocalBackend) -> None:
+    """Two long prompts at once: the one placed first is prefilled first and streams while the
+    other is prefilled, rather than both getting their first token at the end."""
+    backend = two_sequences
+    notes = [f"{LONG_PROMPT} Which day came {word}?" for word in ("first", "last")]
+
+    async def run() -> list[int]:
+        prompts = [
+            await backend.render(generation((user(text),), max_output_tokens=40, cache_scope="together-long"))
+            for text in notes
+        ]
+        arrivals: list[int] = []
+
+        async def one(index: int) -> None:
+            async for event in backend.generate(prompts[index], Cancellation()):
+                if isinstance(event, TextDelta):
+                    arrivals.append(index)
+
+        await asyncio.gather(one(0), one(1))
+        return arrivals
+
+    arrivals = asyncio.run(run())
+    # ~18 slices of the second prompt, each step with a token of the first (if it goes on so long)
+    assert arrivals.index(1) >= min(10, arrivals.count(0))

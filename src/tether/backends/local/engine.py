@@ -52,9 +52,6 @@ _UNUSED_CONTEXT = 256
 
 log = logging.getLogger(__name__)
 
-# What the worker hands the consumer: events, an error to raise, or None for "no more".
-_Handoff = ModelEvent | BaseException | None
-
 
 class LocalBackend:
     """Build with `LocalBackend.load(...)`; close with `await backend.aclose()`."""

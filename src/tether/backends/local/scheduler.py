@@ -6,10 +6,12 @@ sequence has nothing else to lose, else on an empty or the least recently used o
 the longest prefix the context (a copy between sequences) or a snapshot holds. A resident
 conversation about to lose tokens is snapshotted first.
 
-Each step is one `llama_decode` with every answer's next token and one prefill slice of one
-prompt, taken in turn: a long prompt never stalls the other answers' streams, and each prompt
-advances a slice per step whatever the others do. `cached_tokens` is exactly what a task did not
-prefill.
+Each step is one `llama_decode` with every answer's next token and one prefill slice: a long
+prompt never stalls the other answers' streams. The slice is from the prompt with the least left
+to prefill (the earliest placed on a tie): when several agents send their turns at once, the
+first tokens come one prompt after another instead of all at the end, as taking slices in turn
+would make them. A long prompt waits for at most the short ones already placed, as there are only
+so many sequences. `cached_tokens` is exactly what a task did not prefill.
 """
 
 from __future__ import annotations
@@ -111,7 +113,6 @@ class Scheduler:
         self._changed = threading.Condition()  # guards `_waiting` and `_closing`
         self._closing = False
         self._clock = itertools.count(1)  # orders the sequences' use
-        self._turn = 0  # whose prompt the next prefill slice is from
         self.heads: Counter[tuple[Found, Left]] = Counter()  # prompts by how their head was found
         self.copied = 0  # bytes of KV copied out to snapshots and back in
         self.latest: Sequence | None = None  # the sequence last given work
@@ -226,7 +227,8 @@ class Scheduler:
         return _Running(task, sequence, cached, plan, sampler)
 
     def _plan(self) -> list[tuple[_Running, Step]]:
-        """Every answer's next token whose consumer has room, and one prefill slice."""
+        """Every answer's next token whose consumer has room, and one prefill slice (see the
+        module)."""
         planned = [
             (running, Step(running.sequence, [running.next_token], logits=True))
             for running in self._running
@@ -234,8 +236,9 @@ class Scheduler:
         ]
         prefilling = [running for running in self._running if running.plan]
         if prefilling:
-            running = prefilling[self._turn % len(prefilling)]
-            self._turn += 1
+            running = min(
+                prefilling, key=lambda r: (sum(end - start for start, end in r.plan), r.sequence.used)
+            )
             start, end = running.plan.popleft()
             last = not running.plan and running.task.answer
             planned.append((running, Step(running.sequence, running.task.job.prompt[start:end], last)))
