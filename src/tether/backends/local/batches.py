@@ -3,7 +3,8 @@
 Measured on this engine (SmolLM2-135M Q4_1, llama.cpp CPU): the logits after a prompt do not
 depend on how its tokens are grouped into batches of two or more, but a token evaluated alone
 (as every decoded token is) gets slightly different numbers, enough to change a greedy answer a
-few turns later. So a conversation remembers the spans it evaluated one token at a time, and a
+few turns later. "Alone" is per sequence: other sequences' tokens in the same batch change
+nothing (`sequences.py`). So a conversation remembers the spans it evaluated one token at a time, and a
 re-prefill replays those singly and batches the rest, never leaving a batch of one. A turn then
 gives the same greedy output whether its KV was resident, restored or recomputed.
 """
