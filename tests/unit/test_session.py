@@ -39,11 +39,6 @@ def assert_error(actions: list[Any], code: str, param: str | None = None, **enve
         ('{"no": "type"}', "invalid_request_error", "type"),
         ('{"type": "response.cancel"}', "unknown_event_type", "type"),
         ('{"type": "response.append", "input": []}', "unknown_event_type", "type"),
-        (
-            '{"type": "response.steer", "previous_response_id": "r", "input": "x"}',
-            "unsupported_event",
-            "type",
-        ),
     ],
 )
 def test_malformed_frames_get_an_error_and_the_session_stays_open(frame: str, code: str, param: str) -> None:
@@ -259,3 +254,33 @@ def test_the_cap_in_closing_changes_nothing() -> None:
     assert s.state is State.CLOSING
     assert s.cap_reached() == [] and s.shutdown() == []
     assert s.state is State.CLOSING
+
+
+@pytest.mark.parametrize(
+    ("steer", "code"),
+    [
+        ({"previous_response_id": "resp_1", "input": "Keep it short."}, "steering_not_supported"),
+        ({"previous_response_id": "resp_1", "input": "x", "stream_id": "a"}, "invalid_input"),
+        (
+            {"previous_response_id": "resp_1", "input": [{"role": "assistant", "content": "x"}]},
+            "invalid_input",
+        ),
+    ],
+)
+def test_a_steer_gets_a_steer_failure_and_the_session_stays_open(steer: dict[str, Any], code: str) -> None:
+    """§4.3: not an `error` event; numbered with the connection's own events, input as sent."""
+    s = session()
+    assert_error(s.receive_text("{not json", now=1), "invalid_json")  # takes number 0
+    [action] = s.receive_text(json.dumps({"type": "response.steer", **steer}), now=1)
+    assert isinstance(action, Send)
+    event = action.event
+    assert event["type"] == "response.steer.failed" and event["sequence_number"] == 1
+    assert event["error"]["code"] == code and event["steer"]["input"] == steer["input"]
+    assert s.state is State.OPEN
+    assert s.receive_text(create(), now=1) == [StartTurn(None, json.loads(create()))]
+
+
+def test_a_steer_past_the_cap_gets_the_cap_s_error() -> None:
+    s = session(connection_cap_s=10)
+    steer = json.dumps({"type": "response.steer", "previous_response_id": "r", "input": "x"})
+    assert_error(s.receive_text(steer, now=11), "websocket_connection_limit_reached")

@@ -190,11 +190,6 @@ def unknown_event_type(event_type: str) -> ApiError:
                     f"Unknown event type '{event_type}'.", "type")  # fmt: skip
 
 
-def unsupported_event(event_type: str) -> ApiError:
-    return ApiError(400, "invalid_request_error", "unsupported_event",
-                    f"The event '{event_type}' is not supported by this server yet.", "type")  # fmt: skip
-
-
 def invalid_stream_id() -> ApiError:
     return ApiError(
         400, "invalid_request_error", "invalid_stream_id",

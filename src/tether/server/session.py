@@ -30,7 +30,7 @@ from typing import Any
 
 from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
-from tether.protocol import client_events, errors
+from tether.protocol import client_events, errors, steering
 from tether.protocol.client_events import Create, LaneKey, Steer
 from tether.protocol.errors import ApiError
 
@@ -97,7 +97,7 @@ class Session:
         self.active = 0
         self.waiting: deque[LaneKey] = deque()  # lanes whose head waits for an active slot
         self.queued_bytes = 0  # the frames of the creates in the lanes' queues
-        self.errors_sent = 0  # numbers the `error` events, which belong to no response
+        self.unowned_sent = 0  # numbers the events that belong to no response (`error`, steer failures)
 
     @property
     def idle(self) -> bool:
@@ -119,7 +119,7 @@ class Session:
         if isinstance(event, Steer):
             if self._past_cap(now):
                 return [self.error(errors.connection_limit_reached(self.limits.connection_cap_s))]
-            return [self.error(errors.unsupported_event("response.steer"))]
+            return [self._steer(event)]
         return self._create(event, now)
 
     def receive_binary(self) -> list[Action]:
@@ -198,8 +198,20 @@ class Session:
     def error(self, error: ApiError, stream_id: str | None = None) -> Send:
         """An `error` event. Every event carries a `sequence_number` (clients validate it); one that
         belongs to no response takes the next of the connection's own counter, from 0."""
-        event = error.ws_event(self.errors_sent, stream_id)
-        self.errors_sent += 1
+        event = error.ws_event(self.unowned_sent, stream_id)
+        self.unowned_sent += 1
+        return Send(event)
+
+    def _steer(self, steer: Steer) -> Send:
+        """`response.steer.failed`: `invalid_input` for a malformed steer (§4.3); a valid one is
+        not supported yet, by any backend (§7.6 `steering_not_supported`)."""
+        try:
+            steering.parse_steer(steer.body)
+            rejected = steering.not_supported()
+        except steering.SteerRejected as invalid:
+            rejected = invalid
+        event = steering.steer_failed(self.unowned_sent, steer.body, rejected)
+        self.unowned_sent += 1
         return Send(event)
 
     def _check_queue(self, size: int) -> None:
