@@ -178,3 +178,44 @@ def test_prompts_sent_together_start_answering_one_after_another(two_sequences: 
     arrivals = asyncio.run(run())
     # ~18 slices of the second prompt, each step with a token of the first (if it goes on so long)
     assert arrivals.index(1) >= min(10, arrivals.count(0))
+
+
+def test_an_answer_waits_for_a_free_sequence_and_can_be_cancelled_while_it_waits(
+    two_sequences: LocalBackend,
+) -> None:
+    """Four answers on two sequences: the third starts when one of the first two ends; the
+    fourth, cancelled while it waits, never starts."""
+    backend = two_sequences
+
+    async def run() -> tuple[list[tuple[int, ModelEvent]], list[ModelEvent]]:
+        budgets = (30, 30, 10, 10)
+        prompts = [
+            await backend.render(
+                generation((user(f"{ENDLESS} ({n})"),), max_output_tokens=budget, cache_scope="waiting")
+            )
+            for n, budget in enumerate(budgets)
+        ]
+        arrivals: list[tuple[int, ModelEvent]] = []
+        waiting = Cancellation()
+        of_the_cancelled: list[ModelEvent] = []
+
+        async def answer(n: int) -> None:
+            cancel = waiting if n == 3 else Cancellation()
+            async for event in backend.generate(prompts[n], cancel):
+                if n == 3:
+                    of_the_cancelled.append(event)
+                    continue
+                arrivals.append((n, event))
+                if isinstance(event, TextDelta):
+                    waiting.cancel("the client went away")  # the first two run, the last two wait
+
+        # Tasks run to their first wait in the order they were made: that is the order they queue.
+        await asyncio.gather(*(asyncio.create_task(answer(n)) for n in range(4)))
+        return arrivals, of_the_cancelled
+
+    arrivals, of_the_cancelled = asyncio.run(run())
+    first_end = next(i for i, (_, event) in enumerate(arrivals) if isinstance(event, Finished))
+    third_starts = next(i for i, (n, _) in enumerate(arrivals) if n == 2)
+    assert third_starts > first_end  # it waited for a sequence
+    assert sum(isinstance(event, Finished) for _, event in arrivals) == 3
+    assert of_the_cancelled == []
