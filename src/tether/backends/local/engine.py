@@ -173,9 +173,7 @@ class LocalBackend:
         return Handoff(asyncio.get_running_loop(), self._scheduler.wake)
 
     async def _run(self, task: Task) -> AsyncGenerator[ModelEvent, None]:
-        if self._closing.is_set():
-            raise BackendUnavailable("the local model is shutting down")
-        self._scheduler.submit(task)
+        self._scheduler.submit(task)  # refused once the model is shutting down
         async for event in task.handoff.events():
             yield event
 

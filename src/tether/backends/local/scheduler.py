@@ -105,7 +105,6 @@ class Scheduler:
         self._records = records
         self._snapshots = snapshots
         self._threads = threads
-        self._applied_threads = threads.now  # what the context runs on now
         self._end_of_turn = frozenset({chatml.end_of_turn, llm.token_eos()})
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._waiting: deque[Task] = deque()
@@ -265,10 +264,9 @@ class Scheduler:
 
     def _run_on_free_cores(self) -> None:
         """Set the threads of the next step: as many as other work leaves cores (`threads.py`)."""
-        threads = self._threads.next_step()
-        if threads != self._applied_threads:
+        running_on = self._threads.now  # what the context was last set to (or made with)
+        if (threads := self._threads.next_step()) != running_on:
             self._context.set_threads(threads)
-            self._applied_threads = threads
 
     def _sampled(self, running: _Running, token: int) -> None:
         job = running.task.job
