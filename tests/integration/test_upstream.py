@@ -233,6 +233,36 @@ def test_an_engine_that_gives_up_mid_stream_fails_the_response(tether: TetherSer
         assert after.status in ("completed", "incomplete")
 
 
+def test_a_steer_closes_the_engine_s_stream_and_the_successor_continues_it(
+    tether: TetherServer, recorder: Recorder
+) -> None:
+    """§8.6 on an engine: the stream is closed at the next chunk, and the successor is a
+    continuation whose request carries what the engine had streamed, then the steer."""
+    since = len(recorder.entries())
+    with RawSocket(tether) as ws:
+        ws.create(model=LOCAL, store=False, temperature=0, input=LONG["input"], max_output_tokens=200)
+        target = ws.steered(5, "Stop counting and say OK.")[-1]["response"]
+        successor = ws.until_done()[-1]["response"]
+    assert target["status"] == "incomplete" and target["incomplete_details"] == {"reason": "steered"}
+    assert recorder.outcome(since) == "closed_early"
+    assert successor["previous_response_id"] == target["id"] and successor["output"]
+    [_, continuation] = recorder.completions(since)
+    *_, answered, steering = continuation["json"]["messages"]
+    assert answered == {"role": "assistant", "content": target["output"][0]["content"][0]["text"]}
+    assert steering == {"role": "user", "content": "Stop counting and say OK."}
+    assert continuation["json"]["max_tokens"] == 200  # the steered response's settings
+
+
+def test_a_failed_response_cannot_be_steered(tether: TetherServer) -> None:
+    with RawSocket(tether) as ws:
+        failed = ws.turn(model=LOCAL, input="word " * (ENGINE_CONTEXT * 2), store=False)[-1]
+        ws.steer(failed["response"]["id"], "Try again.")
+        refused = ws.recv()
+    assert failed["type"] == "response.failed"
+    assert refused["type"] == "response.steer.failed" and refused["error"]["code"] == "response_not_active"
+    assert refused["sequence_number"] == failed["sequence_number"] + 1 and "id" not in refused["steer"]
+
+
 @pytest.mark.parametrize("cut", [1, 2])
 def test_a_stream_ended_before_any_output_is_tried_once_more(
     shared_engine: ServerProcess, tmp_path: Path, cut: int

@@ -9,22 +9,31 @@ import pytest
 
 from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
+from tether.core.steering import Due
 from tether.protocol import errors
-from tether.server.session import Close, Send, Session, StartTurn, State
+from tether.protocol.client_events import Create, Steer
+from tether.protocol.steering import SteerRejected
+from tether.server.session import Close, Send, Session, StartTurn, State, SteerResponse
 
 
 def create(**fields: Any) -> str:
     return json.dumps({"type": "response.create", "model": "m", **fields})
 
 
+def started(frame: str, lane: str | None = None) -> StartTurn:
+    return StartTurn(lane, Create(json.loads(frame), len(frame)))
+
+
 def session(**limits: Any) -> Session:
     return Session(WebSocketLimits(**limits), opened_at=0.0)
 
 
-def assert_error(actions: list[Any], code: str, param: str | None = None, **envelope: Any) -> None:
+def assert_error(
+    actions: list[Any], code: str, param: str | None = None, status: int = 400, **envelope: Any
+) -> None:
     assert len(actions) >= 1 and isinstance(actions[0], Send)
     event = actions[0].event
-    assert event["type"] == "error" and event["status"] == 400
+    assert event["type"] == "error" and event["status"] == status
     assert event["error"]["code"] == code and event["error"]["param"] == param
     assert isinstance(event["sequence_number"], int)
     for key, value in envelope.items():
@@ -46,7 +55,7 @@ def test_malformed_frames_get_an_error_and_the_session_stays_open(frame: str, co
     s = session()
     assert_error(s.receive_text(frame, now=1), code, param)
     assert s.state is State.OPEN
-    assert s.receive_text(create(), now=1) == [StartTurn(None, json.loads(create()))]
+    assert s.receive_text(create(), now=1) == [started(create())]
 
 
 def test_a_binary_frame_gets_an_error() -> None:
@@ -63,9 +72,7 @@ def test_an_invalid_stream_id_is_refused_without_echo(stream_id: object) -> None
 def test_stream_id_of_256_characters_and_null_are_valid() -> None:
     s = session()
     assert isinstance(s.receive_text(create(stream_id="x" * 256), now=1)[0], StartTurn)
-    assert s.receive_text(create(stream_id=None), now=1)[0] == StartTurn(
-        None, json.loads(create(stream_id=None))
-    )
+    assert s.receive_text(create(stream_id=None), now=1)[0] == started(create(stream_id=None))
 
 
 def test_the_33rd_named_lane_is_refused_with_its_stream_id() -> None:
@@ -86,9 +93,9 @@ def test_the_33rd_named_lane_is_refused_with_its_stream_id() -> None:
 def test_a_lane_is_fifo_and_never_overlaps() -> None:
     s = session()
     first, second = create(input="1"), create(input="2")
-    assert s.receive_text(first, now=1) == [StartTurn(None, json.loads(first))]
+    assert s.receive_text(first, now=1) == [started(first)]
     assert s.receive_text(second, now=1) == []  # queued silently
-    assert s.turn_finished(None) == [StartTurn(None, json.loads(second))]
+    assert s.turn_finished(None) == [started(second)]
     assert s.turn_finished(None) == []
 
 
@@ -131,7 +138,7 @@ def test_the_cap_never_cuts_running_or_queued_work() -> None:
     late = s.receive_text(create(stream_id="side"), now=11)
     assert_error(late, "websocket_connection_limit_reached", None, stream_id="side")
     assert len(late) == 1
-    assert s.turn_finished(None) == [StartTurn(None, json.loads(create(input="queued")))]
+    assert s.turn_finished(None) == [started(create(input="queued"))]
     closing = s.turn_finished(None)
     assert_error(closing, "websocket_connection_limit_reached")
     assert closing[1:] == [Close(1001, "connection limit reached")]
@@ -256,31 +263,54 @@ def test_the_cap_in_closing_changes_nothing() -> None:
     assert s.state is State.CLOSING
 
 
-@pytest.mark.parametrize(
-    ("steer", "code"),
-    [
-        ({"previous_response_id": "resp_1", "input": "Keep it short."}, "steering_not_supported"),
-        ({"previous_response_id": "resp_1", "input": "x", "stream_id": "a"}, "invalid_input"),
-        (
-            {"previous_response_id": "resp_1", "input": [{"role": "assistant", "content": "x"}]},
-            "invalid_input",
-        ),
-    ],
-)
-def test_a_steer_gets_a_steer_failure_and_the_session_stays_open(steer: dict[str, Any], code: str) -> None:
-    """§4.3: not an `error` event; numbered with the connection's own events, input as sent."""
+def steer_frame(**fields: Any) -> str:
+    return json.dumps({"type": "response.steer", "previous_response_id": "resp_1", "input": "x", **fields})
+
+
+def test_a_steer_goes_to_core_whatever_it_holds() -> None:
+    """Its checks and its response are core's; the session checks only its own state."""
+    s = session()
+    frame = steer_frame(stream_id="a")
+    [action] = s.receive_text(frame, now=1)
+    assert action == SteerResponse(Steer(json.loads(frame), len(frame)))
+
+
+def test_a_steer_that_reached_no_response_is_numbered_with_the_connection_s_events() -> None:
+    """§4.3: not an `error` event, its input returned as sent; the session stays open."""
     s = session()
     assert_error(s.receive_text("{not json", now=1), "invalid_json")  # takes number 0
-    [action] = s.receive_text(json.dumps({"type": "response.steer", **steer}), now=1)
-    assert isinstance(action, Send)
-    event = action.event
+    body = json.loads(steer_frame())
+    event = s.steer_failed(body, SteerRejected("response_not_found", "gone")).event
     assert event["type"] == "response.steer.failed" and event["sequence_number"] == 1
-    assert event["error"]["code"] == code and event["steer"]["input"] == steer["input"]
+    assert event["error"]["code"] == "response_not_found" and event["steer"]["input"] == "x"
     assert s.state is State.OPEN
-    assert s.receive_text(create(), now=1) == [StartTurn(None, json.loads(create()))]
+    assert s.receive_text(create(), now=1) == [started(create())]
+
+
+def test_a_successor_runs_next_on_its_lane_ahead_of_queued_creates() -> None:
+    """§8.1: a successor takes the head of its lane, and waits there while the lane is busy."""
+    s = session()
+    s.receive_text(create(stream_id="a"), now=1)
+    queued = create(stream_id="a", input="queued")
+    assert s.receive_text(queued, now=1) == []
+    assert s.successor(Due("a", "resp_1")) == []  # the lane is busy
+    assert s.turn_finished("a") == [StartTurn("a", Due("a", "resp_1"))]
+    assert s.turn_finished("a") == [started(queued, "a")]
+
+
+def test_a_successor_starts_at_once_on_an_idle_lane_within_the_active_cap() -> None:
+    s = session(max_active_responses=1)
+    assert s.successor(Due(None, "resp_1")) == [StartTurn(None, Due(None, "resp_1"))]
+    assert s.successor(Due("b", "resp_2")) == []  # the one active slot is taken
+    assert s.turn_finished(None) == [StartTurn("b", Due("b", "resp_2"))]
+
+
+def test_a_steer_during_shutdown_is_refused_like_a_create() -> None:
+    s = session()
+    s.shutdown()
+    assert_error(s.receive_text(steer_frame(), now=1), "server_error", status=503)
 
 
 def test_a_steer_past_the_cap_gets_the_cap_s_error() -> None:
     s = session(connection_cap_s=10)
-    steer = json.dumps({"type": "response.steer", "previous_response_id": "r", "input": "x"})
-    assert_error(s.receive_text(steer, now=11), "websocket_connection_limit_reached")
+    assert_error(s.receive_text(steer_frame(), now=11), "websocket_connection_limit_reached")

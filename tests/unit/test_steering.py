@@ -5,12 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from openai.types.responses import ResponseSteerFailedEvent
+from openai.types.responses import (
+    ResponseSteerAcceptedEvent,
+    ResponseSteerFailedEvent,
+    ResponseSteerPendingEvent,
+)
 
-from tether.protocol.items import AttachmentPart, TextPart
-from tether.protocol.steering import SteerRejected, parse_steer, steer_failed
+from tether.protocol import steering
+from tether.protocol.events import ResponseEvents
+from tether.protocol.items import AttachmentPart, FunctionCall, Message, TextPart
+from tether.protocol.request import parse_create
+from tether.protocol.response import Usage, response_object
+from tether.protocol.steering import SteerRejected, failed, parse_steer
 
 TARGET = "resp_1"
+
+
+def response_events(stream_id: str | None = None) -> ResponseEvents:
+    request = parse_create({"model": "m", "input": "hi"}, "ws")
+    return ResponseEvents(response_object(request, response_id=TARGET, model="m", created_at=1), stream_id)
 
 
 def steer(**fields: Any) -> dict[str, Any]:
@@ -76,13 +89,32 @@ def test_every_violation_is_invalid_input(body: dict[str, Any]) -> None:
 
 def test_the_failure_returns_the_input_as_sent_and_parses_with_the_sdk() -> None:
     body = steer(input=[{"type": "message", "role": "user", "content": "Keep it short."}], extra=1)
-    event = steer_failed(4, body, SteerRejected("invalid_input", "no"), stream_id="lane-a")
+    events = response_events(stream_id="lane-a")
+    event = events.aside(failed(body, SteerRejected("invalid_input", "no")))
     parsed = ResponseSteerFailedEvent.model_validate(event)
-    assert parsed.sequence_number == 4 and parsed.stream_id == "lane-a"
+    assert parsed.sequence_number == 0 and parsed.stream_id == "lane-a"
     assert parsed.error.code == "invalid_input" and parsed.error.type == "invalid_request_error"
     assert parsed.steer.previous_response_id == TARGET and parsed.steer.id is None
     assert event["steer"]["input"] == body["input"]
-    assert (
-        steer_failed(0, body, SteerRejected("response_not_found", "no"), steer_id="steer_1")["steer"]["id"]
-        == "steer_1"
+    with_id = failed(body, SteerRejected("successor_creation_failed", "no"), steer_id="steer_1")
+    assert with_id["steer"]["id"] == "steer_1"
+
+
+def test_the_replies_take_the_response_s_next_numbers_and_parse_with_the_sdk() -> None:
+    """§5.2: a reply about a response is one of its events; `pending` follows its terminal one."""
+    events = response_events()
+    events.created()
+    accepted = ResponseSteerAcceptedEvent.model_validate(events.aside(steering.accepted("steer_1", TARGET)))
+    assert accepted.sequence_number == 1 and accepted.steer.id == "steer_1"
+    events.in_progress()
+    events.completed(Usage(1, 0, 1), 0)
+    call = FunctionCall("call_1", "get_weather", "{}")
+    pending = ResponseSteerPendingEvent.model_validate(
+        events.aside(
+            steering.pending("steer_1", TARGET, (Message("assistant", (TextPart("output_text", "x"),)), call))
+        )
     )
+    assert pending.sequence_number == 4 and pending.reason == "waiting_for_required_input"
+    assert [stub.model_dump() for stub in pending.required_input] == [
+        {"type": "function_call_output", "call_id": "call_1", "name": "get_weather"}
+    ]

@@ -97,12 +97,16 @@ class ToolCallDelta:
     arguments: str
 
 
+FinishReason = Literal["stop", "length", "content_filter", "steered"]
+
+
 @dataclass(frozen=True)
 class Finished:
     """Always the last event. `length`: `max_output_tokens` cut the output short;
-    `content_filter`: the engine withheld the rest."""
+    `content_filter`: the engine withheld the rest; `steered`: it stopped early at a safe
+    boundary because the cancellation said to wrap up (a steer, §8.6)."""
 
-    reason: Literal["stop", "length", "content_filter"]
+    reason: FinishReason
     usage: Usage
 
 
@@ -127,15 +131,30 @@ class CacheStats:
 
 
 class Cancellation:
-    """Set once to stop a generation; readable from the event loop and from worker threads.
+    """How a generation is told to stop; readable from the event loop and from worker threads.
 
-    A backend that waits on I/O rather than polling between tokens registers a callback, so that
-    cancelling also interrupts a wait (an upstream's prefill can take seconds without a byte)."""
+    `cancel`: at once, without `Finished`. A backend that waits on I/O rather than polling between
+    tokens registers a callback, so that cancelling also interrupts a wait (an upstream's prefill
+    can take seconds without a byte).
+
+    `wrap_up` (a steer, §8.6): at the next safe boundary, as if the model had stopped there, with
+    `Finished("steered")` and what was made so far kept like any output (a local engine keeps its
+    KV). The boundary is the next token of a text answer; a tool call being written is finished
+    first, as half a call is no call. The generation ends normally, so no callback is needed: a
+    backend looks at `wrapping_up` as each token comes."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._wrap_up = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
         self.reason: str | None = None
+
+    def wrap_up(self) -> None:
+        self._wrap_up.set()
+
+    @property
+    def wrapping_up(self) -> bool:
+        return self._wrap_up.is_set()
 
     def cancel(self, reason: str) -> None:
         if not self._event.is_set():

@@ -16,6 +16,9 @@ A text answer is words of exactly four bytes, derived from the last user message
 else 16. Function-call arguments are not shortened, so a small `max_output_tokens` cuts them and
 the response ends `incomplete`.
 
+A steer (`Cancellation.wrap_up`) stops a text answer before its next word, and never a call: the
+call is finished, so where a steered response stops is exactly the words it had streamed.
+
 Latency profile: `overhead_ms` once per response, `prefill_us` per input token not already cached
 for the conversation, `decode_us` per output token. Time follows an absolute schedule from the
 start of the response, so per-token latencies below the event loop's timer resolution (1 ms under
@@ -40,6 +43,7 @@ from tether.backends.base import (
     CacheStats,
     Cancellation,
     Finished,
+    FinishReason,
     Generation,
     ModelEvent,
     Prompt,
@@ -98,10 +102,15 @@ class ScriptedBackend:
         if tool is not None:
             yield ToolCallStarted(tool.name)
         produced: list[str] = []
+        reason: FinishReason = "stop"
         for piece in pieces:
             if cancel.is_set:
                 return
             if budget is not None and len(produced) >= budget:
+                reason = "length"
+                break
+            if cancel.wrapping_up and tool is None:  # a call is finished first (`Cancellation`)
+                reason = "steered"
                 break
             await schedule.wait_us(self.latency.decode_us)
             produced.append(piece)
@@ -110,8 +119,7 @@ class ScriptedBackend:
             return
         output = _render_output(tool, "".join(produced))
         self._renders.put(generation.response_id, context + "\n" + output)
-        usage = Usage(input_tokens, cached, len(produced))
-        yield Finished("length", usage) if len(produced) < len(pieces) else Finished("stop", usage)
+        yield Finished(reason, Usage(input_tokens, cached, len(produced)))
 
     async def _prefill(self, prompt: Prompt, schedule: Schedule) -> int:
         """Wait for the tokens not cached for this conversation; how many were cached."""

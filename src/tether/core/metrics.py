@@ -1,12 +1,12 @@
 """What the server counts, in Prometheus' terms (served at `GET /metrics`).
 
 Per transport (`http`, `ws`): responses by final status, prefilled and cached input tokens, each
-turn's cache-hit ratio (cached / input tokens), its duration and its time to first output. From
-the backend: bytes of KV snapshots held and snapshots evicted. From the WebSocket shell: open
-connections. At scrape time: responses running, warm-ups answered whose prefill still runs,
-asyncio tasks alive and the process's own
-figures (resident memory, CPU, open files), which show a leak as a level that does not come
-back down. One registry per server, so tests and several apps in one process do not collide.
+turn's cache-hit ratio (cached / input tokens), its duration and its time to first output. Steers
+by outcome. From the backend: bytes of KV snapshots held and snapshots evicted. From the
+WebSocket shell: open connections. At scrape time: responses running, warm-ups answered whose
+prefill still runs, asyncio tasks alive and the process's own figures (resident memory, CPU, open
+files), which show a leak as a level that does not come back down. One registry per server, so
+tests and several apps in one process do not collide.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ class Metrics:
             buckets=_SECONDS,
             registry=r,
         )
+        self.steers = Counter(
+            "tether_steers",
+            "Steers (WebSocket response.steer) by what became of them: accepted, then pending "
+            "(waiting for tool output) and committed (a successor started with them), or the "
+            "code of their failure.",
+            ["outcome"],
+            registry=r,
+        )
         self.websocket_connections = Gauge(
             "tether_websocket_connections", "Open WebSocket connections.", registry=r
         )
@@ -75,6 +83,9 @@ class Metrics:
             self.prefilled.labels(transport).inc(usage.input_tokens - usage.cached_tokens)
             self.cached.labels(transport).inc(usage.cached_tokens)
             self.hit_ratio.labels(transport).observe(usage.cached_tokens / usage.input_tokens)
+
+    def steered(self, outcome: str) -> None:
+        self.steers.labels(outcome).inc()
 
     def watch_backend(self, stats: Callable[[], CacheStats]) -> None:
         self.registry.register(_BackendCollector(stats))

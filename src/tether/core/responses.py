@@ -149,6 +149,7 @@ class Responses:
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id), conclude=conclude,
+            asides=running.asides,
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)

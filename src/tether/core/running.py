@@ -10,14 +10,15 @@ that has just ended is waited for until it is settled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.backends.base import Cancellation
 from tether.core.chain import Context
 from tether.core.connection_cache import ConnectionCache
-from tether.core.event_log import EventLog, EventSink
+from tether.core.event_log import Event, EventLog, EventSink
 from tether.core.lifecycle import Lifecycle
 from tether.protocol.client_events import LaneKey
 from tether.protocol.events import ResponseEvents
@@ -50,6 +51,8 @@ class Running:
     socket: SocketTurn | None
     created_at: int
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # A steer's replies while it runs, said by its turn between its own events (`turn.Turn`).
+    asides: deque[Callable[[], Event]] = field(default_factory=deque)
     # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).
     task: asyncio.Task[None] | None = None
     # Writing its events to the store as they come, once another process follows it.

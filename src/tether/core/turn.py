@@ -2,7 +2,8 @@
 
 A turn always reaches exactly one terminal state (§5.1), a move of its `Lifecycle` made together
 with the terminal event, and leaves its typed `Outcome` there:
-- the backend finished: `completed`, or `incomplete` / `max_output_tokens` when it was cut short;
+- the backend finished: `completed`, or `incomplete` / `max_output_tokens` when it was cut short,
+  `incomplete` / `steered` when a steer stopped it at a safe boundary (§8.6);
 - the cancellation was set: `incomplete` / `interrupted` (client gone, D9) or `cancelled`
   (background cancel, §10.6);
 - the backend failed: `failed` / `server_error`, logged with its traceback (§7.4).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -65,6 +67,11 @@ class Turn:
     # that whoever reads that event finds it stored, on any process); None: nothing. It may
     # answer another end to report instead: the one the store already holds (`Concluded`).
     conclude: Callable[[Outcome, Event | None], Awaitable[Concluded | None]] | None = None
+    # What others have to say about this response while it runs (a steer's replies, §5.2), each
+    # built when called: the turn emits them between its own events, so that their numbers,
+    # taken from this response's sequence, go out in order. What is left when it ends is said
+    # after its terminal event, by whoever queued it.
+    asides: deque[Callable[[], Event]] = field(default_factory=deque)
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
     started: float = field(default_factory=time.monotonic)
@@ -121,6 +128,7 @@ async def _stream(turn: Turn) -> None:
 
 async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCallDelta) -> None:
     """One model event in, its stream events out."""
+    await _say_asides(turn)
     events = turn.events
     if turn.first_output is None:
         turn.first_output = time.monotonic()
@@ -142,6 +150,7 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
 
 
 async def _finish(turn: Turn, finished: Finished) -> None:
+    await _say_asides(turn)
     turn.usage = finished.usage
     reason = incomplete_reason(finished.reason)
     await _emit_all(turn, turn.events.close_open("completed" if reason is None else "incomplete"))
@@ -178,6 +187,11 @@ async def _end(turn: Turn, status: State, event: Event | None, error: ApiError |
     turn.lifecycle.end(outcome)
     if event is not None:
         await turn.sink.emit(event)
+
+
+async def _say_asides(turn: Turn) -> None:
+    while turn.asides:
+        await turn.sink.emit(turn.asides.popleft()())
 
 
 async def _emit_all(turn: Turn, events: list[Event]) -> None:

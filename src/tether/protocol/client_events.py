@@ -47,9 +47,10 @@ class Create:
 
 @dataclass(frozen=True)
 class Steer:
-    """`response.steer` (§4.3)."""
+    """`response.steer` (§4.3): its body as sent, and the size of its frame in bytes."""
 
     body: dict[str, Any]
+    size: int
 
 
 ClientEvent = Create | Steer
@@ -68,7 +69,7 @@ def decode(text: str) -> ClientEvent:
     if kind == "response.create":
         return Create(event, _utf8_size(text))
     if kind == "response.steer":
-        return Steer(event)
+        return Steer(event, _utf8_size(text))
     raise errors.unknown_event_type(kind)
 
 

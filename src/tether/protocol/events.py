@@ -30,6 +30,15 @@ def sequence_of(event: Event) -> int:
     return int(event["sequence_number"])
 
 
+def numbered(event: Event, sequence_number: int, stream_id: str | None = None) -> Event:
+    """`event`, built without a number, with one (after its `type`, as every event has it)."""
+    fields = {key: value for key, value in event.items() if key != "type"}
+    stamped: Event = {"type": event["type"], "sequence_number": sequence_number, **fields}
+    if stream_id is not None:
+        stamped["stream_id"] = stream_id
+    return stamped
+
+
 def abandoned(
     response: dict[str, Any], error: ApiError, sequence_number: int
 ) -> tuple[dict[str, Any], Event]:
@@ -82,6 +91,11 @@ class ResponseEvents:
         """`message` or `function_call` while one is being streamed, else None."""
         return None if self._open is None else str(self._open["type"])
 
+    @property
+    def ended(self) -> bool:
+        """Its terminal event has been built (it may not have gone out yet)."""
+        return self._phase is _Phase.TERMINAL
+
     def snapshot(self) -> dict[str, Any]:
         """A copy of the Response as it stands, the open item showing what it holds so far."""
         response = copy.deepcopy(self.response)
@@ -130,6 +144,12 @@ class ResponseEvents:
     def cancelled(self, usage: Usage) -> None:
         """A background response cancelled through the API: the stream just ends (§6.2)."""
         self._terminal("cancelled", usage)
+
+    def aside(self, event: Event) -> Event:
+        """`event`, built elsewhere, as one of this response's (a steer's reply, §5.2): its next
+        number and its lane, in any phase (`response.steer.pending` follows the terminal event)."""
+        self._sequence += 1
+        return numbered(event, self._sequence - 1, self._stream_id)
 
     # --- output items -----------------------------------------------------------------------------
 

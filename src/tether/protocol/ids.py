@@ -38,6 +38,11 @@ def item_id(item_type: str) -> str:
     return prefix + secrets.token_hex(24)
 
 
+def steer_id() -> str:
+    """OpenAI's: 32 hexadecimal characters after the prefix."""
+    return "steer_" + secrets.token_hex(16)
+
+
 def compaction_id() -> str:
     return "cmp_" + secrets.token_hex(24)
 

@@ -32,6 +32,7 @@ class _Body(BaseModel):
     instructions: str | None = None
     previous_response_id: str | None = None
     conversation: Any = None
+    context_management: list[dict[str, Any]] | None = None
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
@@ -95,6 +96,9 @@ class CreateRequest(BaseModel):
     stream: bool
     background: bool
     generate: bool
+    # It asked for automatic compaction (`context_management`), which Tether does not do; as on
+    # OpenAI, such a response cannot be steered (§4.3).
+    automatic_compaction: bool
 
 
 def parse_create(body: Any, transport: Transport) -> CreateRequest:
@@ -136,6 +140,7 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
         stream=bool(raw.stream) or transport == "ws",
         background=bool(raw.background),
         generate=_generate(raw, transport),
+        automatic_compaction=any(entry.get("type") == "compaction" for entry in raw.context_management or ()),
     )
 
 

@@ -26,7 +26,11 @@ class Usage:
 
 # Why a response ended `incomplete` (§7.5 `incomplete_details.reason`), by the finish reason of a
 # model that stopped on its own; a finish reason not listed here is a normal end.
-_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_INCOMPLETE_REASONS = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+    "steered": "steered",  # stopped at a safe boundary for a steer (§8.6)
+}
 
 
 def incomplete_reason(finish_reason: str) -> str | None:

@@ -10,12 +10,13 @@ and the input comes back as it was sent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from tether.protocol.errors import ApiError
-from tether.protocol.items import Message, parse_input
+from tether.protocol.items import FunctionCall, Item, Message, parse_input
+from tether.protocol.request import CreateRequest
 
 _FIELDS = frozenset({"type", "previous_response_id", "input"})
 _MESSAGE_FIELDS = frozenset({"type", "role", "content"})
@@ -59,21 +60,77 @@ def parse_steer(body: Mapping[str, Any]) -> SteerRequest:
     return SteerRequest(target, _steering(body.get("input")))
 
 
-def not_supported() -> SteerRejected:
+def not_supported(response_id: str) -> SteerRejected:
     return SteerRejected(
         "steering_not_supported",
-        "Steering is not supported by this server's models yet: send the input with the next "
-        "response.create once the response has ended.",
+        f"Response '{response_id}' asked for automatic compaction ('context_management'), and such "
+        "a response cannot be steered; send the input with the next response.create.",
     )
 
 
-def steer_failed(
-    sequence_number: int,
-    body: Mapping[str, Any],
-    rejected: SteerRejected,
-    steer_id: str | None = None,
-    stream_id: str | None = None,
-) -> dict[str, Any]:
+def not_found(response_id: str) -> SteerRejected:
+    return SteerRejected(
+        "response_not_found",
+        f"No response with id '{response_id}' can be steered on this connection: a steer names a "
+        "response this connection created, after its response.created.",
+    )
+
+
+def not_active(response_id: str) -> SteerRejected:
+    return SteerRejected(
+        "response_not_active",
+        f"Response '{response_id}' failed or was cancelled: there is nothing to steer.",
+    )
+
+
+def already_completed(response_id: str) -> SteerRejected:
+    return SteerRejected(
+        "response_already_completed",
+        f"Response '{response_id}' has ended and has already been continued; steer the response "
+        "that continues it.",
+    )
+
+
+def too_many(response_id: str, limit: int) -> SteerRejected:
+    return SteerRejected(
+        "too_many_pending_steers",
+        f"Response '{response_id}' already has {limit} steers waiting, its maximum.",
+    )
+
+
+def too_many_bytes(queued: int, size: int, limit: int) -> SteerRejected:
+    return SteerRejected(
+        "too_many_pending_steers",
+        f"The steers waiting on this connection hold {queued} bytes; this one ({size} bytes) would "
+        f"pass the maximum of {limit}.",
+    )
+
+
+def successor_failed(message: str) -> SteerRejected:
+    return SteerRejected("successor_creation_failed", f"Could not start the successor response: {message}")
+
+
+# The events below are built without `sequence_number` (and `stream_id`): one about a response
+# takes the next number of that response (§5.2), one about no response the connection's own.
+
+
+def accepted(steer_id: str, target: str) -> dict[str, Any]:
+    """`response.steer.accepted`: the steer is queued for `target`, not yet applied (§8.6)."""
+    return {"type": "response.steer.accepted", "steer": {"id": steer_id, "previous_response_id": target}}
+
+
+def pending(steer_id: str, target: str, output: Sequence[Item]) -> dict[str, Any]:
+    """`response.steer.pending`: `target` ended waiting for the output of the calls in its
+    `output`; the steer goes in front of the client's create that brings them (§8.6 step 5)."""
+    return {
+        "type": "response.steer.pending",
+        "steer": {"id": steer_id, "previous_response_id": target},
+        "reason": "waiting_for_required_input",
+        "required_input": required_input(output),
+    }
+
+
+def failed(body: Mapping[str, Any], rejected: SteerRejected, steer_id: str | None = None) -> dict[str, Any]:
     """`response.steer.failed` for the steer in `body`, its input returned as sent; `steer_id`
     is left out when the failure came before one was given."""
     target = body.get("previous_response_id")
@@ -81,15 +138,41 @@ def steer_failed(
     steer["input"] = body.get("input")
     if steer_id is not None:
         steer["id"] = steer_id
-    event: dict[str, Any] = {
+    return {
         "type": "response.steer.failed",
-        "sequence_number": sequence_number,
         "steer": steer,
         "error": {"type": "invalid_request_error", "code": rejected.code, "message": rejected.message},
     }
-    if stream_id is not None:
-        event["stream_id"] = stream_id
-    return event
+
+
+def successor(target: CreateRequest, target_id: str, steers: Sequence[SteerRequest]) -> CreateRequest:
+    """The create a steered response's successor makes (§8.6 step 4): the target's settings, the
+    steers' input in order, and the target as its parent."""
+    update = {"input": _items(steers), "previous_response_id": target_id, "generate": True}
+    return target.model_copy(update=update)
+
+
+def steers_first(create: CreateRequest, steers: Sequence[SteerRequest]) -> CreateRequest:
+    """The client's create that brings the tool output a target waited for, with the steers
+    queued for that target in front of its input (§8.6 step 5)."""
+    return create.model_copy(update={"input": _items(steers) + create.input})
+
+
+def _items(steers: Sequence[SteerRequest]) -> tuple[Item, ...]:
+    return tuple(item for steer in steers for item in steer.items)
+
+
+def required_input(output: Sequence[Item]) -> list[dict[str, Any]]:
+    """The stubs of what a response that ended on client tool calls waits for (§8.6 step 5)."""
+    return [
+        {"type": "function_call_output", "call_id": item.call_id, "name": item.name}
+        for item in output
+        if isinstance(item, FunctionCall)
+    ]
+
+
+def waits_for_input(output: Sequence[Item]) -> bool:
+    return bool(required_input(output))
 
 
 def _steering(value: Any) -> tuple[Message, ...]:

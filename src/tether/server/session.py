@@ -1,7 +1,8 @@
 """One WebSocket connection as a state machine, with no I/O (spec §3.6 to §3.8, §4.1.2, §8.1).
 
-Frames and timer ticks go in; actions come out: `Send` an event, `StartTurn` for a create that
-reached the head of its lane with an active slot free, `Close` the socket. The shell
+Frames and timer ticks go in; actions come out: `Send` an event, `StartTurn` for a create (or a
+steered response's successor) that reached the head of its lane with an active slot free,
+`SteerResponse` for a steer to hand to core, `Close` the socket. The shell
 (`server/websocket.py`) performs the actions and owns sockets, tasks and clocks. Frames are
 decoded by `protocol.client_events`; the session keeps lanes and states, not wire rules.
 
@@ -17,7 +18,11 @@ Lanes: the default lane (key None) and named `stream_id` lanes, each FIFO. At mo
 `max_active_responses` run at once across lanes; a lane whose head waits for a slot joins
 `waiting`, and the lane that has waited longest starts first. Phase 1 of §4.1.2 happens here
 (JSON, type, cap, stream_id, lane cap, then the key's rate and the bounds on queued creates);
-phase 2 (body schema, chain) happens in core when the turn starts.
+phase 2 (body schema, chain) happens in core when the turn starts. A steer is checked here for
+the cap and a shutdown only; core checks the rest and finds its response.
+
+A successor that core could not start in the lane turn of the response it steers (that turn had
+moved on) waits at the head of its lane (§8.1: ahead of the creates already queued there).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from typing import Any
 
 from tether.config import WebSocketLimits
 from tether.core.lifecycle import IllegalMove
+from tether.core.steering import Due
 from tether.protocol import client_events, errors, steering
 from tether.protocol.client_events import Create, LaneKey, Steer
 from tether.protocol.errors import ApiError
+from tether.protocol.events import numbered
+from tether.protocol.steering import SteerRejected
 
 
 class State(enum.Enum):
@@ -64,7 +72,12 @@ class Send:
 @dataclass(frozen=True)
 class StartTurn:
     lane: LaneKey
-    body: dict[str, Any]
+    work: Create | Due
+
+
+@dataclass(frozen=True)
+class SteerResponse:
+    steer: Steer
 
 
 @dataclass(frozen=True)
@@ -73,12 +86,12 @@ class Close:
     reason: str
 
 
-Action = Send | StartTurn | Close
+Action = Send | StartTurn | SteerResponse | Close
 
 
 @dataclass
 class Lane:
-    queue: deque[Create] = field(default_factory=deque)
+    queue: deque[Create | Due] = field(default_factory=deque)
     busy: bool = False  # a turn of this lane runs
 
 
@@ -117,9 +130,7 @@ class Session:
         except ApiError as error:
             return [self.error(error)]
         if isinstance(event, Steer):
-            if self._past_cap(now):
-                return [self.error(errors.connection_limit_reached(self.limits.connection_cap_s))]
-            return [self._steer(event)]
+            return [self._steer(event, now)]
         return self._create(event, now)
 
     def receive_binary(self) -> list[Action]:
@@ -202,17 +213,31 @@ class Session:
         self.unowned_sent += 1
         return Send(event)
 
-    def _steer(self, steer: Steer) -> Send:
-        """`response.steer.failed`: `invalid_input` for a malformed steer (§4.3); a valid one is
-        not supported yet, by any backend (§7.6 `steering_not_supported`)."""
-        try:
-            steering.parse_steer(steer.body)
-            rejected = steering.not_supported()
-        except steering.SteerRejected as invalid:
-            rejected = invalid
-        event = steering.steer_failed(self.unowned_sent, steer.body, rejected)
+    def steer_failed(self, body: dict[str, Any], rejected: SteerRejected) -> Send:
+        """`response.steer.failed` for a steer that reached no response: numbered like an `error`."""
+        event = numbered(steering.failed(body, rejected), self.unowned_sent)
         self.unowned_sent += 1
         return Send(event)
+
+    def successor(self, due: Due) -> list[Action]:
+        """A steered response's successor, to run at the head of its lane (see the module)."""
+        if self.state is State.CLOSED:
+            return []
+        lane = self.lanes.setdefault(due.lane, Lane())
+        lane.queue.appendleft(due)
+        if lane.busy or due.lane in self.waiting:
+            return []
+        self.waiting.append(due.lane)
+        return self._start_waiting()
+
+    def _steer(self, steer: Steer, now: float) -> Action:
+        """Like a create, a steer is refused once the server is stopping or the cap has passed
+        (D5); core takes it from there."""
+        if self.shutting_down:
+            return self.error(errors.server_shutting_down())
+        if self._past_cap(now):
+            return self.error(errors.connection_limit_reached(self.limits.connection_cap_s))
+        return SteerResponse(steer)
 
     def _check_queue(self, size: int) -> None:
         """§8.1 allows a bound on queued creates: Tether bounds their number and their bytes. A
@@ -239,9 +264,10 @@ class Session:
             lane = self.lanes[key]
             lane.busy = True
             self.active += 1
-            create = lane.queue.popleft()
-            self.queued_bytes -= create.size
-            actions.append(StartTurn(key, create.body))
+            work = lane.queue.popleft()
+            if isinstance(work, Create):
+                self.queued_bytes -= work.size
+            actions.append(StartTurn(key, work))
         return actions
 
     def _drop_queues(self) -> None:

@@ -3,8 +3,9 @@ the connection's states, no I/O) and `core.connection.Connection` (the responses
 
 It alone touches the socket, the clock and tasks. Frames go into the session; its actions are
 performed here: `Send` through the connection's one bounded sender, `StartTurn` as a task per
-running lane that hands the create to core once and waits until its response has settled,
-`Close` after the sender has flushed.
+running lane that hands the create (or a steered response's successor) to core once and waits
+until its response has settled, `SteerResponse` handed to core at once (its reply may wait for
+the response it steers to settle), `Close` after the sender has flushed.
 
 On disconnect (D9), for any reason: running responses are interrupted (a `store: true` one is
 kept as `incomplete` / `interrupted`), queued creates are dropped, and the cache dies with the
@@ -26,13 +27,15 @@ from tether.config import WebSocketLimits
 from tether.core.connection import Connection
 from tether.core.event_log import Event
 from tether.core.responses import Responses
+from tether.core.steering import Due, SteerLimits
 from tether.protocol import errors, handshake
-from tether.protocol.client_events import LaneKey
+from tether.protocol.client_events import Create, LaneKey, Steer
 from tether.protocol.errors import ApiError
+from tether.protocol.steering import SteerRejected
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
 from tether.server.runtime import Runtime
-from tether.server.session import Action, Close, Send, Session, StartTurn
+from tether.server.session import Action, Close, Send, Session, StartTurn, SteerResponse
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,23 @@ _CLOSE = object()  # sentinel that ends the sender
 
 
 class Sender:
-    """The connection's one outbound queue, bounded: a slow reader makes generation wait (§8)."""
+    """The connection's one outbound queue, bounded: a slow reader makes generation wait (§8).
+
+    Events go out in the order `emit` was called, even by several tasks while the queue is full
+    (a bare `Queue.put` lets a newcomer overtake a woken waiter): a steer's reply and the
+    response it is about are numbered in one sequence, from two tasks."""
 
     def __init__(self, websocket: WebSocket, max_events: int) -> None:
         self.websocket = websocket
         self.queue: asyncio.Queue[Event | object] = asyncio.Queue(max_events)
+        self.in_turn = asyncio.Lock()  # first come, first served
         self.closed = False
         self.close_with = (1000, "")
 
     async def emit(self, event: Event) -> None:
         if not self.closed:
-            await self.queue.put(event)
+            async with self.in_turn:
+                await self.queue.put(event)
 
     async def close(self, code: int, reason: str) -> None:
         """Send what is queued, then the close frame."""
@@ -84,7 +93,8 @@ class Shell:
             limits, opened_at=self.loop.time(), admit=lambda: admission.request(caller.key)
         )
         self.sender = Sender(websocket, limits.send_queue_events)
-        self.connection = Connection(responses, caller.tenant, self.sender, limits.cached_responses)
+        steers = SteerLimits(limits.max_pending_steers, limits.max_queued_bytes)
+        self.connection = Connection(responses, caller.tenant, self.sender, limits.cached_responses, steers)
         self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
 
     async def serve(self) -> None:
@@ -112,7 +122,9 @@ class Shell:
                 await self.sender.emit(action.event)
             elif isinstance(action, StartTurn):
                 if not self.connection.gone:
-                    self._start(action.lane, action.body)
+                    self._start(action.lane, action.work)
+            elif isinstance(action, SteerResponse):
+                await self._steer(action.steer)
             elif isinstance(action, Close):
                 await self.sender.close(action.code, action.reason)
 
@@ -133,15 +145,19 @@ class Shell:
 
     # --- turns ------------------------------------------------------------------------------------
 
-    def _start(self, lane: LaneKey, body: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._turn(lane, body), name=f"ws-lane-{lane}")
+    def _start(self, lane: LaneKey, work: Create | Due) -> None:
+        task = asyncio.create_task(self._turn(lane, work), name=f"ws-lane-{lane}")
         task.add_done_callback(_log_failure)
         self.lanes[lane] = task
 
-    async def _turn(self, lane: LaneKey, body: dict[str, Any]) -> None:
-        """Down into core once; back when the response has settled or was refused."""
+    async def _turn(self, lane: LaneKey, work: Create | Due) -> None:
+        """Down into core once; back when the response (and its successors) has settled or was
+        refused."""
         try:
-            await self.connection.respond(lane, body)
+            if isinstance(work, Due):
+                await self.connection.steered(work)
+            else:
+                await self.connection.respond(lane, work.body)
         except ApiError as error:
             await self._perform([self.session.error(error, lane)])
         except Exception:
@@ -150,6 +166,15 @@ class Shell:
         finally:
             self.lanes.pop(lane, None)
             await self._perform(self.session.turn_finished(lane))
+
+    async def _steer(self, steer: Steer) -> None:
+        try:
+            due = await self.connection.steer(steer.body, steer.size)
+        except SteerRejected as rejected:
+            await self._perform([self.session.steer_failed(steer.body, rejected)])
+            return
+        if due is not None:
+            await self._perform(self.session.successor(due))
 
     # --- the end ----------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ import threading
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 import llama_cpp
 from llama_cpp import Llama
@@ -32,6 +31,7 @@ from tether.backends.base import (
     BackendUnavailable,
     Cancellation,
     Finished,
+    FinishReason,
     ModelEvent,
     TextDelta,
     ToolCallDelta,
@@ -278,6 +278,10 @@ class Scheduler:
         # ("stop") from one that was cut ("length").
         elif running.produced == job.budget:
             self._answered(running, "length")
+        elif running.task.cancel.wrapping_up and running.task.grammar is None:
+            # A steer: stop before this token, keeping the KV of the answer so far, which the
+            # successor then continues. A constrained call is finished first (`Cancellation`).
+            self._answered(running, "steered")
         else:
             running.produced += 1
             text = running.utf8.decode(self._llm.detokenize([token]))
@@ -286,7 +290,7 @@ class Scheduler:
                 running.task.handoff.send(TextDelta(text))
             running.next_token = token
 
-    def _answered(self, running: _Running, reason: Literal["stop", "length"]) -> None:
+    def _answered(self, running: _Running, reason: FinishReason) -> None:
         """Emit what is left and `Finished`, and remember the conversation with its output."""
         task, job = running.task, running.task.job
         text, tail = "".join(running.pieces), running.utf8.decode(b"", final=True)
@@ -343,7 +347,7 @@ class Scheduler:
             running.task.handoff.fail(error)
 
 
-def _tool_call(output: str, reason: Literal["stop", "length"]) -> tuple[str, str] | None:
+def _tool_call(output: str, reason: FinishReason) -> tuple[str, str] | None:
     """The name and arguments of a constrained answer's call; None when it was cut before the
     name was complete (there is no call to report)."""
     call = parse_tool_call(output)

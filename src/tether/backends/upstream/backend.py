@@ -102,6 +102,11 @@ class UpstreamBackend:
                 ):
                     for event in decoder.feed(chunk):
                         yield event
+                    if cancel.wrapping_up and not decoder.calling:
+                        # A steer: closing the stream here stops the engine; a call being
+                        # written is finished first (`Cancellation`).
+                        yield decoder.steered(prompt.input_tokens)
+                        return
                 if not cancel.is_set:
                     yield decoder.finish(prompt.input_tokens)
                 return

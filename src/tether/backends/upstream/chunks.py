@@ -83,6 +83,16 @@ class ChunkDecoder:
         reason = _FINISH_REASONS.get(self.finish_reason, "stop")
         return Finished(reason, usage_of(self.usage, estimated_input_tokens, self.deltas))
 
+    @property
+    def calling(self) -> bool:
+        """A tool call has started: the answer goes on to its end (calls close only there)."""
+        return bool(self._calls_started)
+
+    def steered(self, estimated_input_tokens: int) -> Finished:
+        """The end of a stream closed early for a steer: the engine reports usage only at its own
+        end, so what it would have said is estimated."""
+        return Finished("steered", usage_of(self.usage, estimated_input_tokens, self.deltas))
+
     def _delta(self, delta: Json) -> Iterator[ModelEvent]:
         # `reasoning_content` (vLLM's and SGLang's reasoning parsers) has no item here yet and is
         # left out; the answer and the calls that follow it are complete without it.
