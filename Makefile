@@ -79,6 +79,9 @@ bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench throughput --workers 1,2 --upstream-replicas 1,2 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench warm-up --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench steer --serve local --repeats 5 --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench steer --serve scripted --serve-args "--scripted-decode-us 10000" --repeats 5 \
+		--name steer-scripted --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench rollout --serve local --turns 20 --agents 1,2,4 \
 		--modes ws,ws-reconnect,http-stateless --name rollout-local-prefixes --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench weights --rounds 5 --out $(BENCH_OUT)

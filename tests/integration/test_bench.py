@@ -125,6 +125,20 @@ def test_warm_up_times_the_answer_and_the_next_turn(tmp_path: Path) -> None:
     assert (tmp_path / "warm-up.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_steer_times_the_successor_against_waiting_the_answer_out(tmp_path: Path) -> None:
+    bench(tmp_path, "steer", "--serve", "scripted", "--serve-args", "--scripted-decode-us 5000",
+          "--repeats", "2", "--after-tokens", "4", "--max-output-tokens", "32")  # fmt: skip
+    runs = json.loads((tmp_path / "steer.json").read_text())
+    assert len(runs) == 2
+    for run in runs:
+        # Stopped within a token of the steer, its successor continuing all it had.
+        assert 4 <= run["steered_output_tokens"] < 32 and run["successor_cached_tokens"] > 0
+        assert run["waited_output_tokens"] == 32  # the other answer ran to its end
+        assert run["accepted_s"] <= run["steered_first_token_s"]
+    assert "| waited / steered |" in (tmp_path / "steer.md").read_text()
+    assert (tmp_path / "steer.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_soak_across_two_replicas_restarted_under_it_keeps_every_promise(tmp_path: Path) -> None:
     """Two replicas on one PostgreSQL, one restarted every 2 s (SIGTERM, then SIGKILL, …): every
     create still gets its one end or error, every stored response ends (none stuck), and what an

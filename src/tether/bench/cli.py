@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tether.bench import load, report, runner, servers, store_costs
 from tether.bench import soak as soak_run
+from tether.bench import steer as steer_run
 from tether.bench import warm_up as warm_up_run
 from tether.bench.agents import MODES, Target
 from tether.bench.postgres import postgres_server
@@ -325,6 +326,57 @@ def warm_up(
          "next turn's first token": (numbers, [r.next_first_token_s or 0 for r in runs]),
          "warm-up + next turn": (numbers, [r.total_s for r in runs])},
         out / f"{name}.png", f"Warm-up of {prefix_tokens:,} tokens ({_machine()})", "run", "seconds",
+    )  # fmt: skip
+    _write(out, name, "\n".join(lines) + "\n", [run.__dict__ for run in runs], json_out)
+
+
+@bench.command()
+def steer(
+    url: Annotated[
+        str | None, typer.Option(help="Tether's base URL; without it, --serve starts one.")
+    ] = None,
+    serve: Annotated[str, typer.Option(help="The --model of the Tether it starts.")] = "local",
+    serve_args: Annotated[
+        str, typer.Option(help="More options for the Tether it starts, e.g. '--scripted-decode-us 10000'.")
+    ] = "",
+    repeats: Annotated[int, typer.Option(help="Runs, each steering one answer and waiting out another.")] = 5,
+    after_tokens: Annotated[int, typer.Option(help="Output tokens of the answer before the correction.")] = 8,
+    max_output_tokens: Annotated[int, typer.Option(help="Output cap of every response.")] = 128,
+    out: Annotated[Path, OUT] = DEFAULT_OUT,
+    name: Annotated[str, typer.Option(help="File name stem.")] = "steer",
+    json_out: Annotated[bool, JSON_OUT] = False,
+) -> None:
+    """Steering: from `response.steer` to its successor's first token, against waiting for the
+    answer to end and sending the correction as the next turn."""
+    runs: list[steer_run.SteerRun] = []
+    serving = _servers(url, None if url else serve, serve_args=shlex.split(serve_args))
+    with serving as running, _progress() as progress:
+        target = _target(running.tether_url, max_output_tokens)
+        task = progress.add_task("steered and waited-out answers", total=repeats)
+        for session in range(repeats):
+            runs.append(asyncio.run(steer_run.run(target, after_tokens, session)))
+            progress.advance(task)
+
+    def med(field: str) -> float:
+        return float(statistics.median(getattr(run, field) for run in runs))
+
+    steered, waited = med("steered_first_token_s"), med("waited_first_token_s")
+    prefilled = med("successor_input_tokens") - med("successor_cached_tokens")
+    lines = [
+        "| model | steered after | steer → accepted (s) | steer → stopped (s) | steer → successor's first "
+        "token (s) | successor: prefilled of input tokens | waiting instead: correction → first token (s) "
+        "| waited / steered |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {target.model} | {after_tokens} tokens | {med('accepted_s'):.3f} | {med('stopped_s'):.3f} "
+        f"| {steered:.3f} | {prefilled:,.0f} of {med('successor_input_tokens'):,.0f} | {waited:.3f} "
+        f"| {waited / steered:.1f}x |",
+    ]
+    numbers = list(range(1, repeats + 1))
+    report.line_chart(
+        {"steered: steer → successor's first token": (numbers, [r.steered_first_token_s for r in runs]),
+         "waited out: correction → its first token": (numbers, [r.waited_first_token_s for r in runs])},
+        out / f"{name}.png", f"Steering {target.model} after {after_tokens} tokens ({_machine()})", "run",
+        "seconds",
     )  # fmt: skip
     _write(out, name, "\n".join(lines) + "\n", [run.__dict__ for run in runs], json_out)
 
