@@ -70,6 +70,11 @@ def test_the_sdk_s_steer_mid_stream_stops_the_response_and_a_successor_continues
     assert successor.usage.input_tokens_details.cached_tokens >= usage.input_tokens + usage.output_tokens
     stored = slow_server.client().responses.retrieve(target.id)
     assert stored.status == "incomplete" and stored.incomplete_details.reason == "steered"  # type: ignore[union-attr]
+    # Stored, it is chainable from anywhere: here over HTTP, as a fork beside its successor.
+    fork = slow_server.client().responses.create(
+        model=SCRIPTED, input="Go on.", instructions="Be brief.", previous_response_id=target.id
+    )
+    assert fork.status == "completed" and fork.usage.input_tokens_details.cached_tokens > 0  # type: ignore[union-attr]
 
 
 def test_a_steer_after_the_response_completed_still_starts_its_successor(
@@ -175,6 +180,27 @@ def test_a_steer_on_a_named_lane_keeps_its_lane_and_its_place(slow_server: Tethe
     assert [event["type"] for event in events].index("response.steer.accepted") < events.index(
         next(event for event in events if event["type"] in TERMINAL)
     )
+
+
+def test_a_malformed_steer_is_invalid_input_with_its_input_returned(scripted_server: TetherServer) -> None:
+    """§4.3: not an `error` event; it reached no response, so it is numbered like one."""
+    wrong = [{"role": "assistant", "content": "I am not the user."}]
+    with RawSocket(scripted_server) as ws:
+        ws.send({"type": "response.steer", "previous_response_id": "resp_x", "input": wrong})
+        refused = ws.recv()
+        ws.send({"type": "response.steer", "previous_response_id": "resp_x", "input": "x", "stream_id": "a"})
+        with_lane = ws.recv()
+        events = ws.turn(input="Still here?")
+    assert refused["type"] == with_lane["type"] == "response.steer.failed"
+    assert refused["error"] == {
+        "type": "invalid_request_error",
+        "code": "invalid_input",
+        "message": refused["error"]["message"],
+    }
+    assert refused["steer"] == {"previous_response_id": "resp_x", "input": wrong}
+    assert "stream_id" in with_lane["error"]["message"] and "stream_id" not in with_lane
+    assert [refused["sequence_number"], with_lane["sequence_number"]] == [0, 1]
+    assert events[-1]["type"] == "response.completed"
 
 
 def test_failures_name_their_cause_and_the_connection_stays_usable(scripted_server: TetherServer) -> None:
