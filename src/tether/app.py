@@ -66,7 +66,10 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         contexts = StoredContexts(settings.storage.held_history_bytes)
         metrics = Metrics()
         metrics.watch_loop_lag(lambda: admission.lag.seconds)
-        responses = Responses(backend, store, served, metrics, contexts, settings.storage.orphan_after_s)
+        responses = Responses(
+            backend, store, served, metrics, contexts, settings.storage.orphan_after_s,
+            diagnose_continuations=settings.models.cache_diagnostics,
+        )  # fmt: skip
         await responses.open()
         runtime.start(responses)
         loop = asyncio.get_running_loop()

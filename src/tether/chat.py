@@ -2,7 +2,8 @@
 
 Every turn sends only the new user message with `previous_response_id`, the way agents use
 WebSocket mode, and prints what that costs: time to first token, total time, and how many of
-the input tokens the server already had cached.
+the input tokens the server already had cached; a turn that missed the cache of the one before
+says why (`prompt_cache_diagnostics`).
 
 In a terminal, a line typed while the answer streams steers it (`response.steer`): the answer
 stops where it is and its successor answers with the new line in mind; its time to first token
@@ -111,6 +112,7 @@ class ChatSession:
             create["instructions"] = instructions
         if self.previous:
             create["previous_response_id"] = self.previous
+            create["prompt_cache_options"] = {"comparison_response_id": self.previous}
         turn = _Streaming(started=time.monotonic())
         self.socket.send(json.dumps(create))
         while not turn.over:
@@ -179,6 +181,12 @@ class ChatSession:
         reason = (response.get("incomplete_details") or {}).get("reason")
         ending = "" if response["status"] == "completed" else f" [{reason or response['status']}]"
         self.console.print(f"\n[dim]{stats.line(self.turns)}{escape(ending)}[/dim]")
+        diagnostics = response.get("prompt_cache_diagnostics") or {}
+        if diagnostics.get("type") == "cache_miss":
+            self.console.print(
+                f"[yellow]cache miss: {diagnostics['reason']}, "
+                f"{diagnostics['cache_missed_tokens']} tokens prefilled again[/yellow]"
+            )
 
 
 def run(

@@ -7,7 +7,8 @@ Each section is handed whole to the one part that uses it:
     admission   rate_limit_*, ws_max_connections*    server/admission.py
     http        http_*                               server/http.py
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
-    models      model, model_aliases                 app.py (which backend), core (served names)
+    models      model, model_aliases,                app.py (which backend), core (served names,
+                cache_diagnostics                    diagnostics)
     storage     db, db_*, held_history_bytes         app.py → the store; core (held histories)
     local       n_threads, n_ctx, *_bytes            backends/local
     upstream    upstreams, upstream_*                backends/upstream
@@ -289,6 +290,12 @@ class Models(Section):
         "Extra names clients may put in `model` (e.g. the name your agent is configured with).",
         option="--model-alias",
         metavar="NAME",
+    )
+    cache_diagnostics: bool = setting(
+        False,
+        "Give every continuation `prompt_cache_diagnostics` against the response it continues, "
+        "as if it had asked (`prompt_cache_options.comparison_response_id`); misses are counted "
+        "by reason in `/metrics`.",
     )
 
 

@@ -34,6 +34,11 @@ def test_rollout_runs_every_mode_and_writes_its_outputs(tmp_path: Path) -> None:
     # The scripted model keeps no KV: nothing to copy, and the server says so.
     assert {r["kv_copied_bytes"] for r in rows} == {0}
     assert all(r["run_s"] >= r["seconds"] for r in rows)
+    # Each turn after the first was compared with the one before: every one a hit, even the
+    # reconnect's (found by content).
+    compared = [r for r in rows if r["turn"] > 1 or r["mode"].startswith("ws")]
+    assert {r["cache"] for r in compared} == {"hit"}
+    assert "| ws | 18 | 0 | none |" in table  # 1 + 2 agents, 6 turns each
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,6 +31,7 @@ def test_chat_continues_the_conversation_and_reports_cached_tokens(scripted_serv
     )
     assert [(turn, int(cached) > 0) for turn, _, cached in stats] == [("1", False), ("2", True), ("3", False)]
     assert "new conversation" in output
+    assert "cache miss" not in output  # each turn compared with the one before: all hits
 
 
 def test_chat_shows_errors_and_keeps_going(scripted_server: TetherServer) -> None:

@@ -38,7 +38,11 @@ def test_text_with_usage_and_cached_tokens() -> None:
         chunk({"content": "lo"}, finish="stop"),
         chunk(None, usage=usage),  # include_usage: a last chunk without choices
     )
-    assert events == [TextDelta("Hel"), TextDelta("lo"), Finished("stop", Usage(120, 96, 2))]
+    assert events == [
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        Finished("stop", Usage(120, 96, 2, 24)),
+    ]  # prefilled: taken as written
 
 
 def test_openai_style_tool_calls_name_only_in_the_first_delta() -> None:
@@ -54,7 +58,7 @@ def test_openai_style_tool_calls_name_only_in_the_first_delta() -> None:
         ToolCallStarted("get_weather"), ToolCallDelta('{"city":'), ToolCallDelta('"Paris"}'),
         ToolCallStarted("get_time"), ToolCallDelta("{}"),
     ]  # fmt: skip
-    assert events[-1] == Finished("stop", Usage(50, 0, 3))  # no usage reported: estimated and counted
+    assert events[-1] == Finished("stop", Usage(50, 0, 3, 50))  # no usage reported: estimated and counted
 
 
 def test_llama_cpp_style_tool_calls_repeat_the_name_in_every_delta() -> None:

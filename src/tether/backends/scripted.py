@@ -89,7 +89,7 @@ class ScriptedBackend:
         generation, context = prompt.generation, str(prompt.rendered)
         cached = await self._prefill(prompt, Schedule())
         self._renders.put(generation.response_id, context)
-        return Usage(prompt.input_tokens, cached, 0)
+        return Usage(prompt.input_tokens, cached, 0, prompt.input_tokens - cached)
 
     async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
         generation, context = prompt.generation, str(prompt.rendered)
@@ -119,7 +119,7 @@ class ScriptedBackend:
             return
         output = _render_output(tool, "".join(produced))
         self._renders.put(generation.response_id, context + "\n" + output)
-        yield Finished(reason, Usage(input_tokens, cached, len(produced)))
+        yield Finished(reason, Usage(input_tokens, cached, len(produced), input_tokens - cached))
 
     async def _prefill(self, prompt: Prompt, schedule: Schedule) -> int:
         """Wait for the tokens not cached for this conversation; how many were cached."""

@@ -1,5 +1,8 @@
 """One agent running the rollout in one mode, timing every turn from the client's side.
 
+Every turn of the Responses modes after the first asks for `prompt_cache_diagnostics` against
+the turn before, so the report can say why any turn missed the cache.
+
 Modes:
 - `ws`: one WebSocket; a `generate: false` warm-up, then `previous_response_id` and only the new
   items each turn, `store: false` (how Codex runs).
@@ -43,6 +46,9 @@ class TurnResult:
     cached_tokens: int | None  # None where the server does not say (chat peers)
     bytes_sent: int
     reconnected: bool = False  # the turn's socket is new, and it resent the whole context
+    # Compared with the turn before (`prompt_cache_diagnostics`): a miss's reason, "hit", or
+    # None where the server does not say (chat peers, turn 1 over HTTP).
+    cache: str | None = None
 
     @property
     def prefilled_tokens(self) -> int | None:
@@ -91,6 +97,17 @@ def _create(target: Target, rollout: Rollout, **fields: Any) -> dict[str, Any]:
             "temperature": 0, "max_output_tokens": target.max_output_tokens, **fields}  # fmt: skip
 
 
+def _compared(previous: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt_cache_options": {"comparison_response_id": previous["id"]}}
+
+
+def _cache(response: dict[str, Any]) -> str | None:
+    """What the diagnostics say: a miss's reason, "hit", or None when there are none."""
+    diagnostics = response.get("prompt_cache_diagnostics") or {}
+    kind = diagnostics.get("type")
+    return diagnostics.get("reason") if kind == "cache_miss" else "hit" if kind == "cache_hit" else kind
+
+
 def _usage(response: dict[str, Any]) -> tuple[int, int]:
     usage = response.get("usage") or {}
     return usage.get("input_tokens", 0), usage.get("input_tokens_details", {}).get("cached_tokens", 0)
@@ -108,13 +125,16 @@ async def _websocket(target: Target, rollout: Rollout, reconnect_every: int | No
         previous, _ = await _ws_turn(ws, warm)
         for turn in range(1, rollout.turns + 1):
             reconnected = reconnect_every is not None and turn > 1 and (turn - 1) % reconnect_every == 0
+            compared = _compared(previous)
             if reconnected:
                 await ws.close()
                 ws = await connect(url, additional_headers=target.headers, max_size=None)
-                body = _create(target, rollout, type="response.create", store=False, input=history)
+                body = _create(
+                    target, rollout, type="response.create", store=False, input=history, **compared
+                )
             else:
                 body = _create(target, rollout, type="response.create", store=False,
-                               previous_response_id=previous["id"], input=new_items)  # fmt: skip
+                               previous_response_id=previous["id"], input=new_items, **compared)  # fmt: skip
             previous, result = await _ws_turn(ws, body, turn, reconnected)
             results.append(result)
             new_items = [rollout.reply(turn, previous["output"])]
@@ -147,11 +167,13 @@ async def _http(target: Target, rollout: Rollout, *, chained: bool) -> list[Turn
     previous: dict[str, Any] | None = None
     async with httpx.AsyncClient(timeout=600, headers=target.headers) as client:
         for turn in range(1, rollout.turns + 1):
+            compared = _compared(previous) if previous else {}
             if chained:
+                parent = previous["id"] if previous else None
                 body = _create(target, rollout, store=True, stream=True, input=new_items,
-                               previous_response_id=previous["id"] if previous else None)  # fmt: skip
+                               previous_response_id=parent, **compared)  # fmt: skip
             else:
-                body = _create(target, rollout, store=False, stream=True, input=history)
+                body = _create(target, rollout, store=False, stream=True, input=history, **compared)
             payload = orjson.dumps(body)
             clock = Clock()
             async for event in _sse(client, target.base_url + "/responses", payload):
@@ -218,4 +240,5 @@ def _result(
         cached,
         bytes_sent,
         reconnected,
+        _cache(response),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def markdown(rows: list[Row]) -> str:
             f"{_num(prefilled[key].get(last), 0)} | {mean_turn:.2f} | {_num(rollout, 1)} | {_num(wall, 1)} | "
             f"{_num(copied, 1)} |"
         )
-    return "\n".join(lines) + "\n" + _reconnects(rows)
+    return "\n".join(lines) + "\n" + _reconnects(rows) + _misses(rows)
 
 
 def _runs(rows: list[Row], mode: str, agents: int) -> dict[tuple[int, int], list[Row]]:
@@ -94,6 +94,23 @@ def _reconnects(rows: list[Row]) -> str:
                 f"against {kept:.2f} s on an open one (median; x{fresh / kept:.2f}).\n"
             )
     return "".join(lines)
+
+
+def _misses(rows: list[Row]) -> str:
+    """Turns after the first that missed the cache of the turn before, by mode and reason
+    (`prompt_cache_diagnostics`); modes whose server says nothing are left out."""
+    lines = []
+    for mode in sorted({row.mode for row in rows}):
+        said = [row.result.cache for row in rows if row.mode == mode and row.result.cache is not None]
+        if not said:
+            continue
+        reasons = Counter(cache for cache in said if cache != "hit")
+        named = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "none"
+        lines.append(f"| {mode} | {len(said)} | {sum(reasons.values())} | {named} |")
+    if not lines:
+        return ""
+    header = "\n| mode | turns compared with the one before | cache misses | by reason |\n|---|---|---|---|\n"
+    return header + "\n".join(lines) + "\n"
 
 
 def _num(value: float | None, digits: int = 2) -> str:

@@ -67,6 +67,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.cache_misses = Counter(
+            "tether_cache_misses",
+            "Turns that missed the cache of the response they were compared with "
+            "(prompt_cache_diagnostics), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.websocket_connections = Gauge(
             "tether_websocket_connections", "Open WebSocket connections.", registry=r
         )
@@ -83,6 +90,9 @@ class Metrics:
             self.prefilled.labels(transport).inc(usage.input_tokens - usage.cached_tokens)
             self.cached.labels(transport).inc(usage.cached_tokens)
             self.hit_ratio.labels(transport).observe(usage.cached_tokens / usage.input_tokens)
+
+    def cache_missed(self, reason: str) -> None:
+        self.cache_misses.labels(reason).inc()
 
     def steered(self, outcome: str) -> None:
         self.steers.labels(outcome).inc()

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +34,8 @@ from tether.backends.base import (
     Generation,
     Prompt,
 )
-from tether.core import chain, turn
+from tether.core import cache_diagnostics, chain, turn
+from tether.core.cache_diagnostics import Shape, shape_of
 from tether.core.elsewhere import Elsewhere
 from tether.core.event_log import EventLog, FanOut
 from tether.core.lifecycle import Outcome, State
@@ -45,6 +46,7 @@ from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart
+from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.request import CreateRequest
 from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
@@ -75,15 +77,19 @@ class Responses:
         metrics: Metrics,
         contexts: StoredContexts,
         lease_s: float,
+        diagnose_continuations: bool = False,
     ) -> None:
         """`contexts`: where the parsed histories of stored responses are held; `lease_s`: how
-        long this process is taken for alive by the others sharing the store without a renewal."""
+        long this process is taken for alive by the others sharing the store without a renewal;
+        `diagnose_continuations`: compare every continuation with its parent, asked or not."""
         self.backend = backend
         self.store = store
         self.served_models = served_models
         self.metrics = metrics
         self.contexts = contexts
+        self.diagnose_continuations = diagnose_continuations
         self.running = InFlight()
+        self.shapes = cache_diagnostics.Shapes()
         self.warm_ups = WarmUps()
         self.elsewhere = Elsewhere(store, lease_s)
         store.on_signal(self._heard)
@@ -127,7 +133,11 @@ class Responses:
         response_id = ids.response_id()
         # Rendered once for the turn; one that cannot fit is refused here.
         origin = None if socket is None else socket.connection
-        prompt = await self._render(self._generation(request, context, response_id, tenant, origin))
+        generation = self._generation(request, context, response_id, tenant, origin)
+        prompt = await self._render(generation)
+        parent_shape = self.shapes.get(tenant, request.previous_response_id or "")
+        shape = shape_of(generation, request.input, parent_shape)
+        diagnose = await self._diagnosis(request, tenant, shape)
         created_at = int(time.time())
         response = response_object(
             request, response_id=response_id, model=str(request.model), created_at=created_at
@@ -136,7 +146,7 @@ class Responses:
         sink = log if socket is None else FanOut(log, socket.sender)
         events = ResponseEvents(response, None if socket is None else socket.lane)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
-                          created_at)  # fmt: skip
+                          created_at, shape)  # fmt: skip
         created = events.created()
         self.running.add(running)
         begins = request.store and _announced_early(request)
@@ -146,15 +156,46 @@ class Responses:
             socket.cache.started(response_id, running.lifecycle)
         await sink.emit(created)
         conclude = functools.partial(self._finish, running, begins) if request.store else None
+        prefill = None
+        if socket is None and not request.generate:  # an HTTP prewarm: answered once prefilled
+            prefill = functools.partial(self.backend.prepare, prompt, running.cancel)
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id), conclude=conclude,
-            asides=running.asides,
+            asides=running.asides, prefill=prefill, diagnose=diagnose,
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)
         running.task.add_done_callback(self._tasks.discard)
         return running
+
+    async def _diagnosis(
+        self, request: CreateRequest, tenant: str, shape: Shape
+    ) -> Callable[[Usage], Diagnostics] | None:
+        """What `prompt_cache_diagnostics` a request asked for says, given its usage; None when
+        it asked for none."""
+        compared = request.prompt_cache.comparison_response_id
+        if compared is None and self.diagnose_continuations:
+            compared = request.previous_response_id
+        if compared is None:
+            return None
+        comparison = self.shapes.get(tenant, compared)
+        if comparison is not None:
+            return functools.partial(self._diagnosed, shape, comparison)
+        try:
+            known = self.running.visible(compared, tenant) is not None or await self.store.get(
+                compared, tenant
+            )
+        except StoreError:
+            known = True  # it may exist: what is certain is that its shape is not here
+        said = Diagnostics("unavailable" if known else "comparison_response_not_found")
+        return lambda _: said
+
+    def _diagnosed(self, shape: Shape, comparison: Shape, usage: Usage) -> Diagnostics:
+        diagnostics = cache_diagnostics.diagnose(shape, comparison, usage)
+        if diagnostics.reason is not None:
+            self.metrics.cache_missed(diagnostics.reason)
+        return diagnostics
 
     def _check_model(self, model: str | None) -> None:
         if model not in self.served_models:
@@ -187,14 +228,15 @@ class Responses:
         )
 
     async def _execute(self, running: Running, work: turn.Turn) -> None:
+        prefilled = work.prefill is not None  # in the turn, before its answer
         try:
             await turn.run(work)
-            if work.generate:
+            if work.generate or prefilled:
                 self._measure(running, work)
         finally:
             await self._settle(running)
         outcome = running.lifecycle.outcome
-        if not work.generate and outcome is not None and outcome.status is State.COMPLETED:
+        if not work.generate and not prefilled and outcome is not None and outcome.status is State.COMPLETED:
             prefill = self.backend.prepare(work.prompt, work.cancel)
             usage = await self.warm_ups.prefill(running.id, prefill, work.cancel)
             if usage is not None:
@@ -263,6 +305,10 @@ class Responses:
         outcome = running.lifecycle.outcome
         assert outcome is not None, f"response {running.id} settles without having ended"
         try:
+            if outcome.chainable:
+                self.shapes.put(
+                    running.tenant, running.id, cache_diagnostics.extended(running.shape, outcome.output)
+                )
             if running.request.store:
                 self._hold(running, outcome)
         finally:

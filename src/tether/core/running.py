@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.backends.base import Cancellation
+from tether.core.cache_diagnostics import Shape
 from tether.core.chain import Context
 from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import Event, EventLog, EventSink
@@ -50,6 +51,7 @@ class Running:
     cancel: Cancellation
     socket: SocketTurn | None
     created_at: int
+    shape: Shape  # what its prompt is made of, for cache diagnostics
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # A steer's replies while it runs, said by its turn between its own events (`turn.Turn`).
     asides: deque[Callable[[], Event]] = field(default_factory=deque)

@@ -34,6 +34,7 @@ from tether.core.lifecycle import Lifecycle, Outcome, State
 from tether.protocol import errors, ids
 from tether.protocol.errors import ApiError
 from tether.protocol.events import ResponseEvents
+from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.response import Usage, incomplete_reason
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ class Turn:
     sink: EventSink
     cancel: Cancellation
     generate: bool = True  # False: a warm-up (D2), answered at once; core prefills after it
+    # A warm-up whose answer waits for its prefill, to report what it cached and wrote: over
+    # HTTP, where no client gives up on a slow answer (a WebSocket's may, D2); None: at once.
+    prefill: Callable[[], Awaitable[Usage]] | None = None
+    # `prompt_cache_diagnostics` from its usage, when the request asked for them (None: not).
+    diagnose: Callable[[Usage], Diagnostics] | None = None
     # What must be over before the backend starts: the prefill of the warm-up this turn continues
     # (raises `BackendError` if that failed); None when there is none.
     ready: Callable[[], Awaitable[None]] | None = None
@@ -108,8 +114,16 @@ async def run(turn: Turn) -> None:
 async def _answer_warm_up(turn: Turn) -> None:
     """D2: exactly `response.created` then `response.completed`, no output, at once. Its usage has
     the context's input tokens and no cached ones: what the prefill that follows finds cached is
-    not known yet (the next turn's `cached_tokens` shows what the warm-up prepared)."""
-    turn.usage = Usage(turn.prompt.input_tokens, 0, 0)
+    not known yet (the next turn's `cached_tokens` shows what the warm-up prepared). One with a
+    `prefill` answers once that is over, with its usage."""
+    if turn.prefill is not None:
+        usage = await cancellable(turn.prefill(), turn.cancel)
+        if usage is None:  # cancelled: ended as such by `run`
+            return
+        turn.usage = usage
+    else:
+        turn.usage = Usage(turn.prompt.input_tokens, 0, 0)
+    _diagnose(turn)
     await _end(turn, State.COMPLETED, turn.events.completed(turn.usage, int(time.time())))
 
 
@@ -152,6 +166,7 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
 async def _finish(turn: Turn, finished: Finished) -> None:
     await _say_asides(turn)
     turn.usage = finished.usage
+    _diagnose(turn)
     reason = incomplete_reason(finished.reason)
     await _emit_all(turn, turn.events.close_open("completed" if reason is None else "incomplete"))
     if reason is not None:
@@ -187,6 +202,11 @@ async def _end(turn: Turn, status: State, event: Event | None, error: ApiError |
     turn.lifecycle.end(outcome)
     if event is not None:
         await turn.sink.emit(event)
+
+
+def _diagnose(turn: Turn) -> None:
+    if turn.diagnose is not None and turn.usage is not None:
+        turn.events.diagnosed(turn.diagnose(turn.usage))
 
 
 async def _say_asides(turn: Turn) -> None:

@@ -15,6 +15,7 @@ import orjson
 
 from tether.protocol.errors import ApiError
 from tether.protocol.items import FunctionCall, Item, Message, TextPart
+from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.response import Usage
 
 Event = dict[str, Any]
@@ -145,6 +146,10 @@ class ResponseEvents:
         """A background response cancelled through the API: the stream just ends (§6.2)."""
         self._terminal("cancelled", usage)
 
+    def diagnosed(self, diagnostics: Diagnostics) -> None:
+        """`prompt_cache_diagnostics`, on the Response its terminal event carries."""
+        self.response["prompt_cache_diagnostics"] = diagnostics.to_wire()
+
     def aside(self, event: Event) -> Event:
         """`event`, built elsewhere, as one of this response's (a steer's reply, §5.2): its next
         number and its lane, in any phase (`response.steer.pending` follows the terminal event)."""
@@ -240,7 +245,7 @@ class ResponseEvents:
             self._open = None
         self._phase = _Phase.TERMINAL
         self.response["status"] = status
-        self.response["usage"] = usage.to_wire()
+        self.response["usage"] = usage.to_wire(self.response["prompt_cache_options"]["ttl"])
 
     def _fill(self, item: dict[str, Any]) -> None:
         """Put the streamed text into the open item (or its copy)."""

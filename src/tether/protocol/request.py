@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.protocol.errors import ApiError, invalid_request
 from tether.protocol.items import Item, parse_input
+from tether.protocol.prompt_cache import PromptCache, parse_prompt_cache
 from tether.protocol.tools import FunctionTool, ToolChoice, parse_tool_choice, parse_tools
 
 Transport = Literal["http", "ws"]
@@ -89,6 +90,7 @@ class CreateRequest(BaseModel):
     metadata: dict[str, str]
     truncation: str
     prompt_cache_key: str | None
+    prompt_cache: PromptCache  # `prompt_cache_options`, checked
     prompt_cache_retention: str | None
     safety_identifier: str | None
     user: str | None
@@ -110,6 +112,7 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
         raise _from_validation(exc) from None
     _check_unsupported(raw, transport)
     tools = parse_tools(raw.tools)
+    prompt_cache = parse_prompt_cache(raw.prompt_cache_options)
     return CreateRequest(
         model=raw.model,
         input=parse_input(raw.input),
@@ -133,13 +136,14 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
         metadata=_metadata(raw.metadata),
         truncation=raw.truncation or "disabled",
         prompt_cache_key=raw.prompt_cache_key,
+        prompt_cache=prompt_cache,
         prompt_cache_retention=raw.prompt_cache_retention,
         safety_identifier=raw.safety_identifier,
         user=raw.user,
         service_tier="default" if raw.service_tier in (None, "auto") else raw.service_tier,
         stream=bool(raw.stream) or transport == "ws",
         background=bool(raw.background),
-        generate=_generate(raw, transport),
+        generate=_generate(raw, transport, prompt_cache),
         automatic_compaction=any(entry.get("type") == "compaction" for entry in raw.context_management or ()),
     )
 
@@ -178,12 +182,10 @@ def _check_unsupported(raw: _Body, transport: Transport) -> None:
             raise invalid_request("Background mode requires 'store: true'.", "store")
 
 
-def _generate(raw: _Body, transport: Transport) -> bool:
-    if transport == "http":
-        return True
-    if (raw.prompt_cache_options or {}).get("prewarm") is True:
-        return False  # §4.1.1: prewarm forces a warm-up
-    return raw.generate is not False
+def _generate(raw: _Body, transport: Transport, prompt_cache: PromptCache) -> bool:
+    if prompt_cache.prewarm:
+        return False  # §4.1.1: prewarm forces a warm-up, on either transport
+    return transport == "http" or raw.generate is not False
 
 
 def _metadata(value: dict[str, Any] | None) -> dict[str, str]:

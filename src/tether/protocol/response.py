@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tether.protocol.prompt_cache import Ttl
 from tether.protocol.request import CreateRequest
 
 
@@ -13,11 +14,18 @@ class Usage:
     input_tokens: int
     cached_tokens: int
     output_tokens: int
+    cache_write_tokens: int = 0  # input tokens this request added to the cache
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, ttl: Ttl = "30m") -> dict[str, Any]:
+        """`ttl`: what the request's writes were kept for at least (`prompt_cache_options.ttl`)."""
+        writes = {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0, f"ttl_{ttl}_tokens": self.cache_write_tokens}
         return {
             "input_tokens": self.input_tokens,
-            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "input_tokens_details": {
+                "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
+                "cache_write_tokens_details": writes,
+            },
             "output_tokens": self.output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": self.input_tokens + self.output_tokens,
@@ -67,6 +75,7 @@ def response_object(
         "parallel_tool_calls": request.parallel_tool_calls,
         "previous_response_id": request.previous_response_id,
         "prompt_cache_key": request.prompt_cache_key,
+        "prompt_cache_options": request.prompt_cache.to_wire(),
         "prompt_cache_retention": request.prompt_cache_retention,
         "reasoning": request.reasoning,
         "safety_identifier": request.safety_identifier,

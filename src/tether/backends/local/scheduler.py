@@ -310,16 +310,14 @@ class Scheduler:
         if running.produced:  # an output item exists: remember the conversation with it
             closing = self._chatml.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)
-        usage = Usage(
-            input_tokens=len(job.prompt), cached_tokens=running.cached, output_tokens=running.produced
-        )
+        usage = Usage(len(job.prompt), running.cached, running.produced, len(job.prompt) - running.cached)
         task.handoff.send(Finished(reason, usage))
         self._release(running)
 
     def _warmed(self, running: _Running) -> None:
         job = running.task.job
         self._remember(running, [], items=job.items, output=None)
-        usage = Usage(input_tokens=len(job.prompt), cached_tokens=running.cached, output_tokens=0)
+        usage = Usage(len(job.prompt), running.cached, 0, len(job.prompt) - running.cached)
         running.task.handoff.send(Finished("stop", usage))
         self._release(running)
 

@@ -121,12 +121,11 @@ class ChunkDecoder:
 
 
 def usage_of(usage: Json | None, estimated_input_tokens: int, counted_output_tokens: int) -> Usage:
-    """The engine's usage (with its prefix-cache hits) when it reported one, else our estimate."""
+    """The engine's usage (with its prefix-cache hits) when it reported one, else our estimate.
+    Engines do not report what they wrote to their prefix cache: what they prefilled is taken
+    for it (vLLM, SGLang and llama.cpp keep the prompt's blocks once computed)."""
     if not usage:
-        return Usage(estimated_input_tokens, 0, counted_output_tokens)
+        return Usage(estimated_input_tokens, 0, counted_output_tokens, estimated_input_tokens)
     details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        int(usage.get("prompt_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-    )
+    prompt, cached = int(usage.get("prompt_tokens") or 0), int(details.get("cached_tokens") or 0)
+    return Usage(prompt, cached, int(usage.get("completion_tokens") or 0), prompt - cached)
