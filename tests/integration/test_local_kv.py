@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import LOCAL
@@ -132,3 +133,13 @@ def test_chains_stay_intact_when_every_snapshot_is_evicted(
         (text, tokens) for text, tokens, _ in without_kv
     ]
     assert sum(c for *_, c in without_kv) < sum(c for *_, c in with_kv)
+    # Each snapshot dropped for want of room was dropped before the ttl it was asked for.
+    assert early_evictions(local_server_without_kv_cache) > 0 == early_evictions(local_server_one_sequence)
+
+
+def early_evictions(server: TetherServer) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics").text
+    [line] = [
+        line for line in metrics.splitlines() if line.startswith("tether_kv_snapshot_early_evictions_total")
+    ]
+    return float(line.split()[-1])

@@ -59,19 +59,39 @@ def test_an_evicted_record_leaves_no_address_behind_and_marks_count_against_the_
     assert records.longest(addresses("alice", [SYSTEM, ASK, ANSWER])) == (records.get("second"), 1)
 
 
+TTL = 30 * 60.0
+
+
 def snapshot(scope: str, tokens: list[int]) -> KvSnapshot:
     return KvSnapshot(scope, array("i", tokens), (), (ctypes.c_uint8 * 8)())
 
 
 def test_the_snapshot_sharing_the_longest_token_prefix_of_the_tenant_is_found() -> None:
     snapshots = KvSnapshots(1 << 20)
-    snapshots.put("short", snapshot("alice", [1, 2, 3]))
-    snapshots.put("long", snapshot("alice", [1, 2, 3, 4, 5, 9]))
-    snapshots.put("bobs", snapshot("bob", [1, 2, 3, 4, 5, 6, 7]))
+    snapshots.put("short", snapshot("alice", [1, 2, 3]), TTL)
+    snapshots.put("long", snapshot("alice", [1, 2, 3, 4, 5, 9]), TTL)
+    snapshots.put("bobs", snapshot("bob", [1, 2, 3, 4, 5, 6, 7]), TTL)
     found = snapshots.longest("alice", [1, 2, 3, 4, 5, 6, 7])
     assert found is not None and found[1] == 5 and list(found[0].tokens) == [1, 2, 3, 4, 5, 9]
     assert snapshots.longest("carol", [1, 2, 3]) is None
     assert snapshots.longest("alice", [7, 7]) is None
+
+
+def test_snapshots_idle_past_their_ttl_go_first_and_one_evicted_within_it_is_counted() -> None:
+    """`prompt_cache_options.ttl`: a snapshot is kept at least that long after its last use when
+    the budget allows; the budget still wins, and says so."""
+    now = [0.0]
+    snapshots = KvSnapshots(24, clock=lambda: now[0])  # room for three 8-byte snapshots
+    snapshots.put("half-hour", snapshot("alice", [1]), 30 * 60)
+    snapshots.put("half-day", snapshot("alice", [2]), 12 * 3600)
+    snapshots.put("recent", snapshot("alice", [3]), 30 * 60)
+    now[0] = 31 * 60.0  # the first's ttl has passed, the others' not ("recent" was used since)
+    assert snapshots.get("recent") is not None
+    snapshots.put("new", snapshot("alice", [4]), 30 * 60)
+    assert snapshots.get("half-hour") is None and snapshots.early_evictions == 0
+    snapshots.put("newer", snapshot("alice", [5]), 30 * 60)  # all within their ttl: LRU, counted
+    assert snapshots.get("half-day") is None and snapshots.early_evictions == 1
+    assert snapshots.evictions == 2
 
 
 def test_common_prefix() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from tether.protocol.items import Item
+from tether.protocol.prompt_cache import TTL_SECONDS
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool, ToolChoice
 
@@ -69,6 +70,7 @@ class Generation:
     prompt_cache_key: str | None = None  # the client's name for a conversation's shared prefix
     origin: str | None = None  # the WebSocket connection that sent it; None over HTTP (for metrics)
     generate: bool = True  # False: a warm-up (D2), which only prepares the context
+    cache_ttl_s: float = TTL_SECONDS["30m"]  # keep what it caches at least this long (`ttl`)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class CacheStats:
     evictions: int = 0
     prompt_heads: tuple[tuple[str, str, int], ...] = ()
     snapshot_bytes_copied: int = 0  # KV copied out to snapshots and back in, in all
+    early_evictions: int = 0  # snapshots evicted for room within the `ttl` asked for them
     sequences_resident: int = 0  # conversations the context holds now
     threads: int = 0  # CPU threads the engine's steps run on now
 

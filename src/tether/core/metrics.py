@@ -165,6 +165,12 @@ class _BackendCollector(Collector):
             value=stats.evictions,
         )
         yield CounterMetricFamily(
+            "tether_kv_snapshot_early_evictions",
+            "KV snapshots evicted for room before the ttl their request asked for "
+            "(prompt_cache_options.ttl) had passed.",
+            value=stats.early_evictions,
+        )
+        yield CounterMetricFamily(
             "tether_kv_snapshot_copied_bytes",
             "Bytes of KV copied out to snapshots and back into the context.",
             value=stats.snapshot_bytes_copied,

@@ -46,7 +46,7 @@ from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart
-from tether.protocol.prompt_cache import Diagnostics
+from tether.protocol.prompt_cache import TTL_SECONDS, Diagnostics
 from tether.protocol.request import CreateRequest
 from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
@@ -225,6 +225,7 @@ class Responses:
             prompt_cache_key=request.prompt_cache_key,
             generate=request.generate,
             origin=origin,
+            cache_ttl_s=TTL_SECONDS[request.prompt_cache.ttl],
         )
 
     async def _execute(self, running: Running, work: turn.Turn) -> None:

@@ -136,6 +136,7 @@ class LocalBackend:
             snapshot_bytes=snapshots.bytes,
             snapshots=len(snapshots),
             evictions=snapshots.evictions,
+            early_evictions=snapshots.early_evictions,
             prompt_heads=tuple((found, left, count) for (found, left), count in scheduler.heads.items()),
             snapshot_bytes_copied=scheduler.copied,
             sequences_resident=sum(bool(sequence.tokens) for sequence in self._context.sequences),

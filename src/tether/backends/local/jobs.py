@@ -48,6 +48,7 @@ class Job:
     temperature: float
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
+    cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         temperature=generation.temperature,
         top_p=generation.top_p,
         tool_call=bool(forced_tools(generation)),
+        cache_ttl_s=generation.cache_ttl_s,
     )
 
 

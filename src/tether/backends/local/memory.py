@@ -10,9 +10,12 @@ Two stores, both keyed by response id and both searchable by content:
   kept.
 - `KvSnapshots`: the model's KV state of a conversation (llama.cpp per-sequence state, ~23 KB a
   token for SmolLM2-135M) with the tokens it holds, taken when another conversation is about to
-  displace it from the context; a prompt restores the one sharing its longest token prefix. An
-  LRU under a byte budget; snapshots a live connection may continue from soon (`hold`) are
-  evicted last. A missing snapshot only costs a re-prefill from the token ids, never an error.
+  displace it from the context; a prompt restores the one sharing its longest token prefix. Under
+  a byte budget, evicted in this order, least recently used first within each: those idle past
+  the `ttl` their request asked for (`prompt_cache_options.ttl`), then those a live connection is
+  not about to continue (`hold`), then any; one evicted within its `ttl` is counted
+  (`early_evictions`). A missing snapshot only costs a re-prefill from the token ids, never an
+  error.
 
 Both are used from the model and tokenizer threads and, for `hold`/`release`, from the event loop,
 so each guards itself with a lock.
@@ -22,9 +25,10 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,31 +120,42 @@ class KvSnapshot:
 
 
 class KvSnapshots:
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget_bytes = budget_bytes
         self.bytes = 0
         self.evictions = 0
+        self.early_evictions = 0  # evicted for room while still within their `ttl`
         self._snapshots: OrderedDict[str, KvSnapshot] = OrderedDict()
+        self._ttl_s: dict[str, float] = {}
+        self._kept_until: dict[str, float] = {}  # idle past this, a snapshot goes first
         self._held: set[str] = set()
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def put(self, response_id: str, snapshot: KvSnapshot) -> None:
+    def put(self, response_id: str, snapshot: KvSnapshot, ttl_s: float) -> None:
+        """Keep `snapshot` of `response_id`, at least `ttl_s` seconds past its last use if the
+        budget allows."""
         with self._lock:
             self._drop(response_id)
-            if snapshot.size > self.budget_bytes:
+            if snapshot.size > self.budget_bytes:  # never kept, so not for its `ttl` either
                 self.evictions += 1
+                self.early_evictions += 1
                 return
             self._snapshots[response_id] = snapshot
+            self._ttl_s[response_id] = ttl_s
+            self._used(response_id)
             self.bytes += snapshot.size
             while self.bytes > self.budget_bytes:
-                self._drop(self._victim())
+                victim = self._victim()
+                self.early_evictions += self._kept_until[victim] > self._clock()
+                self._drop(victim)
                 self.evictions += 1
 
     def get(self, response_id: str | None) -> KvSnapshot | None:
         with self._lock:
             snapshot = self._snapshots.get(response_id or "")
             if snapshot is not None:
-                self._snapshots.move_to_end(response_id or "")
+                self._used(response_id or "")
             return snapshot
 
     def __len__(self) -> int:
@@ -151,14 +166,17 @@ class KvSnapshots:
         (the most recent on a tie); None when none shares a token."""
         wanted = np.asarray(tokens)  # once, not per snapshot: a prompt holds thousands
         with self._lock:
-            best: tuple[KvSnapshot, int] | None = None
-            for snapshot in reversed(self._snapshots.values()):
+            best: tuple[str, KvSnapshot, int] | None = None
+            for response_id, snapshot in reversed(self._snapshots.items()):
                 if snapshot.scope != scope:
                     continue
                 shared = common_prefix(snapshot.tokens, wanted)
-                if shared > 0 and (best is None or shared > best[1]):
-                    best = (snapshot, shared)
-            return best
+                if shared > 0 and (best is None or shared > best[2]):
+                    best = (response_id, snapshot, shared)
+            if best is None:
+                return None
+            self._used(best[0])
+            return best[1], best[2]
 
     def hold(self, response_id: str) -> None:
         with self._lock:
@@ -168,11 +186,19 @@ class KvSnapshots:
         with self._lock:
             self._held.discard(response_id)
 
+    def _used(self, response_id: str) -> None:
+        self._snapshots.move_to_end(response_id)
+        self._kept_until[response_id] = self._clock() + self._ttl_s[response_id]
+
     def _victim(self) -> str:
-        """The least recently used snapshot nobody holds, else the least recently used."""
-        return next((rid for rid in self._snapshots if rid not in self._held), next(iter(self._snapshots)))
+        """See the module: idle past its `ttl` and not held, else not held, else any (LRU)."""
+        now = self._clock()
+        order = list(self._snapshots)  # least recently used first
+        expired = (rid for rid in order if self._kept_until[rid] <= now and rid not in self._held)
+        return next(expired, next((rid for rid in order if rid not in self._held), order[0]))
 
     def _drop(self, response_id: str) -> None:
         snapshot = self._snapshots.pop(response_id, None)
         if snapshot is not None:
             self.bytes -= snapshot.size
+            del self._ttl_s[response_id], self._kept_until[response_id]

@@ -202,7 +202,8 @@ class Scheduler:
         else:
             sequence = min(idle, key=lambda s: (bool(s.tokens), s.used))  # empty, else the oldest
         if sequence.resident is not None and shares[sequence] < len(sequence.tokens):
-            self._snapshots.put(sequence.resident, snapshot := context.capture(sequence))
+            snapshot = context.capture(sequence)
+            self._snapshots.put(sequence.resident, snapshot, sequence.resident_ttl_s)
             self.copied += snapshot.size
         sequence.resident = None
         if sequence.scope != job.cache_scope:
@@ -331,7 +332,7 @@ class Scheduler:
             marks = (*marks, (following(marks[-1][0], output), len(tokens)))
         record = TokenRecord(tokens, job.system_len, items, sequence.singles, marks, job.origin)
         self._records.put(job.response_id, record)
-        sequence.resident = job.response_id
+        sequence.resident, sequence.resident_ttl_s = job.response_id, job.cache_ttl_s
 
     def _release(self, running: _Running, error: BaseException | None = None) -> None:
         """The task is done (or failed with `error`): its sequence is free again."""

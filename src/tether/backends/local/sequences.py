@@ -34,6 +34,7 @@ class Sequence:
     singles: tuple[Span, ...] = ()  # the positions it evaluated one at a time
     scope: str | None = None  # whose tokens it holds (`Generation.cache_scope`)
     resident: str | None = None  # the response whose finished conversation it holds
+    resident_ttl_s: float = 0.0  # how long its request asked it be kept at least (`ttl`)
     busy: bool = False  # a generation or warm-up runs on it
     used: int = 0  # when it was last given work (a counter): the least recent is displaced first
 
