@@ -3,6 +3,7 @@ echoed, `prewarm` over HTTP and WebSocket, `cache_write_tokens` in usage."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -217,3 +218,57 @@ def test_a_tool_added_on_the_local_model_misses_what_it_prefilled_again(local_se
     missed(changed, "tools_changed")
     # The tools are in the system block: nearly the whole prompt was prefilled again.
     assert changed.prompt_cache_diagnostics.cache_missed_tokens > first.usage.input_tokens // 2  # type: ignore[union-attr]
+
+
+def marked(text: str) -> dict[str, Any]:
+    """A developer message that ends a reusable prefix (`prompt_cache_breakpoint`)."""
+    part = {"type": "input_text", "text": text, "prompt_cache_breakpoint": {"mode": "explicit"}}
+    return {"role": "developer", "content": [part]}
+
+
+EXPLICIT: dict[str, Any] = {"prompt_cache_options": {"mode": "explicit"}}
+DOCUMENT = "Chapter one. " * 60
+
+
+def test_explicit_caching_keeps_the_marked_prefix_and_nothing_else(scripted_server: TetherServer) -> None:
+    client = scripted_server.client()
+    first = client.responses.create(
+        model=SCRIPTED, input=[marked(DOCUMENT), {"role": "user", "content": "Summarise it."}], **EXPLICIT
+    )
+    found, wrote = written(first)
+    assert 0 < wrote < first.usage.input_tokens  # type: ignore[union-attr]  # the document, not the question
+    second = client.responses.create(model=SCRIPTED, input="And chapter two?", previous_response_id=first.id,
+                                     **EXPLICIT)  # fmt: skip
+    cached, _ = written(second)
+    kept = found + wrote
+    assert kept - 1 <= cached <= kept  # the marked prefix (in whole tokens), neither question nor answer
+    stored = client.responses.input_items.list(first.id, order="asc").data[0]
+    assert stored.content[0].prompt_cache_breakpoint is not None  # type: ignore[union-attr]
+    # Explicit without a mark writes nothing: its continuation finds nothing of it.
+    unmarked = client.responses.create(model=SCRIPTED, input="Chapter three. " * 60, **EXPLICIT)
+    assert written(unmarked)[1] == 0
+    after = client.responses.create(model=SCRIPTED, input="More.", previous_response_id=unmarked.id)
+    assert written(after)[0] == 0
+
+
+@pytest.mark.local_model
+def test_explicit_caching_on_the_local_model_keeps_exactly_the_marked_prefix(
+    local_server: TetherServer,
+) -> None:
+    client = local_server.client()
+    settings: dict[str, Any] = {"model": LOCAL, "max_output_tokens": 8, "temperature": 0, **EXPLICIT}
+    document = [marked(f"Document {uuid.uuid4()}. {DOCUMENT}"), {"role": "user", "content": "Summarise it."}]
+    first = client.responses.create(input=document, **settings)
+    _, wrote = written(first)
+    assert 0 < wrote < first.usage.input_tokens  # type: ignore[union-attr]
+    second = client.responses.create(input="And the end?", previous_response_id=first.id, **settings)
+    # Exactly what the first turn found and wrote (the prefix to the document's end): neither
+    # the question nor the answer.
+    assert written(second)[0] == sum(written(first))
+    unmarked = client.responses.create(
+        input=f"Unmarked {uuid.uuid4()}. {DOCUMENT}", instructions=f"Session {uuid.uuid4()}.", **settings
+    )
+    assert written(unmarked)[1] == 0
+    after = client.responses.create(input="More.", previous_response_id=unmarked.id,
+                                    instructions=unmarked.instructions, **settings)  # fmt: skip
+    assert written(after)[0] < 10  # at most the opening tokens every conversation shares

@@ -49,6 +49,7 @@ def test_lenient_items_from_real_clients() -> None:
     kinds = [type(item) for item in request.input]
     assert kinds == [Message, FunctionCall, FunctionCallOutput, Message, OpaqueItem, OpaqueItem]
     assert request.input[0].phase == "final_answer"  # type: ignore[union-attr]
+    assert request.input[3].breakpoint  # type: ignore[union-attr]  # `true`: a breakpoint, leniently
 
 
 def test_ws_accepts_stream_and_warmups_and_refuses_background() -> None:

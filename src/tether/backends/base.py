@@ -16,8 +16,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
-from tether.protocol.items import Item
-from tether.protocol.prompt_cache import TTL_SECONDS
+from tether.protocol.items import Item, Message
+from tether.protocol.prompt_cache import TTL_SECONDS, Mode
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool, ToolChoice
 
@@ -71,6 +71,19 @@ class Generation:
     origin: str | None = None  # the WebSocket connection that sent it; None over HTTP (for metrics)
     generate: bool = True  # False: a warm-up (D2), which only prepares the context
     cache_ttl_s: float = TTL_SECONDS["30m"]  # keep what it caches at least this long (`ttl`)
+    # `implicit`: what it prefills is kept for reuse; `explicit`: only up to its last message
+    # marked `prompt_cache_breakpoint` (`kept_items`), nothing without one.
+    cache_mode: Mode = "implicit"
+
+    @property
+    def kept_items(self) -> int | None:
+        """How many of `items` the cache keeps (their prefix); None: all, and the output too."""
+        if self.cache_mode == "implicit":
+            return None
+        marked = [
+            index for index, item in enumerate(self.items) if isinstance(item, Message) and item.breakpoint
+        ]
+        return marked[-1] + 1 if marked else 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ A text answer is words of exactly four bytes, derived from the last user message
 else 16. Function-call arguments are not shortened, so a small `max_output_tokens` cuts them and
 the response ends `incomplete`.
 
+Explicit caching (`prompt_cache_options.mode`) keeps only the context up to its last message
+marked `prompt_cache_breakpoint`, and nothing without one.
+
 A steer (`Cancellation.wrap_up`) stops a text answer before its next word, and never a call: the
 call is finished, so where a steered response stops is exactly the words it had streamed.
 
@@ -32,6 +35,7 @@ whole tokens; a change early on (other instructions or tools) makes everything a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -86,10 +90,8 @@ class ScriptedBackend:
 
     async def prepare(self, prompt: Prompt, cancel: Cancellation) -> Usage:
         """Charges prefill like a turn and caches the context, so the next turn finds it warm."""
-        generation, context = prompt.generation, str(prompt.rendered)
         cached = await self._prefill(prompt, Schedule())
-        self._renders.put(generation.response_id, context)
-        return Usage(prompt.input_tokens, cached, 0, prompt.input_tokens - cached)
+        return Usage(prompt.input_tokens, cached, 0, self._keep(prompt, str(prompt.rendered), cached))
 
     async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
         generation, context = prompt.generation, str(prompt.rendered)
@@ -117,9 +119,21 @@ class ScriptedBackend:
             yield ToolCallDelta(piece) if tool else TextDelta(piece)
         if cancel.is_set:
             return
-        output = _render_output(tool, "".join(produced))
-        self._renders.put(generation.response_id, context + "\n" + output)
-        yield Finished(reason, Usage(input_tokens, cached, len(produced), input_tokens - cached))
+        whole = context + "\n" + _render_output(tool, "".join(produced))
+        yield Finished(reason, Usage(input_tokens, cached, len(produced), self._keep(prompt, whole, cached)))
+
+    def _keep(self, prompt: Prompt, whole: str, cached: int) -> int:
+        """Keep what a continuation may reuse — `whole` (the context, and the output if any), or
+        with explicit caching only the context up to its last marked message — and say how many
+        tokens that wrote."""
+        generation, kept = prompt.generation, prompt.generation.kept_items
+        if kept == 0:
+            return 0
+        text = (
+            whole if kept is None else render(dataclasses.replace(generation, items=generation.items[:kept]))
+        )
+        self._renders.put(generation.response_id, text)
+        return max(0, (prompt.input_tokens if kept is None else count_tokens(text)) - cached)
 
     async def _prefill(self, prompt: Prompt, schedule: Schedule) -> int:
         """Wait for the tokens not cached for this conversation; how many were cached."""

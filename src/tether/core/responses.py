@@ -226,6 +226,7 @@ class Responses:
             generate=request.generate,
             origin=origin,
             cache_ttl_s=TTL_SECONDS[request.prompt_cache.ttl],
+            cache_mode=request.prompt_cache.mode,
         )
 
     async def _execute(self, running: Running, work: turn.Turn) -> None:

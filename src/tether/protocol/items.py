@@ -35,12 +35,15 @@ class TextPart:
 
     type: Literal["input_text", "output_text", "refusal"]
     text: str
+    breakpoint: bool = False  # `prompt_cache_breakpoint`: a reusable prefix ends here
 
     def to_wire(self) -> dict[str, Any]:
         if self.type == "refusal":
             return {"type": "refusal", "refusal": self.text}
         if self.type == "output_text":
             return {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
+        if self.breakpoint:
+            return {"type": "input_text", "text": self.text, "prompt_cache_breakpoint": {"mode": "explicit"}}
         return {"type": "input_text", "text": self.text}
 
 
@@ -53,6 +56,10 @@ class AttachmentPart:
 
     def to_wire(self) -> dict[str, Any]:
         return {"type": self.type, **dict(self.fields)}
+
+    @property
+    def breakpoint(self) -> bool:
+        return "prompt_cache_breakpoint" in dict(self.fields)
 
     @property
     def placeholder(self) -> str:
@@ -74,6 +81,11 @@ class Message:
     @property
     def text(self) -> str:
         return "".join(p.text if isinstance(p, TextPart) else p.placeholder for p in self.content)
+
+    @property
+    def breakpoint(self) -> bool:
+        """A part of it ends a reusable prompt prefix (`prompt_cache_breakpoint`)."""
+        return any(part.breakpoint for part in self.content)
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": "message", "id": self.id, "role": self.role}
@@ -262,7 +274,10 @@ def _parse_parts(value: Any, path: str, param: str, *, assistant: bool) -> tuple
         if not isinstance(raw, Mapping):
             raise _bad(where, "expected an object", param)
         kind = raw.get("type")
-        if kind in ("input_text", "output_text"):
+        marked = _breakpoint(raw)
+        if kind == "input_text":
+            parts.append(TextPart(kind, _string(raw, "text", where, param), marked))
+        elif kind == "output_text":
             parts.append(TextPart(kind, _string(raw, "text", where, param)))
         elif kind == "refusal":
             parts.append(TextPart("refusal", _string(raw, "refusal", where, param)))
@@ -272,6 +287,13 @@ def _parse_parts(value: Any, path: str, param: str, *, assistant: bool) -> tuple
         else:
             raise _bad(where, f"unknown content part type {kind!r}", param)
     return tuple(parts)
+
+
+def _breakpoint(raw: Mapping[str, Any]) -> bool:
+    """Whether the part carries a `prompt_cache_breakpoint`: the SDK's `{"mode": "explicit",
+    "ttl"?}`, or `true` as some clients send it; leniently, anything else is no breakpoint."""
+    marker = raw.get("prompt_cache_breakpoint")
+    return marker is True or isinstance(marker, Mapping)
 
 
 def _string(raw: Mapping[str, Any], key: str, path: str, param: str) -> str:

@@ -49,6 +49,14 @@ class Job:
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
     cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
+    # Explicit caching: the tokens and items of the prefix kept, up to the end of its last
+    # marked message (0: nothing); None: the whole conversation is kept, its reply too.
+    kept: tuple[int, int] | None
+
+    def written(self, cached: int) -> int:
+        """The tokens it adds to the cache, `cached` of its prompt having been found there."""
+        kept = len(self.prompt) if self.kept is None else self.kept[0]
+        return max(0, kept - cached)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
     if head is None:
         head = _Head(system, ((chain[0], len(system)),), (), 0, "none", None)
     prompt, marks = list(head.tokens), list(head.marks)
+    ends: dict[int, int] = {}  # where the block of each item rendered here ends
     # The head's marks go on with this request's addresses only where they are its own chain.
     before = 1 + sum(1 for index, _ in rendered if index < head.rest)
     extends = len(marks) == before <= len(chain) and marks[-1][0] == chain[before - 1]
@@ -80,6 +89,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         if index < head.rest:
             continue
         prompt += chatml.block(block)
+        ends[index] = len(prompt)
         if extends:
             marks.append((chain[len(marks)], len(prompt)))
     prompt += chatml.opening(generation) if opening else []
@@ -106,6 +116,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         top_p=generation.top_p,
         tool_call=bool(forced_tools(generation)),
         cache_ttl_s=generation.cache_ttl_s,
+        kept=_kept(generation, head, ends),
     )
 
 
@@ -133,6 +144,15 @@ def _by_content(records: TokenRecords, chain: list[bytes], rendered: list[tuple[
     rest = rendered[shared - 2][0] + 1 if shared > 1 else 0  # the system block is no item
     singles = within(record.singles, end)
     return _Head(record.tokens[:end].tolist(), record.marks[:shared], singles, rest, "content", record.origin)
+
+
+def _kept(generation: Generation, head: _Head, ends: dict[int, int]) -> tuple[int, int] | None:
+    """What explicit caching keeps: the prefix to the end of the last marked message (a mark
+    inside the head, which the cache already held, keeps the head)."""
+    items = generation.kept_items
+    if items is None or items == 0:
+        return None if items is None else (0, 0)
+    return ends.get(items - 1, len(head.tokens)), items
 
 
 def _left(head: _Head, origin: str | None) -> Left:

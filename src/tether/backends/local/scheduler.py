@@ -308,26 +308,36 @@ class Scheduler:
             output = Block("assistant", text + tail) if text + tail else None
         for event in events:
             task.handoff.send(event)
-        if running.produced:  # an output item exists: remember the conversation with it
+        # Remembered when an output item exists (or when explicit caching says what to keep).
+        if running.produced or job.kept is not None:
             closing = self._chatml.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)
-        usage = Usage(len(job.prompt), running.cached, running.produced, len(job.prompt) - running.cached)
+        usage = Usage(len(job.prompt), running.cached, running.produced, job.written(running.cached))
         task.handoff.send(Finished(reason, usage))
         self._release(running)
 
     def _warmed(self, running: _Running) -> None:
         job = running.task.job
         self._remember(running, [], items=job.items, output=None)
-        usage = Usage(len(job.prompt), running.cached, 0, len(job.prompt) - running.cached)
+        usage = Usage(len(job.prompt), running.cached, 0, job.written(running.cached))
         running.task.handoff.send(Finished("stop", usage))
         self._release(running)
 
     def _remember(self, running: _Running, closing: list[int], items: int, output: Block | None) -> None:
         """Record the conversation the sequence now holds (`closing` still to be evaluated), its
-        output block addressed after the prompt's when there is one."""
+        output block addressed after the prompt's when there is one. Explicit caching keeps
+        only the prefix its request marked: the sequence forgets the rest, and so does the
+        record; nothing at all without a mark."""
         job, sequence = running.task.job, running.sequence
+        if job.kept is not None:
+            kept, items = job.kept
+            self._context.forget_from(sequence, min(kept, len(sequence.tokens)))
+            if not kept:
+                sequence.resident = None
+                return
+            closing, output = [], None
         tokens = array("i", sequence.tokens + closing)
-        marks = job.marks
+        marks = tuple(mark for mark in job.marks if mark[1] <= len(tokens))
         if output is not None and job.addressed:
             marks = (*marks, (following(marks[-1][0], output), len(tokens)))
         record = TokenRecord(tokens, job.system_len, items, sequence.singles, marks, job.origin)
