@@ -355,9 +355,23 @@ def test_several_upstreams_one_model_each(
         since = len(recorder.entries())
         client.responses.create(model="direct", input="Hi.", max_output_tokens=4)
         assert recorder.completions(since) == []
-        client.responses.create(model="via-proxy", input="Hi.", max_output_tokens=4)
+        first = client.responses.create(model="via-proxy", input="Hi.", max_output_tokens=4)
         (sent,) = recorder.completions(since)
         assert sent["json"]["model"] == "via-proxy"
+        # Cache diagnostics on engines: each model's cache is its own.
+        for model, seen in (("via-proxy", "cache_hit"), ("direct", "cache_miss")):
+            then = client.responses.create(
+                model=model, input="Again.", max_output_tokens=4, previous_response_id=first.id,
+                prompt_cache_options={"comparison_response_id": first.id},
+            )  # fmt: skip
+            diagnostics = then.prompt_cache_diagnostics
+            assert diagnostics is not None and diagnostics.type == seen
+        assert diagnostics.reason == "model_changed"  # type: ignore[union-attr]
+        usage = then.usage
+        assert usage is not None
+        assert (
+            diagnostics.cache_missed_tokens == usage.input_tokens - usage.input_tokens_details.cached_tokens
+        )  # type: ignore[union-attr]
 
 
 def test_an_engine_killed_mid_stream_fails_the_response_and_the_socket_recovers(tmp_path: Path) -> None:
