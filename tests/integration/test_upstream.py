@@ -169,6 +169,34 @@ def test_a_websocket_tool_chain_sends_the_engine_a_byte_stable_prefix(
     assert len(keys) == 1 and None not in keys
 
 
+def test_a_custom_tool_loop_through_the_engine(tether: TetherServer, recorder: Recorder) -> None:
+    """The engine sees a function taking one string; the client gets a `custom_tool_call` with
+    that string as its raw input, and its output goes back as the tool's message."""
+    since = len(recorder.entries())
+    tool = {"type": "custom", "name": "run_shell", "description": "Run a shell command."}
+    with tether.client().responses.connect() as conn:
+        first = run_turn(conn, input="List the files in this folder.", tools=[tool], store=False,
+                         tool_choice={"type": "custom", "name": "run_shell"}, max_output_tokens=60,
+                         temperature=0)  # fmt: skip
+        [call] = first.output
+        assert call.type == "custom_tool_call" and call.name == "run_shell" and call.input
+        output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "README.md"}
+        second = run_turn(conn, previous_response_id=first.id, input=[output], tools=[tool], store=False,
+                          max_output_tokens=16, temperature=0)  # fmt: skip
+        assert second.status in ("completed", "incomplete")
+    sent = recorder.completions(since)
+    [offered] = sent[0]["json"]["tools"]
+    assert offered["function"]["name"] == "run_shell"
+    assert offered["function"]["parameters"]["properties"] == {"input": {"type": "string"}}
+    replayed = sent[1]["json"]["messages"][-2]["tool_calls"][0]["function"]
+    assert orjson.loads(replayed["arguments"]) == {"input": call.input}
+    assert sent[1]["json"]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": call.call_id,
+        "content": "README.md",
+    }
+
+
 def test_sse_over_http_streams_the_engine_s_tokens(tether: TetherServer, recorder: Recorder) -> None:
     client = tether.client()
     with client.responses.stream(

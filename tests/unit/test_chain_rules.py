@@ -18,7 +18,6 @@ from tether.protocol.items import (
     Item,
     ItemReference,
     Message,
-    OpaqueItem,
     TextPart,
 )
 
@@ -40,10 +39,10 @@ def test_an_output_before_its_call_is_refused() -> None:
 
 
 def test_custom_tool_outputs_follow_the_same_rule() -> None:
-    call = OpaqueItem("custom_tool_call", (), call_id="call_c")
-    check_call_ids([call], [OpaqueItem("custom_tool_call_output", (), call_id="call_c")])
+    call = FunctionCall("call_c", "apply_patch", "*** Begin Patch", custom=True)
+    check_call_ids([call], [FunctionCallOutput("call_c", "done", custom=True)])
     with pytest.raises(ApiError):
-        check_call_ids([], [OpaqueItem("custom_tool_call_output", (), call_id="call_c")])
+        check_call_ids([], [FunctionCallOutput("call_c", "done", custom=True)])
 
 
 # --- resolution (§4.1.2 phase 2, §8.3) -------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_a_text_answer_has_the_documented_sequence() -> None:
 def test_stream_id_is_on_every_event_of_a_named_lane() -> None:
     events = new_events(stream_id="main")
     out = [events.created(), events.in_progress(), *events.open_function_call("fc_1", "call_1", "f")]
-    out += [events.arguments_delta("{}"), *events.close_function_call()]
+    out += [*events.arguments_delta("{}"), *events.close_function_call()]
     out.append(events.completed(USAGE, completed_at=2))
     assert all(e["stream_id"] == "main" for e in out)
     assert out[-1]["response"]["output"][0]["arguments"] == "{}"

@@ -23,7 +23,6 @@ from tether.protocol.items import (
     FunctionCallOutput,
     Item,
     ItemReference,
-    OpaqueItem,
     item_type,
     parse_item,
     with_id,
@@ -145,15 +144,11 @@ def check_call_ids(history: Iterable[Item], new_input: Iterable[Item]) -> None:
 def _call_ids_made(item: Item) -> tuple[str, ...]:
     if isinstance(item, FunctionCall):
         return (item.call_id,)
-    if isinstance(item, OpaqueItem) and item.type == "custom_tool_call" and item.call_id:
-        return (item.call_id,)
     return ()
 
 
 def _call_id_answered(item: Item) -> str | None:
     if isinstance(item, FunctionCallOutput):
-        return item.call_id
-    if isinstance(item, OpaqueItem) and item.type == "custom_tool_call_output":
         return item.call_id
     return None
 

@@ -45,7 +45,7 @@ from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
-from tether.protocol.items import Compaction, Item, Message, TextPart
+from tether.protocol.items import Compaction, Item, Message, TextPart, as_model_sees
 from tether.protocol.prompt_cache import TTL_SECONDS, Diagnostics
 from tether.protocol.request import CreateRequest
 from tether.protocol.resources import Order
@@ -213,7 +213,7 @@ class Responses:
             response_id=response_id,
             parent_id=request.previous_response_id,
             model=str(request.model),
-            items=context.items,
+            items=tuple(as_model_sees(item) for item in context.items),
             instructions=request.instructions,
             tools=request.tools,
             tool_choice=request.tool_choice,

@@ -83,6 +83,10 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     first_output: float | None = None  # when the first output delta was emitted
 
+    @property
+    def custom_tools(self) -> frozenset[str]:
+        return frozenset(tool.name for tool in self.prompt.generation.tools if tool.custom)
+
     def usage_so_far(self) -> Usage:
         return self.usage or Usage(self.prompt.input_tokens, 0, self.output_deltas)
 
@@ -148,12 +152,14 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
         turn.first_output = time.monotonic()
     if isinstance(model_event, ToolCallStarted):
         closed = events.close_open("completed")
-        call = events.open_function_call(ids.function_call_id(), ids.call_id(), model_event.name)
+        custom = model_event.name in turn.custom_tools
+        item_id = ids.custom_tool_call_id() if custom else ids.function_call_id()
+        call = events.open_function_call(item_id, ids.call_id(), model_event.name, custom)
         await _emit_all(turn, [*closed, *call])
         return
     turn.output_deltas += 1
     if isinstance(model_event, ToolCallDelta):
-        await turn.sink.emit(events.arguments_delta(model_event.arguments))
+        await _emit_all(turn, events.arguments_delta(model_event.arguments))
         return
     if not model_event.text:
         return

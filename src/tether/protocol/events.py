@@ -55,6 +55,16 @@ def abandoned(
     return ended, event
 
 
+def custom_input(arguments: str) -> str:
+    """A custom tool's raw input from the arguments the model wrote for it (`{"input": ...}`,
+    `tools.CUSTOM_INPUT`); arguments of another shape are the input as they are."""
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
+
+
 class EmitterMisuse(AssertionError):
     """An event was requested in a state that forbids it (a Tether bug)."""
 
@@ -89,7 +99,7 @@ class ResponseEvents:
 
     @property
     def open_item_type(self) -> str | None:
-        """`message` or `function_call` while one is being streamed, else None."""
+        """`message`, `function_call` or `custom_tool_call` while one is being streamed, else None."""
         return None if self._open is None else str(self._open["type"])
 
     @property
@@ -190,20 +200,33 @@ class ResponseEvents:
             return self.close_message(status)
         return self.close_function_call(status)
 
-    def open_function_call(self, item_id: str, call_id: str, name: str) -> list[Event]:
-        item = {"id": item_id, "type": "function_call", "status": "in_progress",
-                "call_id": call_id, "name": name, "arguments": ""}  # fmt: skip
+    def open_function_call(self, item_id: str, call_id: str, name: str, custom: bool = False) -> list[Event]:
+        """A function call, or a custom tool's (`custom`): the model writes its input as the
+        arguments `{"input": ...}`, which are held, and its `input` streams once they are whole."""
+        if custom:
+            item = {"id": item_id, "type": "custom_tool_call", "status": "in_progress",
+                    "call_id": call_id, "name": name, "input": ""}  # fmt: skip
+        else:
+            item = {"id": item_id, "type": "function_call", "status": "in_progress",
+                    "call_id": call_id, "name": name, "arguments": ""}  # fmt: skip
         self._text = []
         return [self._open_item(item)]
 
-    def arguments_delta(self, delta: str) -> Event:
-        self._expect_open("arguments_delta", "function_call")
+    def arguments_delta(self, delta: str) -> list[Event]:
+        item = self._expect_open("arguments_delta", "function_call", "custom_tool_call")
         self._text.append(delta)
-        return self._item_event("response.function_call_arguments.delta", delta=delta)
+        if item["type"] == "custom_tool_call":
+            return []
+        return [self._item_event("response.function_call_arguments.delta", delta=delta)]
 
     def close_function_call(self, status: str = "completed") -> list[Event]:
-        item = self._expect_open("close_function_call", "function_call")
-        item["arguments"] = "".join(self._text)
+        item = self._expect_open("close_function_call", "function_call", "custom_tool_call")
+        self._fill(item)
+        if item["type"] == "custom_tool_call":
+            text = item["input"]
+            delta = [self._item_event("response.custom_tool_call_input.delta", delta=text)] if text else []
+            done = self._item_event("response.custom_tool_call_input.done", input=text)
+            return [*delta, done, self._close_item(status)]
         done = self._item_event("response.function_call_arguments.done", arguments=item["arguments"])
         return [done, self._close_item(status)]
 
@@ -252,6 +275,8 @@ class ResponseEvents:
         text = "".join(self._text)
         if item["type"] == "message":
             item["content"] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+        elif item["type"] == "custom_tool_call":
+            item["input"] = custom_input(text)
         else:
             item["arguments"] = text
 
@@ -261,6 +286,10 @@ class ResponseEvents:
         if item["type"] == "message":
             part = TextPart("output_text", text)
             return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])
+        if item["type"] == "custom_tool_call":
+            return FunctionCall(
+                item["call_id"], item["name"], custom_input(text), item["id"], item["status"], True
+            )
         return FunctionCall(item["call_id"], item["name"], text, id=item["id"], status=item["status"])
 
     def _item_event(self, kind: str, **fields: Any) -> Event:
@@ -281,8 +310,8 @@ class ResponseEvents:
         if self._phase is not phase:
             raise EmitterMisuse(f"{call} needs phase {phase.value}, the response is {self._phase.value}")
 
-    def _expect_open(self, call: str, item_type: str) -> dict[str, Any]:
-        if self._open is None or self._open["type"] != item_type:
+    def _expect_open(self, call: str, *item_types: str) -> dict[str, Any]:
+        if self._open is None or self._open["type"] not in item_types:
             open_type = self._open["type"] if self._open else "nothing"
-            raise EmitterMisuse(f"{call} needs an open {item_type}, {open_type} is open")
+            raise EmitterMisuse(f"{call} needs an open {' or '.join(item_types)}, {open_type} is open")
         return self._open

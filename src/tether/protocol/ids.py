@@ -20,6 +20,10 @@ def function_call_id() -> str:
     return "fc_" + secrets.token_hex(24)
 
 
+def custom_tool_call_id() -> str:
+    return "ctc_" + secrets.token_hex(24)
+
+
 def call_id() -> str:
     """The value a client echoes back in `function_call_output`: 24 alphanumerics, as OpenAI's."""
     return "call_" + "".join(secrets.choice(_ALNUM) for _ in range(24))

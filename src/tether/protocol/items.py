@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import orjson
+
 from tether.protocol.errors import ApiError, invalid_request
 
 Role = Literal["user", "assistant", "system", "developer"]
@@ -99,13 +101,20 @@ class Message:
 
 @dataclass(frozen=True)
 class FunctionCall:
+    """A `function_call`, or a `custom_tool_call` (`custom`), whose `arguments` are its raw
+    `input`."""
+
     call_id: str
     name: str
     arguments: str
     id: str | None = None
     status: str | None = None
+    custom: bool = False
 
     def to_wire(self) -> dict[str, Any]:
+        if self.custom:
+            return {"type": "custom_tool_call", "id": self.id, "call_id": self.call_id, "name": self.name,
+                    "input": self.arguments, "status": self.status or "completed"}  # fmt: skip
         return {
             "type": "function_call",
             "id": self.id,
@@ -118,10 +127,13 @@ class FunctionCall:
 
 @dataclass(frozen=True)
 class FunctionCallOutput:
+    """A `function_call_output`, or a `custom_tool_call_output` (`custom`)."""
+
     call_id: str
     output: str | tuple[ContentPart, ...]
     id: str | None = None
     status: str | None = None
+    custom: bool = False
 
     @property
     def text(self) -> str:
@@ -132,7 +144,7 @@ class FunctionCallOutput:
     def to_wire(self) -> dict[str, Any]:
         output = self.output if isinstance(self.output, str) else [p.to_wire() for p in self.output]
         return {
-            "type": "function_call_output",
+            "type": "custom_tool_call_output" if self.custom else "function_call_output",
             "id": self.id,
             "call_id": self.call_id,
             "output": output,
@@ -163,7 +175,7 @@ class Compaction:
 
 @dataclass(frozen=True)
 class OpaqueItem:
-    """Reasoning, custom-tool and hosted-tool records: stored and echoed, never rendered."""
+    """Reasoning and hosted-tool records: stored and echoed, never rendered."""
 
     type: str
     fields: tuple[tuple[str, Any], ...]
@@ -175,6 +187,17 @@ class OpaqueItem:
 
 
 Item = Message | FunctionCall | FunctionCallOutput | ItemReference | Compaction | OpaqueItem
+
+
+def as_model_sees(item: Item) -> Item:
+    """`item` as a backend renders it: a custom tool's call is a function call whose arguments
+    are `{"input": <its raw input>}` (`tools.CUSTOM_INPUT`), its output a function's output."""
+    if isinstance(item, FunctionCall) and item.custom:
+        arguments = orjson.dumps({"input": item.arguments}).decode()
+        return replace(item, arguments=arguments, custom=False)
+    if isinstance(item, FunctionCallOutput) and item.custom:
+        return replace(item, custom=False)
+    return item
 
 
 def with_id(item: Item, new_id: str) -> Item:
@@ -215,7 +238,16 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             id=_optional_string(raw, "id", path, param),
             status=_optional_string(raw, "status", path, param),
         )
-    if kind == "function_call_output":
+    if kind == "custom_tool_call":
+        return FunctionCall(
+            call_id=_string(raw, "call_id", path, param),
+            name=_string(raw, "name", path, param),
+            arguments=_string(raw, "input", path, param),
+            id=_optional_string(raw, "id", path, param),
+            status=_optional_string(raw, "status", path, param),
+            custom=True,
+        )
+    if kind in ("function_call_output", "custom_tool_call_output"):
         output = raw.get("output")
         if not isinstance(output, str):
             output = _parse_parts(output, f"{path}.output", param, assistant=False)
@@ -224,6 +256,7 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             output=output,
             id=_optional_string(raw, "id", path, param),
             status=_optional_string(raw, "status", path, param),
+            custom=kind == "custom_tool_call_output",
         )
     if kind == "item_reference":
         return ItemReference(id=_string(raw, "id", path, param))
@@ -232,7 +265,7 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             encrypted_content=_string(raw, "encrypted_content", path, param),
             id=_optional_string(raw, "id", path, param),
         )
-    if kind in ("reasoning", "custom_tool_call", "custom_tool_call_output") or kind in (HOSTED_ITEM_TYPES):
+    if kind == "reasoning" or kind in HOSTED_ITEM_TYPES:
         fields = tuple((k, v) for k, v in raw.items() if k not in ("type", "id"))
         call_id = raw.get("call_id")
         return OpaqueItem(

@@ -165,7 +165,9 @@ def _items(steers: Sequence[SteerRequest]) -> tuple[Item, ...]:
 def required_input(output: Sequence[Item]) -> list[dict[str, Any]]:
     """The stubs of what a response that ended on client tool calls waits for (§8.6 step 5)."""
     return [
-        {"type": "function_call_output", "call_id": item.call_id, "name": item.name}
+        {"type": "custom_tool_call_output", "call_id": item.call_id}
+        if item.custom
+        else {"type": "function_call_output", "call_id": item.call_id, "name": item.name}
         for item in output
         if isinstance(item, FunctionCall)
     ]

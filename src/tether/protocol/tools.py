@@ -1,7 +1,10 @@
 """Tool definitions and `tool_choice` (spec §4.2, D3).
 
-Tether runs `function` tools. Every other tool type is dropped from what the model sees and from
-the Response's `tools` echo; naming a dropped tool in `tool_choice` is a 400.
+Tether runs `function` and `custom` tools. A custom (freeform) tool takes raw text: models see it
+as a function with one string parameter, `input` (`CUSTOM_INPUT`), and core turns such a call
+into a `custom_tool_call` whose `input` is that string (`items.FunctionCall.custom`). Every other
+tool type is dropped from what the model sees and from the Response's `tools` echo; naming a
+dropped tool in `tool_choice` is a 400.
 """
 
 from __future__ import annotations
@@ -15,16 +18,48 @@ from tether.protocol.errors import invalid_request
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EMPTY_OBJECT_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+# The function a custom tool is to a model: its raw text input as one string.
+CUSTOM_INPUT: Mapping[str, Any] = {
+    "type": "object",
+    "properties": {"input": {"type": "string"}},
+    "required": ["input"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """A custom tool's `format`: free text, or a grammar (`lark` or `regex`) its input follows."""
+
+    type: Literal["text", "grammar"] = "text"
+    syntax: str | None = None
+    definition: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.type == "text":
+            return {"type": "text"}
+        return {"type": "grammar", "syntax": self.syntax, "definition": self.definition}
 
 
 @dataclass(frozen=True)
 class FunctionTool:
+    """A function tool, or a custom one (`format` set), which models see as a function taking
+    `CUSTOM_INPUT`."""
+
     name: str
     description: str | None
     parameters: Mapping[str, Any]
     strict: bool | None
+    format: InputFormat | None = None
+
+    @property
+    def custom(self) -> bool:
+        return self.format is not None
 
     def to_wire(self) -> dict[str, Any]:
+        if self.format is not None:
+            return {"type": "custom", "name": self.name, "description": self.description,
+                    "format": self.format.to_wire()}  # fmt: skip
         return {
             "type": "function",
             "name": self.name,
@@ -63,9 +98,12 @@ def parse_tools(value: Any) -> tuple[FunctionTool, ...]:
     for i, raw in enumerate(value):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
             raise invalid_request(f"Invalid 'tools[{i}]': expected an object with a 'type'.", "tools")
-        if raw["type"] != "function":
+        if raw["type"] == "function":
+            tool = _parse_function(raw, i)
+        elif raw["type"] == "custom":
+            tool = _parse_custom(raw, i)
+        else:
             continue  # D3: tools Tether cannot run are dropped, not rejected
-        tool = _parse_function(raw, i)
         if tool.name in seen:
             raise invalid_request(f"Duplicate tool name '{tool.name}' in 'tools'.", "tools")
         seen.add(tool.name)
@@ -74,24 +112,53 @@ def parse_tools(value: Any) -> tuple[FunctionTool, ...]:
 
 
 def _parse_function(raw: Mapping[str, Any], i: int) -> FunctionTool:
+    name = _name(raw, i)
+    parameters = raw.get("parameters")
+    if parameters is None:
+        parameters = _EMPTY_OBJECT_SCHEMA
+    if not isinstance(parameters, Mapping):
+        raise invalid_request(f"Invalid 'tools[{i}].parameters': expected a JSON schema.", "tools")
+    strict = raw.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid_request(f"Invalid 'tools[{i}].strict': expected a boolean.", "tools")
+    return FunctionTool(name=name, description=_description(raw, i), parameters=parameters, strict=strict)
+
+
+def _parse_custom(raw: Mapping[str, Any], i: int) -> FunctionTool:
+    value = raw.get("format") or {"type": "text"}
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind == "text":
+        input_format = InputFormat()
+    elif (
+        kind == "grammar"
+        and value.get("syntax") in ("lark", "regex")
+        and isinstance(value.get("definition"), str)
+    ):
+        input_format = InputFormat("grammar", value["syntax"], value["definition"])
+    else:
+        raise invalid_request(
+            f"Invalid 'tools[{i}].format': expected {{'type': 'text'}} or {{'type': 'grammar', "
+            "'syntax': 'lark' | 'regex', 'definition': ...}.",
+            "tools",
+        )
+    return FunctionTool(_name(raw, i), _description(raw, i), CUSTOM_INPUT, True, input_format)
+
+
+def _name(raw: Mapping[str, Any], i: int) -> str:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise invalid_request(
             f"Invalid 'tools[{i}].name': expected 1-64 letters, digits, '_' or '-', got {name!r}.",
             "tools",
         )
-    parameters = raw.get("parameters")
-    if parameters is None:
-        parameters = _EMPTY_OBJECT_SCHEMA
-    if not isinstance(parameters, Mapping):
-        raise invalid_request(f"Invalid 'tools[{i}].parameters': expected a JSON schema.", "tools")
+    return name
+
+
+def _description(raw: Mapping[str, Any], i: int) -> str | None:
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         raise invalid_request(f"Invalid 'tools[{i}].description': expected a string.", "tools")
-    strict = raw.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise invalid_request(f"Invalid 'tools[{i}].strict': expected a boolean.", "tools")
-    return FunctionTool(name=name, description=description, parameters=parameters, strict=strict)
+    return description
 
 
 def parse_tool_choice(value: Any, tools: tuple[FunctionTool, ...]) -> ToolChoice:
@@ -106,9 +173,9 @@ def parse_tool_choice(value: Any, tools: tuple[FunctionTool, ...]) -> ToolChoice
             "tool_choice",
         )
     kind = value.get("type")
-    if kind == "function":
+    if kind in ("function", "custom"):
         name = value.get("name")
-        if name not in offered:
+        if not any(t.name == name and t.custom == (kind == "custom") for t in tools):
             raise invalid_request(f"Tool choice '{name}' not found in 'tools' parameter.", "tool_choice")
         return ToolChoice("required", (str(name),))
     if kind == "allowed_tools":

@@ -1,0 +1,96 @@
+"""Custom (freeform) tools with the official SDK: offered to the model as a function taking one
+string, called back as `custom_tool_call` items with their own events, answered with
+`custom_tool_call_output` (spec §4.2, §6.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+from openai.types.responses import (
+    ResponseCustomToolCall,
+    ResponseCustomToolCallInputDeltaEvent,
+    ResponseCustomToolCallInputDoneEvent,
+)
+
+from tests.conftest import LOCAL, SCRIPTED
+from tests.server_process import TetherServer
+
+PATCH_TOOL: dict[str, Any] = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Apply a patch to the repository.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)*/'},
+}
+
+
+def test_a_custom_tool_loop_over_http(scripted_server: TetherServer) -> None:
+    client = scripted_server.client()
+    first = client.responses.create(model=SCRIPTED, input="Fix the failing test.", tools=[PATCH_TOOL])  # type: ignore[list-item]
+    [call] = first.output
+    assert isinstance(call, ResponseCustomToolCall)
+    assert (call.name, call.input) == ("apply_patch", "example") and call.call_id.startswith("call_")
+    assert call.id is not None and call.id.startswith("ctc_")
+    assert first.tools[0].model_dump(exclude_none=True) == PATCH_TOOL  # echoed as sent
+    output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Patched."}
+    then = client.responses.create(
+        model=SCRIPTED, input=[output], previous_response_id=first.id, tools=[PATCH_TOOL]
+    )  # type: ignore[list-item]
+    assert then.status == "completed" and then.output_text
+    # Stateless: the whole history sent back, the call replayed as the client got it.
+    replay = [
+        {"role": "user", "content": "Fix the failing test."},
+        call.model_dump(exclude_none=True),
+        output,
+    ]
+    again = client.responses.create(model=SCRIPTED, input=replay, tools=[PATCH_TOOL], store=False)  # type: ignore[arg-type]
+    assert again.status == "completed"
+    items = client.responses.input_items.list(then.id).data
+    assert items[0].type == "custom_tool_call_output"
+
+
+def test_a_custom_tool_call_streams_its_own_events_over_a_websocket(scripted_server: TetherServer) -> None:
+    with scripted_server.client().responses.connect() as conn:
+        conn.response.create(model=SCRIPTED, input="Fix it.", tools=[PATCH_TOOL], store=False,  # type: ignore[list-item]
+                             tool_choice={"type": "custom", "name": "apply_patch"})  # fmt: skip
+        events = []
+        for event in conn:
+            events.append(event)
+            if event.type == "response.completed":
+                break
+    kinds = [event.type for event in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    deltas = [e for e in events if isinstance(e, ResponseCustomToolCallInputDeltaEvent)]
+    [done] = [e for e in events if isinstance(e, ResponseCustomToolCallInputDoneEvent)]
+    assert "".join(d.delta for d in deltas) == done.input == "example"
+    added = next(e for e in events if e.type == "response.output_item.added")
+    assert added.item.type == "custom_tool_call" and added.item.input == ""
+    [call] = events[-1].response.output
+    assert call.type == "custom_tool_call" and call.input == "example" and call.id == done.item_id
+
+
+def test_tool_choice_names_a_custom_tool_only_as_custom(scripted_server: TetherServer) -> None:
+    client = scripted_server.client()
+    function = {"type": "function", "name": "apply_patch", "parameters": {"type": "object"}}
+    for tools, choice in (([PATCH_TOOL], {"type": "function", "name": "apply_patch"}),
+                          ([function], {"type": "custom", "name": "apply_patch"})):  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=SCRIPTED, input="x", tools=tools, tool_choice=choice)  # type: ignore[arg-type]
+        assert refused.value.param == "tool_choice"
+    with pytest.raises(openai.BadRequestError) as malformed:
+        client.responses.create(model=SCRIPTED, input="x", tools=[{**PATCH_TOOL, "format": {"type": "yaml"}}])  # type: ignore[list-item]
+    assert malformed.value.param == "tools"
+
+
+@pytest.mark.local_model
+def test_a_forced_custom_tool_on_the_local_model(local_server: TetherServer) -> None:
+    """The engine's grammar holds the call to the tool's one string: its input comes back raw."""
+    client = local_server.client()
+    response = client.responses.create(
+        model=LOCAL, input="Write a patch that adds a README.", tools=[PATCH_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "custom", "name": "apply_patch"}, max_output_tokens=256, temperature=0,
+    )  # fmt: skip
+    [call] = response.output
+    assert isinstance(call, ResponseCustomToolCall) and call.name == "apply_patch"
+    assert call.input and not call.input.startswith('{"input"')
