@@ -94,3 +94,48 @@ def test_a_forced_custom_tool_on_the_local_model(local_server: TetherServer) -> 
     [call] = response.output
     assert isinstance(call, ResponseCustomToolCall) and call.name == "apply_patch"
     assert call.input and not call.input.startswith('{"input"')
+
+
+AGENTS: dict[str, Any] = {
+    "type": "namespace",
+    "name": "multi_agent",
+    "description": "Tools to run helper agents.",
+    "tools": [
+        {"type": "function", "name": "spawn_agent", "description": "Start a helper agent.",
+         "parameters": {"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]}},
+        {"type": "custom", "name": "send_input", "description": "Write to a helper agent."},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_namespaced_tool_loop(scripted_server: TetherServer, transport: str) -> None:
+    """Offered under an unambiguous name, called back in the namespaced form the SDK declares."""
+    client = scripted_server.client()
+
+    def create(**params: Any) -> Any:
+        if transport == "http":
+            return client.responses.create(model=SCRIPTED, tools=[AGENTS], **params)
+        with client.responses.connect() as conn:
+            conn.response.create(model=SCRIPTED, tools=[AGENTS], **params)
+            return next(event for event in conn if event.type == "response.completed").response
+
+    first = create(input="Start a helper for the tests.")
+    [call] = first.output
+    assert (call.type, call.name, call.namespace) == ("function_call", "spawn_agent", "multi_agent")
+    assert call.arguments == '{"task":"example"}'
+    echoed = first.tools[0].model_dump(exclude_none=True)
+    assert (echoed["type"], echoed["name"], echoed["description"]) == (
+        "namespace",
+        "multi_agent",
+        AGENTS["description"],
+    )
+    assert [(tool["type"], tool["name"]) for tool in echoed["tools"]] == [
+        ("function", "spawn_agent"),
+        ("custom", "send_input"),
+    ]
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "Started."}
+    then = create(input=[output], previous_response_id=first.id)
+    assert then.status == "completed" and then.output_text
+    replay = [{"role": "user", "content": "Start a helper."}, call.model_dump(exclude_none=True), output]
+    assert create(input=replay, store=False).status == "completed"

@@ -162,7 +162,7 @@ class Responses:
         work = turn.Turn(
             prompt, events, running.lifecycle, self.backend, sink, running.cancel,
             request.generate, ready=self.warm_ups.waiter(request.previous_response_id), conclude=conclude,
-            asides=running.asides, prefill=prefill, diagnose=diagnose,
+            asides=running.asides, prefill=prefill, diagnose=diagnose, tools=request.tools,
         )  # fmt: skip
         running.task = asyncio.create_task(self._execute(running, work), name=response_id)
         self._tasks.add(running.task)
@@ -215,7 +215,7 @@ class Responses:
             model=str(request.model),
             items=tuple(as_model_sees(item) for item in context.items),
             instructions=request.instructions,
-            tools=request.tools,
+            tools=tuple(tool.as_model_sees() for tool in request.tools),
             tool_choice=request.tool_choice,
             max_output_tokens=request.max_output_tokens,
             cache_scope=tenant,

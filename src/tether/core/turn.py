@@ -36,6 +36,7 @@ from tether.protocol.errors import ApiError
 from tether.protocol.events import ResponseEvents
 from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.response import Usage, incomplete_reason
+from tether.protocol.tools import FunctionTool
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Turn:
     prefill: Callable[[], Awaitable[Usage]] | None = None
     # `prompt_cache_diagnostics` from its usage, when the request asked for them (None: not).
     diagnose: Callable[[Usage], Diagnostics] | None = None
+    tools: tuple[FunctionTool, ...] = ()  # the request's, as the client sent them
     # What must be over before the backend starts: the prefill of the warm-up this turn continues
     # (raises `BackendError` if that failed); None when there is none.
     ready: Callable[[], Awaitable[None]] | None = None
@@ -83,9 +85,9 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     first_output: float | None = None  # when the first output delta was emitted
 
-    @property
-    def custom_tools(self) -> frozenset[str]:
-        return frozenset(tool.name for tool in self.prompt.generation.tools if tool.custom)
+    def called(self, name: str) -> FunctionTool | None:
+        """The tool a model's call names (by its model name), if the request offered it."""
+        return next((tool for tool in self.tools if tool.model_name == name), None)
 
     def usage_so_far(self) -> Usage:
         return self.usage or Usage(self.prompt.input_tokens, 0, self.output_deltas)
@@ -152,9 +154,12 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
         turn.first_output = time.monotonic()
     if isinstance(model_event, ToolCallStarted):
         closed = events.close_open("completed")
-        custom = model_event.name in turn.custom_tools
+        tool = turn.called(model_event.name)
+        custom = tool is not None and tool.custom
+        name = model_event.name if tool is None else tool.name
+        namespace = None if tool is None or tool.namespace is None else tool.namespace.name
         item_id = ids.custom_tool_call_id() if custom else ids.function_call_id()
-        call = events.open_function_call(item_id, ids.call_id(), model_event.name, custom)
+        call = events.open_function_call(item_id, ids.call_id(), name, custom, namespace)
         await _emit_all(turn, [*closed, *call])
         return
     turn.output_deltas += 1

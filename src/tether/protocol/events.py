@@ -200,15 +200,13 @@ class ResponseEvents:
             return self.close_message(status)
         return self.close_function_call(status)
 
-    def open_function_call(self, item_id: str, call_id: str, name: str, custom: bool = False) -> list[Event]:
+    def open_function_call(
+        self, item_id: str, call_id: str, name: str, custom: bool = False, namespace: str | None = None
+    ) -> list[Event]:
         """A function call, or a custom tool's (`custom`): the model writes its input as the
-        arguments `{"input": ...}`, which are held, and its `input` streams once they are whole."""
-        if custom:
-            item = {"id": item_id, "type": "custom_tool_call", "status": "in_progress",
-                    "call_id": call_id, "name": name, "input": ""}  # fmt: skip
-        else:
-            item = {"id": item_id, "type": "function_call", "status": "in_progress",
-                    "call_id": call_id, "name": name, "arguments": ""}  # fmt: skip
+        arguments `{"input": ...}`, which are held, and its `input` streams once they are whole.
+        `namespace`: the namespace tool the function is in."""
+        item = FunctionCall(call_id, name, "", item_id, "in_progress", custom, namespace).to_wire()
         self._text = []
         return [self._open_item(item)]
 
@@ -286,11 +284,10 @@ class ResponseEvents:
         if item["type"] == "message":
             part = TextPart("output_text", text)
             return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])
-        if item["type"] == "custom_tool_call":
-            return FunctionCall(
-                item["call_id"], item["name"], custom_input(text), item["id"], item["status"], True
-            )
-        return FunctionCall(item["call_id"], item["name"], text, id=item["id"], status=item["status"])
+        custom = item["type"] == "custom_tool_call"
+        arguments = custom_input(text) if custom else text
+        return FunctionCall(item["call_id"], item["name"], arguments, item["id"], item["status"], custom,
+                            item.get("namespace"))  # fmt: skip
 
     def _item_event(self, kind: str, **fields: Any) -> Event:
         assert self._open is not None

@@ -99,10 +99,15 @@ class Message:
         return wire
 
 
+def model_name(namespace: str | None, name: str) -> str:
+    """The name a model knows a tool by: a namespaced one's is unambiguous (`ns__name`)."""
+    return name if namespace is None else f"{namespace}__{name}"
+
+
 @dataclass(frozen=True)
 class FunctionCall:
     """A `function_call`, or a `custom_tool_call` (`custom`), whose `arguments` are its raw
-    `input`."""
+    `input`; `namespace`: the namespace tool its function is in."""
 
     call_id: str
     name: str
@@ -110,19 +115,16 @@ class FunctionCall:
     id: str | None = None
     status: str | None = None
     custom: bool = False
+    namespace: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        if self.custom:
-            return {"type": "custom_tool_call", "id": self.id, "call_id": self.call_id, "name": self.name,
-                    "input": self.arguments, "status": self.status or "completed"}  # fmt: skip
-        return {
-            "type": "function_call",
-            "id": self.id,
-            "call_id": self.call_id,
-            "name": self.name,
-            "arguments": self.arguments,
-            "status": self.status or "completed",
-        }
+        wire: dict[str, Any] = {"type": "custom_tool_call" if self.custom else "function_call", "id": self.id,
+                                "call_id": self.call_id, "name": self.name}  # fmt: skip
+        if self.namespace is not None:
+            wire["namespace"] = self.namespace
+        wire["input" if self.custom else "arguments"] = self.arguments
+        wire["status"] = self.status or "completed"
+        return wire
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,12 @@ Item = Message | FunctionCall | FunctionCallOutput | ItemReference | Compaction 
 
 def as_model_sees(item: Item) -> Item:
     """`item` as a backend renders it: a custom tool's call is a function call whose arguments
-    are `{"input": <its raw input>}` (`tools.CUSTOM_INPUT`), its output a function's output."""
-    if isinstance(item, FunctionCall) and item.custom:
-        arguments = orjson.dumps({"input": item.arguments}).decode()
-        return replace(item, arguments=arguments, custom=False)
+    are `{"input": <its raw input>}` (`tools.CUSTOM_INPUT`), its output a function's output; a
+    namespaced call bears its model name."""
+    if isinstance(item, FunctionCall) and (item.custom or item.namespace is not None):
+        arguments = orjson.dumps({"input": item.arguments}).decode() if item.custom else item.arguments
+        name = model_name(item.namespace, item.name)
+        return replace(item, name=name, arguments=arguments, custom=False, namespace=None)
     if isinstance(item, FunctionCallOutput) and item.custom:
         return replace(item, custom=False)
     return item
@@ -237,6 +241,7 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             arguments=_string(raw, "arguments", path, param),
             id=_optional_string(raw, "id", path, param),
             status=_optional_string(raw, "status", path, param),
+            namespace=_optional_string(raw, "namespace", path, param),
         )
     if kind == "custom_tool_call":
         return FunctionCall(
@@ -246,6 +251,7 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             id=_optional_string(raw, "id", path, param),
             status=_optional_string(raw, "status", path, param),
             custom=True,
+            namespace=_optional_string(raw, "namespace", path, param),
         )
     if kind in ("function_call_output", "custom_tool_call_output"):
         output = raw.get("output")

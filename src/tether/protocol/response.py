@@ -7,6 +7,7 @@ from typing import Any
 
 from tether.protocol.prompt_cache import Ttl
 from tether.protocol.request import CreateRequest
+from tether.protocol.tools import tools_to_wire
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def response_object(
         "temperature": request.temperature,
         "text": request.text,
         "tool_choice": request.tool_choice_echo,
-        "tools": [tool.to_wire() for tool in request.tools],
+        "tools": tools_to_wire(request.tools),
         "top_logprobs": request.top_logprobs,
         "top_p": request.top_p,
         "truncation": request.truncation,
