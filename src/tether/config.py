@@ -280,8 +280,9 @@ class Models(Section):
         "file. `scripted`: a deterministic model for tests and benchmarks. Its rules: with no "
         "callable function tool or `tool_choice` `none` it answers text; with `tool_choice` "
         "`required` or a named function it calls that tool (or the first one) with arguments that "
-        "satisfy the tool's schema; with `auto` it calls the first tool when the last input item "
-        "is a user message, and answers text after a tool output. Text is exactly "
+        "satisfy the tool's schema; with `auto` it calls a tool when the last input item is a user "
+        "message (the one the message names, else the first), and answers text after a tool "
+        "output. Text is exactly "
         "`max_output_tokens` tokens long when set (else 16); a token is 4 bytes.",
         metavar="M",
     )

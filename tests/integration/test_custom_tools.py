@@ -139,3 +139,12 @@ def test_a_namespaced_tool_loop(scripted_server: TetherServer, transport: str) -
     assert then.status == "completed" and then.output_text
     replay = [{"role": "user", "content": "Start a helper."}, call.model_dump(exclude_none=True), output]
     assert create(input=replay, store=False).status == "completed"
+
+
+def test_a_custom_tool_in_a_namespace_is_called_by_its_name(scripted_server: TetherServer) -> None:
+    response = scripted_server.client().responses.create(
+        model=SCRIPTED, input="Tell the helper to stop, with send_input.", tools=[AGENTS]
+    )
+    [call] = response.output
+    assert isinstance(call, ResponseCustomToolCall)
+    assert (call.name, call.namespace, call.input) == ("send_input", "multi_agent", "example")

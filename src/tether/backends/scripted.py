@@ -7,9 +7,10 @@ What it answers, in this order:
 1. no function tool it may call, or `tool_choice: "none"` → text;
 2. `tool_choice: "required"` or a named function → one `function_call` to that tool (or the
    first allowed tool), with arguments that satisfy the tool's JSON schema;
-3. `tool_choice: "auto"` with function tools → a `function_call` to the first tool when the last
-   item of the context is a user message, else text: an agent calls a tool for a task, then
-   reports once the tool's output is back.
+3. `tool_choice: "auto"` with function tools → a `function_call` when the last item of the
+   context is a user message, else text: an agent calls a tool for a task, then reports once the
+   tool's output is back. The tool called is the first whose name the message says (a
+   namespaced tool's own name, without its namespace), else the first tool.
 
 A text answer is words of exactly four bytes, derived from the last user message, and exactly
 `max_output_tokens` tokens long when that is set (ending `completed`: the answer is made to fit),
@@ -215,7 +216,8 @@ def choose_tool(generation: Generation) -> FunctionTool | None:
         return allowed[0]
     last = generation.items[-1] if generation.items else None
     if isinstance(last, Message) and last.role == "user":
-        return allowed[0]
+        named = (tool for tool in allowed if tool.name.rsplit("__", 1)[-1] in last.text)
+        return next(named, allowed[0])
     return None
 
 
