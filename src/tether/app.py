@@ -69,6 +69,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         responses = Responses(
             backend, store, served, metrics, contexts, settings.storage.orphan_after_s,
             diagnose_continuations=settings.models.cache_diagnostics,
+            tool_namespaces=settings.models.tool_namespaces,
         )  # fmt: skip
         await responses.open()
         runtime.start(responses)

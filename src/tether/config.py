@@ -8,7 +8,7 @@ Each section is handed whole to the one part that uses it:
     http        http_*                               server/http.py
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
     models      model, model_aliases,                app.py (which backend), core (served names,
-                cache_diagnostics                    diagnostics)
+                tool_namespaces, cache_diagnostics   tools offered, diagnostics)
     storage     db, db_*, held_history_bytes         app.py → the store; core (held histories)
     local       n_threads, n_ctx, *_bytes            backends/local
     upstream    upstreams, upstream_*                backends/upstream
@@ -291,6 +291,13 @@ class Models(Section):
         "Extra names clients may put in `model` (e.g. the name your agent is configured with).",
         option="--model-alias",
         metavar="NAME",
+    )
+    tool_namespaces: bool = setting(
+        True,
+        "Offer the model the functions of `namespace` tools (Codex's multi-agent tools are one, "
+        "~2,800 tokens of its prompt); off, they are dropped like the tools Tether cannot run: "
+        "for a model whose context cannot hold them (the embedded SmolLM2's 8,192 tokens cannot "
+        "hold Codex's prompt with them).",
     )
     cache_diagnostics: bool = setting(
         False,

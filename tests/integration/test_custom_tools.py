@@ -148,3 +148,14 @@ def test_a_custom_tool_in_a_namespace_is_called_by_its_name(scripted_server: Tet
     [call] = response.output
     assert isinstance(call, ResponseCustomToolCall)
     assert (call.name, call.namespace, call.input) == ("send_input", "multi_agent", "example")
+
+
+def test_namespaces_can_be_left_unoffered(tmp_path: Any) -> None:
+    """`--no-tool-namespaces`: for a model whose context cannot hold them, dropped like a tool
+    Tether cannot run."""
+    with TetherServer(tmp_path / "tether.db", "--no-tool-namespaces") as server:
+        response = server.client().responses.create(
+            model=SCRIPTED, input="Start a helper.", tools=[AGENTS, PATCH_TOOL]
+        )
+    assert [tool.type for tool in response.tools] == ["custom"]
+    assert response.output[0].type == "custom_tool_call"  # the only tool offered

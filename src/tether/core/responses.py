@@ -78,16 +78,19 @@ class Responses:
         contexts: StoredContexts,
         lease_s: float,
         diagnose_continuations: bool = False,
+        tool_namespaces: bool = True,
     ) -> None:
         """`contexts`: where the parsed histories of stored responses are held; `lease_s`: how
         long this process is taken for alive by the others sharing the store without a renewal;
-        `diagnose_continuations`: compare every continuation with its parent, asked or not."""
+        `diagnose_continuations`: compare every continuation with its parent, asked or not;
+        `tool_namespaces`: offer the functions of `namespace` tools (else they are dropped)."""
         self.backend = backend
         self.store = store
         self.served_models = served_models
         self.metrics = metrics
         self.contexts = contexts
         self.diagnose_continuations = diagnose_continuations
+        self.tool_namespaces = tool_namespaces
         self.running = InFlight()
         self.shapes = cache_diagnostics.Shapes()
         self.warm_ups = WarmUps()
@@ -129,6 +132,10 @@ class Responses:
         Over HTTP the parent resolves in the store; a `socket` turn resolves it in its
         connection's cache first, and its events carry its lane's `stream_id` (D4).
         """
+        if not self.tool_namespaces:
+            request = request.model_copy(
+                update={"tools": tuple(t for t in request.tools if t.namespace is None)}
+            )
         context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
         response_id = ids.response_id()
         # Rendered once for the turn; one that cannot fit is refused here.
