@@ -47,7 +47,7 @@ from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart, as_model_sees
 from tether.protocol.prompt_cache import TTL_SECONDS, Diagnostics
-from tether.protocol.request import CreateRequest
+from tether.protocol.request import CreateRequest, without_namespaces
 from tether.protocol.resources import Order
 from tether.protocol.response import Usage, response_object
 from tether.store.base import RUNNING, ItemPage, Signal, Store, StoredResponse, StoreError
@@ -133,9 +133,7 @@ class Responses:
         connection's cache first, and its events carry its lane's `stream_id` (D4).
         """
         if not self.tool_namespaces:
-            request = request.model_copy(
-                update={"tools": tuple(t for t in request.tools if t.namespace is None)}
-            )
+            request = without_namespaces(request)
         context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
         response_id = ids.response_id()
         # Rendered once for the turn; one that cannot fit is refused here.

@@ -148,6 +148,11 @@ def parse_create(body: Any, transport: Transport) -> CreateRequest:
     )
 
 
+def without_namespaces(request: CreateRequest) -> CreateRequest:
+    """`request` with the functions of its `namespace` tools dropped, like tools Tether cannot run."""
+    return request.model_copy(update={"tools": tuple(t for t in request.tools if t.namespace is None)})
+
+
 def parse_compact(body: Any) -> CreateRequest:
     """§10.9: a create body in which `model` is required."""
     if isinstance(body, Mapping) and not body.get("model"):
