@@ -234,23 +234,15 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
         kind = "message"
     if kind == "message":
         return _parse_message(raw, path, param)
-    if kind == "function_call":
+    if kind in ("function_call", "custom_tool_call"):
+        custom = kind == "custom_tool_call"
         return FunctionCall(
             call_id=_string(raw, "call_id", path, param),
             name=_string(raw, "name", path, param),
-            arguments=_string(raw, "arguments", path, param),
+            arguments=_string(raw, "input" if custom else "arguments", path, param),
             id=_optional_string(raw, "id", path, param),
             status=_optional_string(raw, "status", path, param),
-            namespace=_optional_string(raw, "namespace", path, param),
-        )
-    if kind == "custom_tool_call":
-        return FunctionCall(
-            call_id=_string(raw, "call_id", path, param),
-            name=_string(raw, "name", path, param),
-            arguments=_string(raw, "input", path, param),
-            id=_optional_string(raw, "id", path, param),
-            status=_optional_string(raw, "status", path, param),
-            custom=True,
+            custom=custom,
             namespace=_optional_string(raw, "namespace", path, param),
         )
     if kind in ("function_call_output", "custom_tool_call_output"):
