@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from tether.backends.base import BackendError, Finished, ModelEvent, TextDelta, ToolCallDelta, ToolCallStarted
+from tether.backends.base import (
+    BackendError,
+    Finished,
+    ModelEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+)
 from tether.backends.upstream.chunks import DONE, ChunkDecoder, parse_line
 from tether.protocol.response import Usage
 
@@ -28,6 +36,20 @@ def test_framing_lines() -> None:
     assert parse_line('data: {"a": 1}') == {"a": 1}
     with pytest.raises(BackendError):
         parse_line("data: {not json")
+
+
+def test_a_reasoning_parser_s_thinking_comes_before_the_answer() -> None:
+    """vLLM's `reasoning_content` (`reasoning` in newer releases) is its own event, never text."""
+    events = decode(
+        chunk({"reasoning_content": "Rayleigh"}),
+        chunk({"reasoning": " scattering."}),
+        chunk({"content": "Blue light scatters most."}, finish="stop"),
+    )
+    assert events[:3] == [
+        ReasoningDelta("Rayleigh"),
+        ReasoningDelta(" scattering."),
+        TextDelta("Blue light scatters most."),
+    ]
 
 
 def test_text_with_usage_and_cached_tokens() -> None:

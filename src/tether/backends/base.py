@@ -103,6 +103,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """The model's thinking before its answer (an engine's `reasoning_content`)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolCallStarted:
     name: str
 
@@ -125,7 +132,7 @@ class Finished:
     usage: Usage
 
 
-ModelEvent = TextDelta | ToolCallStarted | ToolCallDelta | Finished
+ModelEvent = TextDelta | ReasoningDelta | ToolCallStarted | ToolCallDelta | Finished
 
 
 @dataclass(frozen=True)

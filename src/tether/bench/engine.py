@@ -1,8 +1,10 @@
 """A stand-in OpenAI-compatible engine for benchmarks of Tether's upstream mode: it answers
 `/v1/chat/completions` streams at once, `max_tokens` one-word deltas (16 without it), with a
 finish reason and usage, so that what is measured is Tether in front of an engine, not a model.
+With `--reasoning N` each answer starts with N deltas of `reasoning_content`, as a reasoning
+model's behind vLLM's reasoning parser.
 
-    python -m tether.bench.engine --port 8001
+    python -m tether.bench.engine --port 8001 [--reasoning N]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.routing import Route
 
 MODEL = "bench-engine"
 DEFAULT_TOKENS = 16
+reasoning_deltas = 0  # set by `main` from `--reasoning`
 
 
 async def models(request: Request) -> JSONResponse:
@@ -47,11 +50,14 @@ async def _chunks(tokens: int, prompt_tokens: int) -> AsyncIterator[bytes]:
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
+    for n in range(reasoning_deltas):
+        yield chunk({"reasoning_content": f" thought{n}"})
     for n in range(tokens):
         yield chunk({"content": f" word{n}"})
     yield chunk({}, "stop")
-    yield chunk({}, usage={"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
-                           "total_tokens": prompt_tokens + tokens})  # fmt: skip
+    output = reasoning_deltas + tokens
+    yield chunk({}, usage={"prompt_tokens": prompt_tokens, "completion_tokens": output,
+                           "total_tokens": prompt_tokens + output})  # fmt: skip
     yield b"data: [DONE]\n\n"
 
 
@@ -63,7 +69,11 @@ app = Starlette(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    uvicorn.run(app, host="127.0.0.1", port=parser.parse_args().port, log_level="warning")
+    parser.add_argument("--reasoning", type=int, default=0, help="reasoning deltas before each answer")
+    arguments = parser.parse_args()
+    global reasoning_deltas  # one process, one engine: its configuration
+    reasoning_deltas = arguments.reasoning
+    uvicorn.run(app, host="127.0.0.1", port=arguments.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -129,10 +129,18 @@ def nginx(template: Path, replica_ports: list[int], prefix: Path, port: int | No
     return ServerProcess(command, port, "/healthz", prefix / "nginx.log")
 
 
-def bench_engine(log_path: Path) -> ServerProcess:
-    """The stand-in engine of `tether.bench.engine`."""
+def bench_engine(log_path: Path, reasoning: int = 0) -> ServerProcess:
+    """The stand-in engine of `tether.bench.engine` (`reasoning`: its `--reasoning`)."""
     port = free_port()
-    command = [sys.executable, "-m", "tether.bench.engine", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "tether.bench.engine",
+        "--port",
+        str(port),
+        "--reasoning",
+        str(reasoning),
+    ]
     return ServerProcess(command, port, "/v1/models", log_path)
 
 

@@ -24,6 +24,7 @@ from tether.backends.base import (
     Cancellation,
     Finished,
     Prompt,
+    ReasoningDelta,
     TextDelta,
     ToolCallDelta,
     ToolCallStarted,
@@ -146,7 +147,9 @@ async def _stream(turn: Turn) -> None:
             await _apply(turn, model_event)
 
 
-async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCallDelta) -> None:
+async def _apply(
+    turn: Turn, model_event: TextDelta | ReasoningDelta | ToolCallStarted | ToolCallDelta
+) -> None:
     """One model event in, its stream events out."""
     await _say_asides(turn)
     events = turn.events
@@ -163,6 +166,12 @@ async def _apply(turn: Turn, model_event: TextDelta | ToolCallStarted | ToolCall
         await _emit_all(turn, [*closed, *call])
         return
     turn.output_deltas += 1
+    if isinstance(model_event, ReasoningDelta):
+        opened: list[Event] = []
+        if events.open_item_type != "reasoning":
+            opened = [*events.close_open("completed"), *events.open_reasoning(ids.reasoning_id())]
+        await _emit_all(turn, [*opened, events.reasoning_delta(model_event.text)])
+        return
     if isinstance(model_event, ToolCallDelta):
         await _emit_all(turn, events.arguments_delta(model_event.arguments))
         return

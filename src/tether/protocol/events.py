@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from tether.protocol.errors import ApiError
-from tether.protocol.items import FunctionCall, Item, Message, TextPart
+from tether.protocol.items import FunctionCall, Item, Message, OpaqueItem, TextPart
 from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.response import Usage
 
@@ -198,7 +198,27 @@ class ResponseEvents:
             return []
         if self._open["type"] == "message":
             return self.close_message(status)
+        if self._open["type"] == "reasoning":
+            return self.close_reasoning(status)
         return self.close_function_call(status)
+
+    def open_reasoning(self, item_id: str) -> list[Event]:
+        """A `reasoning` item: the model's thinking, streamed as its `reasoning_text` content."""
+        self._text = []
+        return [self._open_item({"id": item_id, "type": "reasoning", "summary": [], "content": [],
+                                 "status": "in_progress"})]  # fmt: skip
+
+    def reasoning_delta(self, delta: str) -> Event:
+        self._expect_open("reasoning_delta", "reasoning")
+        self._text.append(delta)
+        return self._item_event("response.reasoning_text.delta", content_index=0, delta=delta)
+
+    def close_reasoning(self, status: str = "completed") -> list[Event]:
+        item = self._expect_open("close_reasoning", "reasoning")
+        self._fill(item)
+        text = item["content"][0]["text"]
+        done = self._item_event("response.reasoning_text.done", content_index=0, text=text)
+        return [done, self._close_item(status)]
 
     def open_function_call(
         self, item_id: str, call_id: str, name: str, custom: bool = False, namespace: str | None = None
@@ -275,11 +295,20 @@ class ResponseEvents:
             item["content"] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
         elif item["type"] == "custom_tool_call":
             item["input"] = custom_input(text)
+        elif item["type"] == "reasoning":
+            item["content"] = [{"type": "reasoning_text", "text": text}]
         else:
             item["arguments"] = text
 
     def _typed(self, item: dict[str, Any]) -> Item:
-        """The typed form of a filled output item, from what this emitter streamed into it."""
+        """The typed form of a filled output item, from what this emitter streamed into it (a
+        reasoning item is kept as it is: stored and echoed, never shown to a model again)."""
+        if item["type"] == "reasoning":
+            self._fill(item)
+            fields = tuple(
+                (key, copy.deepcopy(value)) for key, value in item.items() if key not in ("type", "id")
+            )
+            return OpaqueItem("reasoning", fields, item["id"])
         text = "".join(self._text)
         if item["type"] == "message":
             part = TextPart("output_text", text)

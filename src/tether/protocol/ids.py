@@ -47,6 +47,10 @@ def steer_id() -> str:
     return "steer_" + secrets.token_hex(16)
 
 
+def reasoning_id() -> str:
+    return "rs_" + secrets.token_hex(24)
+
+
 def compaction_id() -> str:
     return "cmp_" + secrets.token_hex(24)
 

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 import orjson
 
-from tether.backends.base import BackendError, Finished, ModelEvent, TextDelta, ToolCallDelta, ToolCallStarted
+from tether.backends.base import (
+    BackendError,
+    Finished,
+    ModelEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStarted,
+)
 from tether.protocol.response import Usage
 
 Json = Mapping[str, Any]
@@ -94,8 +102,12 @@ class ChunkDecoder:
         return Finished("steered", usage_of(self.usage, estimated_input_tokens, self.deltas))
 
     def _delta(self, delta: Json) -> Iterator[ModelEvent]:
-        # `reasoning_content` (vLLM's and SGLang's reasoning parsers) has no item here yet and is
-        # left out; the answer and the calls that follow it are complete without it.
+        # The thinking of a reasoning model, as vLLM's and SGLang's reasoning parsers send it
+        # (`reasoning_content`; `reasoning` in newer vLLM).
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            self.deltas += 1
+            yield ReasoningDelta(reasoning)
         content = delta.get("content")
         if content:
             self.deltas += 1
