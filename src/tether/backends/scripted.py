@@ -57,7 +57,14 @@ from tether.backends.base import (
     ToolCallStarted,
 )
 from tether.config import ScriptedModel
-from tether.protocol.items import FunctionCall, FunctionCallOutput, Item, Message, OpaqueItem
+from tether.protocol.items import (
+    NAMESPACE_SEPARATOR,
+    FunctionCall,
+    FunctionCallOutput,
+    Item,
+    Message,
+    OpaqueItem,
+)
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool
 
@@ -216,7 +223,7 @@ def choose_tool(generation: Generation) -> FunctionTool | None:
         return allowed[0]
     last = generation.items[-1] if generation.items else None
     if isinstance(last, Message) and last.role == "user":
-        named = (tool for tool in allowed if tool.name.rsplit("__", 1)[-1] in last.text)
+        named = (tool for tool in allowed if tool.name.rsplit(NAMESPACE_SEPARATOR, 1)[-1] in last.text)
         return next(named, allowed[0])
     return None
 

@@ -301,20 +301,18 @@ class ResponseEvents:
             item["arguments"] = text
 
     def _typed(self, item: dict[str, Any]) -> Item:
-        """The typed form of a filled output item, from what this emitter streamed into it (a
-        reasoning item is kept as it is: stored and echoed, never shown to a model again)."""
+        """The typed form of a filled output item (a reasoning item is kept as it is: stored and
+        echoed, never shown to a model again)."""
         if item["type"] == "reasoning":
-            self._fill(item)
             fields = tuple(
                 (key, copy.deepcopy(value)) for key, value in item.items() if key not in ("type", "id")
             )
             return OpaqueItem("reasoning", fields, item["id"])
-        text = "".join(self._text)
         if item["type"] == "message":
-            part = TextPart("output_text", text)
+            part = TextPart("output_text", item["content"][0]["text"])
             return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])
         custom = item["type"] == "custom_tool_call"
-        arguments = custom_input(text) if custom else text
+        arguments = item["input"] if custom else item["arguments"]
         return FunctionCall(item["call_id"], item["name"], arguments, item["id"], item["status"], custom,
                             item.get("namespace"))  # fmt: skip
 

@@ -99,9 +99,12 @@ class Message:
         return wire
 
 
+NAMESPACE_SEPARATOR = "__"
+
+
 def model_name(namespace: str | None, name: str) -> str:
     """The name a model knows a tool by: a namespaced one's is unambiguous (`ns__name`)."""
-    return name if namespace is None else f"{namespace}__{name}"
+    return name if namespace is None else f"{namespace}{NAMESPACE_SEPARATOR}{name}"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 checked and echoed on the Response as the options applied.
 
 - `mode`: `implicit` (the default: everything a request prefills is kept for reuse) or `explicit`
-  (only prefixes ending at a content part marked `prompt_cache_breakpoint` are, the latest
-  `MAX_BREAKPOINTS_WRITTEN` of a request; none marked, nothing is kept);
+  (only the prefix up to its last message with a part marked `prompt_cache_breakpoint`, in which
+  the prefixes of earlier marks nest; none marked, nothing is kept);
 - `ttl`: the least time an idle entry written by the request is kept (`30m`, `12h`);
 - `prewarm`: prepare the cache without generating (it makes the request a warm-up, D2);
 - `comparison_response_id`: asks for `prompt_cache_diagnostics` against that response.
@@ -19,7 +19,6 @@ from tether.protocol.errors import invalid_request
 
 Mode = Literal["implicit", "explicit"]
 Ttl = Literal["30m", "12h"]
-MAX_BREAKPOINTS_WRITTEN = 4  # per request, the latest ones (OpenAI's rule)
 TTL_SECONDS: dict[Ttl, float] = {"30m": 30 * 60.0, "12h": 12 * 3600.0}
 
 _PARAM = "prompt_cache_options"
@@ -49,7 +48,9 @@ def parse_prompt_cache(value: Mapping[str, Any] | None) -> PromptCache:
         raise invalid_request(
             f"Invalid '{_PARAM}.mode': {mode!r}; expected 'implicit' or 'explicit'.", _PARAM
         )
-    ttl = parse_ttl(value.get("ttl", "30m"), f"{_PARAM}.ttl")
+    ttl = value.get("ttl", "30m")
+    if ttl not in ("30m", "12h"):
+        raise invalid_request(f"Invalid '{_PARAM}.ttl': {ttl!r}; expected '30m' or '12h'.", _PARAM)
     prewarm = value.get("prewarm", False)
     if not isinstance(prewarm, bool):
         raise invalid_request(f"Invalid '{_PARAM}.prewarm': expected a boolean.", _PARAM)
@@ -57,14 +58,6 @@ def parse_prompt_cache(value: Mapping[str, Any] | None) -> PromptCache:
     if comparison is not None and not isinstance(comparison, str):
         raise invalid_request(f"Invalid '{_PARAM}.comparison_response_id': expected a string.", _PARAM)
     return PromptCache(mode, ttl, prewarm, comparison)
-
-
-def parse_ttl(value: Any, where: str) -> Ttl:
-    if value == "30m":
-        return "30m"
-    if value == "12h":
-        return "12h"
-    raise invalid_request(f"Invalid '{where}': {value!r}; expected '30m' or '12h'.", where.split(".")[0])
 
 
 @dataclass(frozen=True)

@@ -209,15 +209,15 @@ class Session:
     def error(self, error: ApiError, stream_id: str | None = None) -> Send:
         """An `error` event. Every event carries a `sequence_number` (clients validate it); one that
         belongs to no response takes the next of the connection's own counter, from 0."""
-        event = error.ws_event(self.unowned_sent, stream_id)
-        self.unowned_sent += 1
-        return Send(event)
+        return Send(error.ws_event(self._unowned_number(), stream_id))
 
     def steer_failed(self, body: dict[str, Any], rejected: SteerRejected) -> Send:
         """`response.steer.failed` for a steer that reached no response: numbered like an `error`."""
-        event = numbered(steering.failed(body, rejected), self.unowned_sent)
+        return Send(numbered(steering.failed(body, rejected), self._unowned_number()))
+
+    def _unowned_number(self) -> int:
         self.unowned_sent += 1
-        return Send(event)
+        return self.unowned_sent - 1
 
     def successor(self, due: Due) -> list[Action]:
         """A steered response's successor, to run at the head of its lane (see the module)."""
