@@ -11,6 +11,7 @@ from typing import Any
 from tether.backends.base import Backend
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
+from tether.core.sealing import ReasoningSeal, new_key
 from tether.core.stored_contexts import StoredContexts
 from tether.protocol.request import parse_create
 from tether.store.sqlite import SqliteStore
@@ -21,7 +22,13 @@ async def turns(backend: Backend, db: Path, *bodies: dict[str, Any]) -> list[dic
     the previous turn; the final Response of each."""
     store = await SqliteStore(db).open()
     responses = Responses(
-        backend, store, frozenset(backend.model_ids), Metrics(), StoredContexts(2**20), 10.0
+        backend,
+        store,
+        frozenset(backend.model_ids),
+        Metrics(),
+        StoredContexts(2**20),
+        10.0,
+        ReasoningSeal(new_key()),
     )
     finals: list[dict[str, Any]] = []
     try:

@@ -10,13 +10,18 @@ reached the client (`"outcome": "finished"`) or the client hung up first (`"clos
 only the first event reaches the client, and then the stream ends as if it were complete
 (`"outcome": "cut"`). `--owned-by NAME` makes the engine's model list say it is NAME's (e.g.
 `vllm`, to be taken for an engine that can salt its prefix cache).
+
+A test starts it as a `Recorder` and reads back what passed through.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -25,6 +30,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tether.bench.servers import ServerProcess, free_port
 
 
 def build(target: str, log: Path, cut: int = 0, owned_by: str | None = None) -> Starlette:
@@ -81,6 +88,38 @@ def build(target: str, log: Path, cut: int = 0, owned_by: str | None = None) -> 
         return StreamingResponse(relay(), status_code=upstream.status_code, media_type=media)
 
     return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+class Recorder(ServerProcess):
+    """The recording proxy in front of `target`; `requests()` reads back what passed through."""
+
+    def __init__(self, target: ServerProcess, tmp: Path, *flags: str) -> None:
+        self.log = tmp / "received.jsonl"
+        port = free_port()
+        command = [sys.executable, __file__, "--port", str(port),
+                   "--target", f"http://127.0.0.1:{target.port}", "--log", str(self.log), *flags]  # fmt: skip
+        super().__init__(command, port, "/v1/models", tmp / "proxy.log")
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [orjson.loads(line) for line in self.log.read_bytes().splitlines()]
+
+    def completions(self, since: int = 0) -> list[dict[str, Any]]:
+        """Chat completion requests after the first `since` log entries, with bodies parsed."""
+        found = [e for e in self.entries()[since:] if e.get("path") == "/v1/chat/completions" and "body" in e]
+        return [{**e, "json": orjson.loads(e["body"])} for e in found]
+
+    def outcome(self, since: int, timeout: float = 30.0) -> str:
+        """How the first stream recorded after `since` ended, once it has (on a loaded machine
+        that was seen to take over 10 s)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.entries()[since:]:
+                if "outcome" in entry and entry["path"] == "/v1/chat/completions":
+                    return str(entry["outcome"])
+            time.sleep(0.05)
+        raise AssertionError("no stream ended")
 
 
 def main() -> None:

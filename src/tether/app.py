@@ -16,7 +16,8 @@ from starlette.routing import Mount, WebSocketRoute
 from tether.backends.base import Backend
 from tether.backends.scripted import ScriptedBackend
 from tether.backends.upstream import UpstreamBackend
-from tether.config import Settings, Storage
+from tether.config import Auth, Settings, Storage
+from tether.core import sealing
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
 from tether.core.stored_contexts import StoredContexts
@@ -41,6 +42,13 @@ async def load_backend(settings: Settings) -> Backend:
 
     model_path = None if settings.models.model == "local" else Path(settings.models.model)
     return await asyncio.to_thread(LocalBackend.load, settings.local, model_path)
+
+
+async def reasoning_seal(auth: Auth, store: Store) -> sealing.ReasoningSeal:
+    """The operator's key, else the one kept in the store for every process that shares it."""
+    if auth.reasoning_key is not None:
+        return sealing.ReasoningSeal(sealing.key_from_secret(auth.reasoning_key.get_secret_value()))
+    return sealing.ReasoningSeal(await store.secret("reasoning", sealing.new_key()))
 
 
 async def open_store(storage: Storage) -> Store:
@@ -68,6 +76,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         metrics.watch_loop_lag(lambda: admission.lag.seconds)
         responses = Responses(
             backend, store, served, metrics, contexts, settings.storage.orphan_after_s,
+            await reasoning_seal(settings.auth, store),
             diagnose_continuations=settings.models.cache_diagnostics,
             tool_namespaces=settings.models.tool_namespaces,
         )  # fmt: skip

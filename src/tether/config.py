@@ -39,6 +39,7 @@ from tether.store.base import DEFAULT_TENANT
 LOOPBACK_NAMES = frozenset({"localhost"})
 TENANT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MiB = 1024 * 1024
+REASONING_KEY_CHARS = 32  # a random secret that long cannot be guessed (in base64: 192 bits)
 
 
 def setting(
@@ -100,6 +101,23 @@ class Auth(Section):
         "leave no keys, is refused and logged; the keys in use stay).",
         metavar="PATH",
     )
+    reasoning_key: SecretStr | None = setting(
+        None,
+        "The secret (32 characters or more) that seals the thinking in reasoning items' "
+        "`encrypted_content`, for clients that replay it (`include: "
+        '["reasoning.encrypted_content"]`). Unset: a random key made once and kept in the store, '
+        "so every process sharing the store opens what any of them sealed. A blob that does not "
+        "open (altered, another tenant's, sealed under another key) is dropped from the input.",
+        metavar="SECRET",
+        unset="kept in the store",
+    )
+
+    @field_validator("reasoning_key")
+    @classmethod
+    def _check_reasoning_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < REASONING_KEY_CHARS:
+            raise ValueError(f"a reasoning key needs at least {REASONING_KEY_CHARS} characters")
+        return value
 
     def tenant_keys(self) -> dict[str, str]:
         """Every bearer key and the tenant it belongs to; raises ValueError naming a bad line."""

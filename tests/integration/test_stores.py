@@ -16,6 +16,7 @@ import pytest
 from tether.app import open_store
 from tether.bench.postgres import Postgres
 from tether.config import Storage
+from tether.store import sqlite
 from tether.store.base import DEFAULT_TENANT, Signal, Store, StoredResponse, StoreError
 from tether.store.postgres import _MIGRATIONS, SCHEMA_VERSION
 
@@ -168,7 +169,14 @@ def test_a_file_from_before_tenants_is_migrated_to_the_default_tenant(tmp_path: 
     db.close()
     assert run(str(path), lambda store: store.get("r1", DEFAULT_TENANT)) == {"id": "r1"}
     assert run(str(path), lambda store: store.get("r1", "alice")) is None
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (sqlite.SCHEMA_VERSION,)
+
+
+def test_a_secret_is_the_first_one_kept_for_every_process_and_after_a_restart(db: Location) -> None:
+    first = run(db, lambda store: store.secret("reasoning", b"one"))
+    assert first == b"one"
+    assert run(db, lambda store: store.secret("reasoning", b"two")) == b"one"  # reopened: kept
+    assert run(db, lambda store: store.secret("other", b"two")) == b"two"  # each name its own
 
 
 def test_replicas_starting_together_migrate_once(postgres: Postgres) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.agents_support import use_server
 from tests.conftest import LOCAL
 from tests.core_turns import turns
 from tests.integration.test_http_create import WEATHER_TOOL
+from tests.recording_proxy import Recorder
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 from tether.backends.local.model_file import locate
@@ -49,38 +49,6 @@ def serve(folder: Path, *upstreams: str, flags: tuple[str, ...] = ()) -> TetherS
     folder.mkdir(exist_ok=True)
     args = [arg for upstream in upstreams for arg in ("--upstream", upstream)]
     return TetherServer(folder / "tether.db", *args, *flags, model=None)
-
-
-class Recorder(ServerProcess):
-    """The recording proxy in front of `target`; `requests()` reads back what passed through."""
-
-    def __init__(self, target: ServerProcess, tmp: Path, *flags: str) -> None:
-        self.log = tmp / "received.jsonl"
-        port = free_port()
-        command = [sys.executable, str(Path(__file__).parents[1] / "recording_proxy.py"), "--port", str(port),
-                   "--target", f"http://127.0.0.1:{target.port}", "--log", str(self.log), *flags]  # fmt: skip
-        super().__init__(command, port, "/v1/models", tmp / "proxy.log")
-
-    def entries(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        return [orjson.loads(line) for line in self.log.read_bytes().splitlines()]
-
-    def completions(self, since: int = 0) -> list[dict[str, Any]]:
-        """Chat completion requests after the first `since` log entries, with bodies parsed."""
-        found = [e for e in self.entries()[since:] if e.get("path") == "/v1/chat/completions" and "body" in e]
-        return [{**e, "json": orjson.loads(e["body"])} for e in found]
-
-    def outcome(self, since: int, timeout: float = 30.0) -> str:
-        """How the first stream recorded after `since` ended, once it has (on a loaded machine
-        that was seen to take over 10 s)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for entry in self.entries()[since:]:
-                if "outcome" in entry and entry["path"] == "/v1/chat/completions":
-                    return str(entry["outcome"])
-            time.sleep(0.05)
-        raise AssertionError("no stream ended")
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +163,32 @@ def test_a_custom_tool_loop_through_the_engine(tether: TetherServer, recorder: R
         "tool_call_id": call.call_id,
         "content": "README.md",
     }
+
+
+def test_the_engine_takes_a_replayed_thinking_on_the_assistant_message(
+    tether: TetherServer, recorder: Recorder
+) -> None:
+    """What a reasoning item says goes to the engine as `reasoning_content` (and `reasoning`)
+    on the assistant message after it; an engine whose template has no use for it renders it
+    not, and answers."""
+    thought = {
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "Be kind."}],
+    }
+    replay = [{"role": "user", "content": "Hi."}, thought, {"role": "assistant", "content": "Hello!"},
+              {"role": "user", "content": "Bye."}]  # fmt: skip
+    since = len(recorder.entries())
+    response = tether.client().responses.create(model=LOCAL, input=replay, max_output_tokens=4, store=False)
+    assert response.status in ("completed", "incomplete") and response.output_text
+    (sent,) = recorder.completions(since)
+    expected = {
+        "role": "assistant",
+        "content": "Hello!",
+        "reasoning_content": "Be kind.",
+        "reasoning": "Be kind.",
+    }
+    assert sent["json"]["messages"][1] == expected
 
 
 def test_sse_over_http_streams_the_engine_s_tokens(tether: TetherServer, recorder: Recorder) -> None:

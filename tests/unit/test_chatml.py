@@ -19,6 +19,7 @@ from tether.protocol.items import (
     ItemReference,
     Message,
     OpaqueItem,
+    Reasoning,
     TextPart,
 )
 from tether.protocol.tools import FunctionTool, ToolChoice
@@ -59,7 +60,7 @@ def user(text: str) -> Message:
 def test_function_call_and_output_render_as_chatml() -> None:
     items: tuple[Item, ...] = (
         user("Weather in Paris?"),
-        OpaqueItem(type="reasoning", fields=(("summary", []),)),
+        Reasoning("Ask the tool.", (("summary", []),)),
         FunctionCall(call_id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
         FunctionCallOutput(call_id="call_1", output='{"temp_c": 21}'),
         Message(role="assistant", content=(TextPart("output_text", "It is 21 °C."),)),
@@ -168,7 +169,7 @@ calls = st.builds(
     st.one_of(json_values.map(json.dumps), texts),
 )
 outputs = st.builds(lambda text: FunctionCallOutput(call_id="call", output=text), texts)
-opaque = st.just(OpaqueItem(type="reasoning", fields=()))
+opaque = st.sampled_from([Reasoning("thinking", ()), OpaqueItem(type="web_search_call", fields=())])
 tools = st.lists(
     st.builds(
         lambda name, description: FunctionTool(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tether.protocol.errors import ApiError
-from tether.protocol.items import FunctionCall, FunctionCallOutput, Message, OpaqueItem, TextPart
+from tether.protocol.items import FunctionCall, FunctionCallOutput, Message, OpaqueItem, Reasoning, TextPart
 from tether.protocol.request import parse_create
 
 
@@ -47,7 +47,7 @@ def test_lenient_items_from_real_clients() -> None:
         "ws",
     )  # fmt: skip
     kinds = [type(item) for item in request.input]
-    assert kinds == [Message, FunctionCall, FunctionCallOutput, Message, OpaqueItem, OpaqueItem]
+    assert kinds == [Message, FunctionCall, FunctionCallOutput, Message, Reasoning, OpaqueItem]
     assert request.input[0].phase == "final_answer"  # type: ignore[union-attr]
     assert request.input[3].breakpoint  # type: ignore[union-attr]  # `true`: a breakpoint, leniently
 

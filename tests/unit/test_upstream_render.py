@@ -18,6 +18,7 @@ from tether.protocol.items import (
     Item,
     Message,
     OpaqueItem,
+    Reasoning,
     TextPart,
 )
 from tether.protocol.tools import FunctionTool, ToolChoice
@@ -71,7 +72,7 @@ def test_each_item_kind_renders_as_its_chat_message() -> None:
             call("call_b", '{"city": "Rome"}'),
             output("call_a", "22 C"),
             output("call_b", "25 C"),
-            OpaqueItem("reasoning", ()),  # never shown to the engine
+            OpaqueItem("web_search_call", ()),  # never shown to the engine
             assistant("Paris 22 C, Rome 25 C."),
             instructions="Be brief.",
         )
@@ -158,9 +159,29 @@ def test_a_changed_tool_choice_leaves_the_shared_bytes_alone() -> None:
     assert second.startswith(shared)
 
 
+def test_thinking_goes_on_the_assistant_message_after_it_under_both_names() -> None:
+    rendered = messages(
+        generation(
+            user("Weather?"),
+            Reasoning("Ask the tool.", ()),
+            call("call_a"),
+            output("call_a", "22 C"),
+            Reasoning("", ()),  # nothing readable: nothing shown
+            assistant("22 C."),
+            Reasoning("Lost.", ()),  # followed by no assistant message: shown to none
+            user("Thanks."),
+            assistant("Welcome."),
+        )
+    )
+    assert rendered[1] == {"role": "assistant", "content": "", "reasoning_content": "Ask the tool.",
+                           "reasoning": "Ask the tool.", "tool_calls": rendered[1]["tool_calls"]}  # fmt: skip
+    assert rendered[3] == {"role": "assistant", "content": "22 C."}
+    assert rendered[5] == {"role": "assistant", "content": "Welcome."}
+
+
 _ITEMS = st.sampled_from(
     [user("a"), user("b"), assistant("c"), call("call_1"), call("call_2"), output("call_1", "o"),
-     OpaqueItem("reasoning", ())]
+     Reasoning("thinking", ()), OpaqueItem("web_search_call", ())]
 )  # fmt: skip
 
 

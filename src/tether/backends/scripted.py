@@ -64,6 +64,7 @@ from tether.protocol.items import (
     Item,
     Message,
     OpaqueItem,
+    Reasoning,
 )
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool
@@ -244,7 +245,7 @@ def _render_item(item: Item) -> str:
         return _render_call(item.name, item.arguments)
     if isinstance(item, FunctionCallOutput):
         return f"output [{item.call_id}]: {item.text}"
-    if isinstance(item, OpaqueItem):
+    if isinstance(item, Reasoning | OpaqueItem):
         return ""
     raise TypeError(f"unresolved item reached the backend: {item!r}")
 

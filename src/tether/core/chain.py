@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tether.core.lifecycle import is_chainable
+from tether.core.sealing import ReasoningSeal, readable
 from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.items import (
@@ -67,13 +68,18 @@ class StoredHistory:
     """One tenant's chains of `store: true` responses, the only ones HTTP can continue (§8.3).
 
     A history this process holds parsed (`contexts`) costs one question to the store, whether its
-    chain is still whole; any other is read from the store, and then held."""
+    chain is still whole; any other is read from the store, and then held. Items read from the
+    store are stored as they came: a reasoning item replayed with only its blob is opened
+    (`seal`) as it was when it came."""
 
-    def __init__(self, store: Store, in_flight: InFlight, tenant: str, contexts: StoredContexts) -> None:
+    def __init__(
+        self, store: Store, in_flight: InFlight, tenant: str, contexts: StoredContexts, seal: ReasoningSeal
+    ) -> None:
         self.store = store
         self.in_flight = in_flight
         self.tenant = tenant
         self.contexts = contexts
+        self.seal = seal
 
     async def items_of(self, response_id: str) -> tuple[Item, ...]:
         if not await self.in_flight.settled(response_id, self.tenant):
@@ -92,13 +98,16 @@ class StoredHistory:
         chain = await self.store.chain(response_id, self.tenant)
         if chain is None:
             raise errors.previous_response_not_found(response_id)
-        items = tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain.items))
+        parsed = tuple(parse_item(raw, f"stored item {i}") for i, raw in enumerate(chain.items))
+        items = readable(parsed, self.seal, self.tenant)
         self.contexts.put(response_id, StoredContext(self.tenant, items, chain.ids, chain.size))
         return items
 
     async def find_item(self, item_id: str) -> Item | None:
         stored = await self.store.find_item(item_id, self.tenant)
-        return None if stored is None else parse_item(stored, f"item {item_id}")
+        if stored is None:
+            return None
+        return readable((parse_item(stored, f"item {item_id}"),), self.seal, self.tenant)[0]
 
 
 def not_finished(response_id: str) -> errors.ApiError:

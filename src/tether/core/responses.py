@@ -41,6 +41,7 @@ from tether.core.event_log import EventLog, FanOut
 from tether.core.lifecycle import Outcome, State
 from tether.core.metrics import Metrics
 from tether.core.running import InFlight, Running, SocketTurn
+from tether.core.sealing import ReasoningSeal, readable
 from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.core.warm_ups import WarmUps
 from tether.protocol import compaction, errors, ids, resources
@@ -77,11 +78,13 @@ class Responses:
         metrics: Metrics,
         contexts: StoredContexts,
         lease_s: float,
+        seal: ReasoningSeal,
         diagnose_continuations: bool = False,
         tool_namespaces: bool = True,
     ) -> None:
         """`contexts`: where the parsed histories of stored responses are held; `lease_s`: how
         long this process is taken for alive by the others sharing the store without a renewal;
+        `seal`: what seals and opens the thinking in reasoning items' `encrypted_content`;
         `diagnose_continuations`: compare every continuation with its parent, asked or not;
         `tool_namespaces`: offer the functions of `namespace` tools (else they are dropped)."""
         self.backend = backend
@@ -89,6 +92,7 @@ class Responses:
         self.served_models = served_models
         self.metrics = metrics
         self.contexts = contexts
+        self.seal = seal
         self.diagnose_continuations = diagnose_continuations
         self.tool_namespaces = tool_namespaces
         self.running = InFlight()
@@ -124,7 +128,7 @@ class Responses:
 
     def history(self, tenant: str) -> chain.StoredHistory:
         """The tenant's stored chains (a WebSocket's cache falls back to these)."""
-        return chain.StoredHistory(self.store, self.running, tenant, self.contexts)
+        return chain.StoredHistory(self.store, self.running, tenant, self.contexts, self.seal)
 
     async def start(self, request: CreateRequest, tenant: str, socket: SocketTurn | None = None) -> Running:
         """Validate against state, emit `response.created`, and run the response in a task.
@@ -134,7 +138,8 @@ class Responses:
         """
         if not self.tool_namespaces:
             request = without_namespaces(request)
-        context = await self._context(request, self.history(tenant) if socket is None else socket.cache)
+        history = self.history(tenant) if socket is None else socket.cache
+        context = await self._context(request, tenant, history)
         response_id = ids.response_id()
         # Rendered once for the turn; one that cannot fit is refused here.
         origin = None if socket is None else socket.connection
@@ -149,7 +154,8 @@ class Responses:
         )
         log = EventLog()
         sink = log if socket is None else FanOut(log, socket.sender)
-        events = ResponseEvents(response, None if socket is None else socket.lane)
+        seal = functools.partial(self.seal.seal, tenant=tenant) if request.include_reasoning_blobs else None
+        events = ResponseEvents(response, None if socket is None else socket.lane, seal)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
                           created_at, shape)  # fmt: skip
         created = events.created()
@@ -420,12 +426,12 @@ class Responses:
     # --- counting and compaction ------------------------------------------------------------------
 
     async def count_input_tokens(self, request: CreateRequest, tenant: str) -> int:
-        context = await self._context(request, self.history(tenant))
+        context = await self._context(request, tenant, self.history(tenant))
         return (await self._render(self._generation(request, context, "count", tenant))).input_tokens
 
     async def compact(self, request: CreateRequest, tenant: str) -> dict[str, Any]:
         """A compacted window: the user's messages, then one item standing for everything else."""
-        context = await self._context(request, self.history(tenant))
+        context = await self._context(request, tenant, self.history(tenant))
         prompt = await self._render(self._generation(request, context, "count", tenant))
         user = tuple(i for i in context.items if isinstance(i, Message) and i.role == "user")
         rest = tuple(i for i in context.items if i not in user)
@@ -434,9 +440,10 @@ class Responses:
         usage = Usage(prompt.input_tokens, 0, 0)
         return resources.compacted(ids.compaction_id(), int(time.time()), output, usage)
 
-    async def _context(self, request: CreateRequest, history: chain.History) -> chain.Context:
+    async def _context(self, request: CreateRequest, tenant: str, history: chain.History) -> chain.Context:
         self._check_model(request.model)
-        return await chain.resolve(request.previous_response_id, request.input, history)
+        context = await chain.resolve(request.previous_response_id, request.input, history)
+        return replace(context, input=readable(context.input, self.seal, tenant))
 
     async def _render(self, generation: Generation) -> Prompt:
         try:

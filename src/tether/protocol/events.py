@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from tether.protocol.errors import ApiError
-from tether.protocol.items import FunctionCall, Item, Message, OpaqueItem, TextPart
+from tether.protocol.items import FunctionCall, Item, Message, Reasoning, TextPart
 from tether.protocol.prompt_cache import Diagnostics
 from tether.protocol.response import Usage
 
@@ -77,11 +78,16 @@ class _Phase(enum.Enum):
 
 
 class ResponseEvents:
-    """Builds the events of one response and keeps its Response object current."""
+    """Builds the events of one response and keeps its Response object current. `seal`, when
+    the request included `reasoning.encrypted_content`, turns a reasoning item's thinking into
+    the blob it carries."""
 
-    def __init__(self, response: dict[str, Any], stream_id: str | None = None) -> None:
+    def __init__(
+        self, response: dict[str, Any], stream_id: str | None = None, seal: Callable[[str], str] | None = None
+    ) -> None:
         self.response = response
         self._stream_id = stream_id
+        self._seal = seal
         self._sequence = 0
         self._phase = _Phase.NEW
         self._open: dict[str, Any] | None = None  # the output item being streamed
@@ -297,17 +303,18 @@ class ResponseEvents:
             item["input"] = custom_input(text)
         elif item["type"] == "reasoning":
             item["content"] = [{"type": "reasoning_text", "text": text}]
+            if self._seal is not None:
+                item["encrypted_content"] = self._seal(text)
         else:
             item["arguments"] = text
 
     def _typed(self, item: dict[str, Any]) -> Item:
-        """The typed form of a filled output item (a reasoning item is kept as it is: stored and
-        echoed, never shown to a model again)."""
+        """The typed form of a filled output item."""
         if item["type"] == "reasoning":
             fields = tuple(
                 (key, copy.deepcopy(value)) for key, value in item.items() if key not in ("type", "id")
             )
-            return OpaqueItem("reasoning", fields, item["id"])
+            return Reasoning(item["content"][0]["text"], fields, item["id"])
         if item["type"] == "message":
             part = TextPart("output_text", item["content"][0]["text"])
             return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])

@@ -7,8 +7,9 @@ def headers(max_message_bytes: int, model: str | None) -> list[tuple[bytes, byte
     """What Codex reads from the upgrade response, where Tether has a true answer:
 
     - `x-codex-websocket-max-message-bytes`: the largest message Tether accepts (larger: 1009);
-    - `x-reasoning-included`: the usage Tether reports already covers past reasoning items (they
-      cost nothing: the model never sees them), so the client must not add its own estimate;
+    - `x-reasoning-included`: the usage Tether reports already covers past reasoning items (what
+      of them the model is shown is in its input tokens), so the client must not add its own
+      estimate;
     - `openai-model`: the model that serves this connection, when the server serves one by one
       name (`model`; None: not sent). Codex takes a name other than the one it asked for as a
       reroute and warns of it, in words about flagged accounts.

@@ -179,8 +179,28 @@ class Compaction:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """A `reasoning` item: the model's thinking. `text` is that thinking as the model wrote it:
+    the item's `reasoning_text` content, or what its `encrypted_content` seals once core has
+    opened it (`core.sealing`); empty when neither is readable. `fields` are the item's own, kept
+    to echo it as it came."""
+
+    text: str
+    fields: tuple[tuple[str, Any], ...]
+    id: str | None = None
+
+    @property
+    def encrypted_content(self) -> str | None:
+        blob = dict(self.fields).get("encrypted_content")
+        return blob if isinstance(blob, str) else None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "reasoning", "id": self.id, **dict(self.fields)}
+
+
+@dataclass(frozen=True)
 class OpaqueItem:
-    """Reasoning and hosted-tool records: stored and echoed, never rendered."""
+    """Hosted-tool records: stored and echoed, never rendered."""
 
     type: str
     fields: tuple[tuple[str, Any], ...]
@@ -191,7 +211,7 @@ class OpaqueItem:
         return {"type": self.type, "id": self.id, **dict(self.fields)}
 
 
-Item = Message | FunctionCall | FunctionCallOutput | ItemReference | Compaction | OpaqueItem
+Item = Message | FunctionCall | FunctionCallOutput | ItemReference | Compaction | Reasoning | OpaqueItem
 
 
 def as_model_sees(item: Item) -> Item:
@@ -266,7 +286,13 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
             encrypted_content=_string(raw, "encrypted_content", path, param),
             id=_optional_string(raw, "id", path, param),
         )
-    if kind == "reasoning" or kind in HOSTED_ITEM_TYPES:
+    if kind == "reasoning":
+        return Reasoning(
+            text=_reasoning_text(raw.get("content")),
+            fields=tuple((k, v) for k, v in raw.items() if k not in ("type", "id")),
+            id=_optional_string(raw, "id", path, param),
+        )
+    if kind in HOSTED_ITEM_TYPES:
         fields = tuple((k, v) for k, v in raw.items() if k not in ("type", "id"))
         call_id = raw.get("call_id")
         return OpaqueItem(
@@ -278,6 +304,15 @@ def parse_item(raw: Any, path: str, param: str = "input") -> Item:
     if kind is None:
         raise _bad(path, "missing 'type' (or 'role' for a message)", param)
     raise _bad(path, f"unknown item type '{kind}'", param)
+
+
+def _reasoning_text(content: Any) -> str:
+    """The `reasoning_text` parts of a reasoning item's `content`, joined; leniently, anything
+    else in it is no text (a client may replay the item however its SDK dumps it)."""
+    if not isinstance(content, list):
+        return ""
+    parts = (part for part in content if isinstance(part, Mapping) and part.get("type") == "reasoning_text")
+    return "".join(text for part in parts if isinstance(text := part.get("text"), str))
 
 
 def _parse_message(raw: Mapping[str, Any], path: str, param: str) -> Message:

@@ -102,6 +102,11 @@ class CreateRequest(BaseModel):
     # OpenAI, such a response cannot be steered (§4.3).
     automatic_compaction: bool
 
+    @property
+    def include_reasoning_blobs(self) -> bool:
+        """Its reasoning items are to carry their thinking sealed (`encrypted_content`)."""
+        return "reasoning.encrypted_content" in self.include
+
 
 def parse_create(body: Any, transport: Transport) -> CreateRequest:
     if not isinstance(body, Mapping):

@@ -171,6 +171,11 @@ class Store(Protocol):
         """Where this process hears signals (one handler)."""
         ...
 
+    async def secret(self, name: str, candidate: bytes) -> bytes:
+        """The secret `name` of every process sharing the store, kept with its data: `candidate`
+        when none was kept before (it is kept now), else the one kept first."""
+        ...
+
     async def check(self) -> None:
         """Raise `StoreError` when the store cannot be read now (for `/readyz`)."""
         ...

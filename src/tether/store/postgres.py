@@ -44,7 +44,7 @@ from tether.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
 _CHANNEL = "tether"  # every signal, as `kind:response_id`
 _MIGRATION_LOCK = 0x7E7E_E12  # the advisory lock every starting process takes to migrate
@@ -93,6 +93,8 @@ _MIGRATIONS = [
     CREATE INDEX responses_running ON responses(owner) WHERE status IN {_RUNNING};
     CREATE TABLE owners (owner TEXT PRIMARY KEY, lease_until TIMESTAMPTZ NOT NULL);
     """,
+    # Secrets every process uses alike (the key that seals reasoning).
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);",
 ]
 
 # Each write of a response is one statement, so one round trip: its items and events go in as
@@ -374,6 +376,14 @@ class PostgresStore:
         kind, _, response_id = payload.partition(":")
         if self._on_signal is not None:
             self._on_signal(Signal(kind), response_id)
+
+    async def secret(self, name: str, candidate: bytes) -> bytes:
+        async def keep(db: asyncpg.Connection) -> bytes:
+            # Two statements: the second sees what a process that raced this one kept first.
+            await db.execute("INSERT INTO secrets VALUES ($1, $2) ON CONFLICT DO NOTHING", name, candidate)
+            return bytes(await db.fetchval("SELECT value FROM secrets WHERE name = $1", name))
+
+        return await self._run(keep)
 
     async def check(self) -> None:
         async def ping(db: asyncpg.Connection) -> None:

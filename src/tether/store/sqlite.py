@@ -9,7 +9,8 @@ continued (its chain is broken), which `chain` reports as None.
 
 Every response belongs to a tenant, and every read names one: another tenant's response is
 indistinguishable from an unknown id. Older schemas are migrated in place: version 1
-(before tenants) puts its responses in the default tenant, version 2 had no owners.
+(before tenants) puts its responses in the default tenant, version 2 had no owners, version 3
+no secrets.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from tether.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
+_SECRETS = "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
@@ -68,12 +70,14 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL,
     PRIMARY KEY (response_id, sequence_number)
 );
+{_SECRETS};
 """
 
 # Each brings the schema from its key to the next version.
 _MIGRATIONS = {
     1: f"ALTER TABLE responses ADD COLUMN tenant TEXT NOT NULL DEFAULT '{DEFAULT_TENANT}'",
     2: "ALTER TABLE responses ADD COLUMN owner TEXT",  # the process that began a running response
+    3: _SECRETS,
 }
 
 # Walks from a response to its chain's root, within one tenant; `depth` orders it root-first.
@@ -342,6 +346,13 @@ class SqliteStore:
 
     def on_signal(self, handler: SignalHandler) -> None:
         self._on_signal = handler
+
+    async def secret(self, name: str, candidate: bytes) -> bytes:
+        def keep() -> bytes:
+            self.db.execute("INSERT OR IGNORE INTO secrets VALUES (?, ?)", (name, candidate))
+            return bytes(self.db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
+
+        return await self._run(keep)
 
     async def check(self) -> None:
         await self._run(lambda: self.db.execute("SELECT 1").fetchone())

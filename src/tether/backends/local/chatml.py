@@ -25,6 +25,7 @@ from tether.protocol.items import (
     ItemReference,
     Message,
     OpaqueItem,
+    Reasoning,
     Role,
 )
 from tether.protocol.tools import FunctionTool
@@ -155,8 +156,8 @@ def item_block(item: Item) -> Block | None:
         return Block("assistant", tool_call_text(item.name, item.arguments))
     if isinstance(item, FunctionCallOutput):
         return Block("user", f"<tool_response>\n{item.text}\n</tool_response>")
-    if isinstance(item, OpaqueItem):
-        return None  # reasoning and hosted-tool records are stored, never shown to the model
+    if isinstance(item, Reasoning | OpaqueItem):
+        return None  # thinking (until templates render it) and hosted-tool records are not shown
     if isinstance(item, ItemReference | Compaction):
         raise TypeError(f"{type(item).__name__} must be resolved before it reaches a backend")
     raise TypeError(f"cannot render {type(item).__name__}")

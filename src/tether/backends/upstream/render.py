@@ -33,6 +33,7 @@ from tether.protocol.items import (
     ItemReference,
     Message,
     OpaqueItem,
+    Reasoning,
     TextPart,
 )
 from tether.protocol.tools import FunctionTool, ToolChoice
@@ -85,20 +86,26 @@ def messages(generation: Generation) -> list[Json]:
 
 def _messages(items: Iterable[Item]) -> Iterator[Json]:
     """One message per item, except that an assistant's text and the calls right after it form
-    one assistant message, as engines' chat templates expect a turn with tool calls to look."""
+    one assistant message, as engines' chat templates expect a turn with tool calls to look, and
+    that thinking goes on the assistant message after it."""
     assistant: Json | None = None
+    thinking: str | None = None
     for item in items:
         if isinstance(item, FunctionCall):
             if assistant is None:
                 # Not null: some engines (llama-cpp-python) require a string here.
-                assistant = {"role": "assistant", "content": ""}
+                assistant = _assistant("", thinking)
+                thinking = None
             assistant.setdefault("tool_calls", []).append(_tool_call(item))
             continue
         if assistant is not None:
             yield assistant
             assistant = None
+        if isinstance(item, Reasoning):
+            thinking = item.text or None
+            continue
         if isinstance(item, Message) and item.role == "assistant":
-            assistant = {"role": "assistant", "content": item.text}
+            assistant = _assistant(item.text, thinking)
         elif isinstance(item, Message):
             # Chat templates know `system`; most engines reject or misplace `developer`.
             role = "system" if item.role == "developer" else item.role
@@ -107,10 +114,21 @@ def _messages(items: Iterable[Item]) -> Iterator[Json]:
             yield {"role": "tool", "tool_call_id": item.call_id, "content": item.text}
         elif isinstance(item, ItemReference | Compaction):
             raise TypeError(f"{type(item).__name__} must be resolved before it reaches a backend")
-        elif not isinstance(item, OpaqueItem):  # reasoning and hosted-tool records are not shown
+        elif not isinstance(item, OpaqueItem):  # hosted-tool records are not shown
             raise TypeError(f"cannot render {type(item).__name__}")
+        thinking = None  # thinking belongs to the assistant message right after it, or to none
     if assistant is not None:
         yield assistant
+
+
+def _assistant(text: str, thinking: str | None) -> Json:
+    """An assistant message, with the thinking before it under both names engines read it by:
+    `reasoning_content` (llama.cpp's server, SGLang, DeepSeek's API) and `reasoning` (vLLM,
+    Ollama). A chat template that keeps the thinking of the turn in progress (Qwen3's, gpt-oss')
+    then renders the tokens the engine generated, and its prefix cache holds."""
+    if thinking is None:
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": text, "reasoning_content": thinking, "reasoning": thinking}
 
 
 def _content(parts: tuple[ContentPart, ...]) -> str | list[Json]:
