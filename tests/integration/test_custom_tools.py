@@ -4,6 +4,7 @@ string, called back as `custom_tool_call` items with their own events, answered 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openai
@@ -93,7 +94,59 @@ def test_a_forced_custom_tool_on_the_local_model(local_server: TetherServer) -> 
     )  # fmt: skip
     [call] = response.output
     assert isinstance(call, ResponseCustomToolCall) and call.name == "apply_patch"
-    assert call.input and not call.input.startswith('{"input"')
+    assert call.input.startswith("*** Begin Patch")  # the tool's grammar holds it
+
+
+DATE_TOOL: dict[str, Any] = {
+    "type": "custom",
+    "name": "set_date",
+    "description": "Set the date of the meeting.",
+    "format": {"type": "grammar", "syntax": "regex", "definition": r"^\d{4}-\d{2}-\d{2}$"},
+}
+QUERY_TOOL: dict[str, Any] = {
+    "type": "custom",
+    "name": "query",
+    "description": "Run a query on the database.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": """
+start: "SELECT " columns " FROM " TABLE
+columns: COLUMN ("," " "? COLUMN)~0..3
+COLUMN: "name" | "age" | "city"
+TABLE: /[a-z]{1,12}/
+"""},
+}  # fmt: skip
+QUERY = re.compile(r"SELECT (name|age|city)(, ?(name|age|city)){0,3} FROM [a-z]{1,12}")
+
+
+@pytest.mark.local_model
+def test_a_forced_custom_tool_s_regex_holds_the_local_model_s_input(local_server: TetherServer) -> None:
+    response = local_server.client().responses.create(
+        model=LOCAL, input="Move the meeting to the first of March 2027.", tools=[DATE_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "custom", "name": "set_date"}, max_output_tokens=64, temperature=0,
+    )  # fmt: skip
+    [call] = response.output
+    assert response.status == "completed" and isinstance(call, ResponseCustomToolCall)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", call.input), call.input
+
+
+@pytest.mark.local_model
+def test_a_forced_custom_tool_s_lark_grammar_over_a_websocket(local_server: TetherServer) -> None:
+    """The call is written under the grammar in the form every call is rendered in, so the
+    next turn continues from the conversation's KV: its prompt is mostly cached."""
+    with local_server.client().responses.connect() as conn:
+        ask = "Who lives in Paris? Ask the people table."
+        conn.response.create(model=LOCAL, input=ask, tools=[QUERY_TOOL],  # type: ignore[list-item]
+                             tool_choice={"type": "custom", "name": "query"}, max_output_tokens=64,
+                             temperature=0, store=False)  # fmt: skip
+        first = next(e for e in conn if e.type == "response.completed").response
+        [call] = first.output
+        assert isinstance(call, ResponseCustomToolCall) and QUERY.fullmatch(call.input), call.input
+        output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "ann, bob"}
+        conn.response.create(model=LOCAL, input=[output], previous_response_id=first.id, tools=[QUERY_TOOL],  # type: ignore[list-item]
+                             max_output_tokens=16, temperature=0, store=False)  # fmt: skip
+        then = next(e for e in conn if e.type in ("response.completed", "response.incomplete")).response
+    assert then.usage is not None and first.usage is not None
+    cached = then.usage.input_tokens_details.cached_tokens
+    assert cached >= first.usage.input_tokens, (cached, first.usage.input_tokens)
 
 
 AGENTS: dict[str, Any] = {

@@ -1,6 +1,9 @@
 """GBNF grammar that forces the model to emit exactly one call to one of the given tools, and
 the parsing of what it wrote under that grammar.
 
+A custom tool forced alone whose input has a grammar gets that grammar (`input_grammar`); when
+the grammar is outside what can be converted, its input is any string, and the log says why.
+
 The grammar comes from llama.cpp's JSON-schema converter fed with
 `{"name": {"const": NAME}, "arguments": <the tool's parameters>}` (an `anyOf` of those for several
 tools). Each tool's parameters are placed under the combined schema's `$defs` with their local
@@ -11,13 +14,17 @@ relative to its own root, which is no longer the document root once it is embedd
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from tether.backends.local.input_grammar import Unsupported, call_grammar
 from tether.protocol.tools import FunctionTool
+
+log = logging.getLogger(__name__)
 
 # Arguments for a tool whose schema the converter cannot handle (remote `$ref`s, unknown types):
 # any JSON object still beats refusing the request.
@@ -29,6 +36,12 @@ def tool_call_grammar(tools: tuple[FunctionTool, ...]) -> str:
     """GBNF of one call to one of `tools`."""
     if not tools:
         raise ValueError("a forced tool call needs at least one tool")
+    (only, *others) = tools
+    if not others and only.format is not None and only.format.type == "grammar":
+        try:
+            return call_grammar(only.name, only.format)
+        except Unsupported as exc:
+            log.warning("the input of custom tool %r is not held to its grammar: %s", only.name, exc)
     return str(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))))
 
 
