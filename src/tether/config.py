@@ -300,8 +300,9 @@ class Models(Section):
         "`required` or a named function it calls that tool (or the first one) with arguments that "
         "satisfy the tool's schema; with `auto` it calls a tool when the last input item is a user "
         "message (the one the message names, else the first), and answers text after a tool "
-        "output. Text is exactly "
-        "`max_output_tokens` tokens long when set (else 16); a token is 4 bytes.",
+        "output; a custom tool's input is what that message quotes between ``` fences (else "
+        "`example`). Text is exactly `max_output_tokens` tokens long when set (else 16); a token "
+        "is 4 bytes.",
         metavar="M",
     )
     model_aliases: tuple[str, ...] = setting(

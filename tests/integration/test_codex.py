@@ -18,17 +18,20 @@ from typing import Any
 import pytest
 
 from tests.integration.test_metrics import scrape, value
+from tests.recording_proxy import Recorder
 from tests.server_process import TetherServer
+from tether.bench.servers import bench_engine
+from tether.protocol.tools import CUSTOM_INPUT
 
 pytestmark = pytest.mark.codex
 
 ROOT = Path(__file__).resolve().parents[2]
 CODEX = Path(os.environ.get("TETHER_CODEX_BIN", ROOT / ".cache/codex/node_modules/.bin/codex"))
 CONFIG = """\
-model = "tether-test"
+{top}model = "tether-test"
 model_provider = "tether"
 approval_policy = "never"
-sandbox_mode = "read-only"
+sandbox_mode = "{sandbox}"
 
 [model_providers.tether]
 name = "Tether"
@@ -42,6 +45,17 @@ stream_max_retries = {stream_max_retries}
 
 
 RAN_OUT_OF_ROOM = "Incomplete response returned, reason: max_output_tokens"
+# Codex gives a model it does not know no editing tool; its catalog entry for the model says
+# which one it takes. This one describes `tether-test` as taking the freeform (custom) one.
+CATALOG_ENTRY = {
+    "slug": "tether-test", "display_name": "Tether test", "description": "A model behind Tether.",
+    "base_instructions": "You are a coding agent. Use the tools you are given.",
+    "apply_patch_tool_type": "freeform", "shell_type": "shell_command", "visibility": "list",
+    "supported_in_api": True, "priority": 1, "supported_reasoning_levels": [],
+    "default_reasoning_level": "medium", "context_window": 100000, "input_modalities": ["text"],
+    "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
+    "support_verbosity": True, "experimental_supported_tools": [],
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -53,14 +67,22 @@ def codex_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def with_catalog(home: Path) -> str:
+    """The config line (a top-level one) that has Codex read `CATALOG_ENTRY` (written into `home`)."""
+    path = home / "models.json"
+    path.write_text(json.dumps({"models": [CATALOG_ENTRY]}))
+    return f'model_catalog_json = "{path}"\n'
+
+
 def codex_exec(
     server: TetherServer, home: Path, workdir: Path, prompt: str, *, timeout: float, **config: object
-) -> list[dict[str, Any]]:
-    """`codex exec` against `server` over WebSocket: its JSON events, after checking that it never
-    fell back to HTTP and that its turn ended well, or, on the local model, at most ran out of
-    room (a 135M model may ramble until the context is full, which Codex calls a failed turn)."""
+) -> tuple[list[dict[str, Any]], str]:
+    """`codex exec` against `server` over WebSocket: its JSON events and all it printed, after
+    checking that it never fell back to HTTP and that its turn ended well, or, on the local model,
+    at most ran out of room (a 135M model may ramble until the context is full, which Codex calls
+    a failed turn)."""
     assert CODEX.exists(), f"Codex CLI not found at {CODEX}: run `make test-codex`"
-    settings = {"stream_max_retries": 0, "extra": "", **config}
+    settings = {"stream_max_retries": 0, "extra": "", "top": "", "sandbox": "read-only", **config}
     (home / "config.toml").write_text(CONFIG.format(base_url=server.base_url, **settings))
     result = subprocess.run(
         [str(CODEX), "exec", "--json", "--ephemeral", "--skip-git-repo-check",
@@ -73,13 +95,17 @@ def codex_exec(
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     failures = [e["error"]["message"] for e in events if e["type"] == "turn.failed"]
     assert result.returncode == 0 or failures == [RAN_OUT_OF_ROOM], everything
-    return events
+    return events, everything
+
+
+def scripted_server(folder: Path, *flags: str) -> TetherServer:
+    return TetherServer(folder / "codex.db", "--model-alias", "tether-test", *flags, api_key="sk-codex")
 
 
 def test_codex_exec_runs_a_tool_turn_over_websocket(tmp_path: Path, codex_home: Path) -> None:
-    server = TetherServer(tmp_path / "codex.db", "--model-alias", "tether-test", api_key="sk-codex").start()
+    server = scripted_server(tmp_path).start()
     try:
-        events = codex_exec(
+        events, _ = codex_exec(
             server, codex_home, tmp_path, "Run a command and tell me what it printed.", timeout=180,
             extra="websocket_connect_timeout_ms = 5000\n",
         )  # fmt: skip
@@ -91,6 +117,52 @@ def test_codex_exec_runs_a_tool_turn_over_websocket(tmp_path: Path, codex_home: 
     assert any(i["type"] == "agent_message" and i["text"] for i in items)
     usage = next(e["usage"] for e in events if e["type"] == "turn.completed")
     assert usage["cached_input_tokens"] > 0  # the prewarm and the chain stayed on the socket
+
+
+def test_codex_applies_a_patch_written_as_a_custom_tool_call(tmp_path: Path, codex_home: Path) -> None:
+    """The scripted model calls Codex's freeform `apply_patch` with the patch the prompt quotes;
+    Codex gets a `custom_tool_call` and applies it to the workspace."""
+    patch = "*** Begin Patch\n*** Add File: hello.txt\n+hello from tether\n*** End Patch\n"
+    prompt = f"Use apply_patch with ```\n{patch}```"
+    with scripted_server(tmp_path) as server:
+        events, _ = codex_exec(server, codex_home, tmp_path, prompt, timeout=180, sandbox="workspace-write",
+                               top=with_catalog(codex_home))  # fmt: skip
+    items = [e["item"] for e in events if e["type"] == "item.completed"]
+    changes = [item for item in items if item["type"] == "file_change"]
+    assert changes and changes[0]["status"] == "completed", events
+    assert (tmp_path / "hello.txt").read_text() == "hello from tether\n"
+
+
+def test_codex_runs_a_namespaced_tool_the_model_called(tmp_path: Path, codex_home: Path) -> None:
+    """The scripted model calls `close_agent` of Codex's `multi_agent_v1` namespace; the call
+    reaches Codex as `{"namespace": "multi_agent_v1", "name": "close_agent"}`, and Codex's
+    handler for it reads its arguments (the scripted id, `example`, is no agent id: Codex says
+    so, in words of its pinned version, and the turn goes on with that as the tool's output)."""
+    with scripted_server(tmp_path) as server:
+        events, printed = codex_exec(server, codex_home, tmp_path, "Use close_agent now.", timeout=180)
+    assert "invalid agent id example" in printed
+    assert any(e["type"] == "turn.completed" for e in events)
+
+
+def test_codex_s_whole_tool_list_reaches_an_engine_as_functions(tmp_path: Path, codex_home: Path) -> None:
+    """Everything Codex offers (its functions, the multi-agent namespace, the freeform
+    `apply_patch`, and `web_search`, which Tether cannot run) through the upstream path: the
+    engine gets every function, namespaced ones by their model names, the custom tool as a
+    function of one string, and no hosted tool; the turn completes over the socket."""
+    engine = bench_engine(tmp_path / "engine.log")
+    with engine, Recorder(engine, tmp_path) as recorder:
+        upstream = ("--upstream", f"tether-test={recorder.base_url}")
+        with TetherServer(tmp_path / "codex.db", *upstream, api_key="sk-codex", model=None) as server:
+            events, _ = codex_exec(server, codex_home, tmp_path, "Say hello.", timeout=180,
+                                   top=with_catalog(codex_home))  # fmt: skip
+        sent = recorder.completions()
+    assert any(e["type"] == "turn.completed" for e in events)
+    tools = {tool["function"]["name"]: tool for tool in sent[-1]["json"]["tools"]}
+    assert all(tool["type"] == "function" for tool in tools.values())
+    expected = {"exec_command", "apply_patch", "multi_agent_v1__spawn_agent", "multi_agent_v1__close_agent"}
+    assert expected <= set(tools), sorted(tools)
+    assert tools["apply_patch"]["function"]["parameters"] == CUSTOM_INPUT
+    assert not any("web_search" in name for name in tools)
 
 
 @pytest.mark.local_model

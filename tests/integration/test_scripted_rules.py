@@ -63,6 +63,16 @@ def test_rule_3_auto_answers_text_after_a_tool_output(client: openai.OpenAI) -> 
     assert output_types(report) == ["message"]
 
 
+def test_a_custom_tool_s_input_is_what_the_message_quotes(client: openai.OpenAI) -> None:
+    note = {"type": "custom", "name": "write_note", "description": "Write a note."}
+    quoted = client.responses.create(
+        model=SCRIPTED, tools=[note], input='Use write_note with ```\nline one\n"two"\n```, thanks.'
+    )  # type: ignore[list-item]
+    assert quoted.output[0].input == 'line one\n"two"\n'  # type: ignore[union-attr]
+    plain = client.responses.create(model=SCRIPTED, tools=[note], input="Write a note.")  # type: ignore[list-item]
+    assert plain.output[0].input == "example"  # type: ignore[union-attr]
+
+
 def test_text_answers_are_deterministic(client: openai.OpenAI) -> None:
     one = client.responses.create(model=SCRIPTED, input="Same question.", max_output_tokens=7)
     two = client.responses.create(model=SCRIPTED, input="Same question.", max_output_tokens=7)

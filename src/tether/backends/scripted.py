@@ -9,8 +9,12 @@ What it answers, in this order:
    first allowed tool), with arguments that satisfy the tool's JSON schema;
 3. `tool_choice: "auto"` with function tools → a `function_call` when the last item of the
    context is a user message, else text: an agent calls a tool for a task, then reports once the
-   tool's output is back. The tool called is the first whose name the message says (a
+   tool's output is back. The tool called is the first whose name the user's latest messages
+   (those after the model's last output: an agent may add context after the prompt) say (a
    namespaced tool's own name, without its namespace), else the first tool.
+
+A custom tool's input is what those messages quote between ``` fences, when they quote something
+(so a test can have a real client apply a real patch), else `example`.
 
 A text answer is words of exactly four bytes, derived from the last user message, and exactly
 `max_output_tokens` tokens long when that is set (ending `completed`: the answer is made to fit),
@@ -40,6 +44,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -108,7 +113,7 @@ class ScriptedBackend:
         await schedule.wait_us(self.latency.overhead_ms * 1000)
         input_tokens, cached = prompt.input_tokens, await self._prefill(prompt, schedule)
         tool = choose_tool(generation)
-        pieces = _call_pieces(tool) if tool else _answer_pieces(generation)
+        pieces = _call_pieces(tool, generation) if tool else _answer_pieces(generation)
         budget = generation.max_output_tokens
         if tool is not None:
             yield ToolCallStarted(tool.name)
@@ -224,7 +229,8 @@ def choose_tool(generation: Generation) -> FunctionTool | None:
         return allowed[0]
     last = generation.items[-1] if generation.items else None
     if isinstance(last, Message) and last.role == "user":
-        named = (tool for tool in allowed if tool.name.rsplit(NAMESPACE_SEPARATOR, 1)[-1] in last.text)
+        said = _latest_user_text(generation)
+        named = (tool for tool in allowed if tool.name.rsplit(NAMESPACE_SEPARATOR, 1)[-1] in said)
         return next(named, allowed[0])
     return None
 
@@ -272,21 +278,40 @@ def _common_prefix(a: str, b: str) -> int:
     return low
 
 
+def _latest_user_text(generation: Generation) -> str:
+    """The user's messages after the model's last output, joined."""
+    latest: list[str] = []
+    for item in reversed(generation.items):
+        if not (isinstance(item, Message) and item.role in ("user", "developer", "system")):
+            break
+        if item.role == "user":
+            latest.append(item.text)
+    return "\n".join(reversed(latest))
+
+
+def _last_user_text(generation: Generation) -> str:
+    return next(
+        (i.text for i in reversed(generation.items) if isinstance(i, Message) and i.role == "user"), ""
+    )
+
+
 def _answer_pieces(generation: Generation) -> list[str]:
     """Four-byte words (one token each: three letters and a space), picked by a hash of the
     last user message."""
-    last_user = next(
-        (i.text for i in reversed(generation.items) if isinstance(i, Message) and i.role == "user"),
-        "",
-    )
+    last_user = _last_user_text(generation)
     length = generation.max_output_tokens or DEFAULT_ANSWER_TOKENS
     digest = hashlib.sha256(last_user.encode("utf-8")).digest()
     return [_WORDS[(digest[i % len(digest)] + i) % len(_WORDS)] for i in range(length)]
 
 
-def _call_pieces(tool: FunctionTool) -> list[str]:
-    arguments = json.dumps(example_value(tool.parameters), separators=(",", ":"))
+def _call_pieces(tool: FunctionTool, generation: Generation) -> list[str]:
+    quoted = _FENCED.search(_latest_user_text(generation)) if tool.custom else None
+    value = {"input": quoted[1]} if quoted else example_value(tool.parameters)
+    arguments = json.dumps(value, separators=(",", ":"))
     return [arguments[i : i + BYTES_PER_TOKEN] for i in range(0, len(arguments), BYTES_PER_TOKEN)]
+
+
+_FENCED = re.compile(r"```\n?(.*?)```", re.DOTALL)  # what a message quotes, its first newline left out
 
 
 def example_value(schema: Mapping[str, Any]) -> Any:

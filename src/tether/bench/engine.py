@@ -1,6 +1,7 @@
 """A stand-in OpenAI-compatible engine for benchmarks of Tether's upstream mode: it answers
 `/v1/chat/completions` streams at once, `max_tokens` one-word deltas (16 without it), with a
 finish reason and usage, so that what is measured is Tether in front of an engine, not a model.
+A request without `stream` (a warm-up) gets the same answer as one completion.
 With `--reasoning N` each answer starts with N deltas of `reasoning_content`, as a reasoning
 model's behind vLLM's reasoning parser.
 
@@ -29,11 +30,30 @@ async def models(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]})
 
 
-async def completions(request: Request) -> StreamingResponse:
+async def completions(request: Request) -> StreamingResponse | JSONResponse:
     body = orjson.loads(await request.body())
     tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_TOKENS)
     prompt = len(orjson.dumps(body.get("messages", []))) // 4
+    if not body.get("stream"):
+        return JSONResponse(_completion(tokens, prompt))
     return StreamingResponse(_chunks(tokens, prompt), media_type="text/event-stream")
+
+
+def _completion(tokens: int, prompt_tokens: int) -> dict[str, Any]:
+    text = "".join(f" word{n}" for n in range(tokens))
+    message = {"role": "assistant", "content": text}
+    if reasoning_deltas:
+        message["reasoning_content"] = "".join(f" thought{n}" for n in range(reasoning_deltas))
+    return {
+        "id": "bench", "object": "chat.completion", "model": MODEL,
+        "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+        "usage": _usage(prompt_tokens, reasoning_deltas + tokens),
+    }  # fmt: skip
+
+
+def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
+            "total_tokens": prompt_tokens + output_tokens}  # fmt: skip
 
 
 async def _chunks(tokens: int, prompt_tokens: int) -> AsyncIterator[bytes]:
@@ -55,9 +75,7 @@ async def _chunks(tokens: int, prompt_tokens: int) -> AsyncIterator[bytes]:
     for n in range(tokens):
         yield chunk({"content": f" word{n}"})
     yield chunk({}, "stop")
-    output = reasoning_deltas + tokens
-    yield chunk({}, usage={"prompt_tokens": prompt_tokens, "completion_tokens": output,
-                           "total_tokens": prompt_tokens + output})  # fmt: skip
+    yield chunk({}, usage=_usage(prompt_tokens, reasoning_deltas + tokens))
     yield b"data: [DONE]\n\n"
 
 
