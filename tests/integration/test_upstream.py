@@ -165,6 +165,29 @@ def test_a_custom_tool_loop_through_the_engine(tether: TetherServer, recorder: R
     }
 
 
+def test_a_namespaced_tool_loop_through_the_engine(tether: TetherServer, recorder: Recorder) -> None:
+    """The engine sees the namespace's function under its model name; the client gets the call
+    with `namespace` and `name` apart, and the engine gets it back under the model name."""
+    since = len(recorder.entries())
+    weather = {"type": "namespace", "name": "weather", "description": "Weather services.",
+               "tools": [{**WEATHER_TOOL, "name": "forecast"}]}  # fmt: skip
+    with tether.client().responses.connect() as conn:
+        first = run_turn(conn, input="Weather in Paris?", tools=[weather], tool_choice="required",
+                         store=False, max_output_tokens=60, temperature=0)  # fmt: skip
+        [call] = first.output
+        assert call.type == "function_call" and (call.namespace, call.name) == ("weather", "forecast")
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "22 C"}
+        second = run_turn(conn, previous_response_id=first.id, input=[output], tools=[weather], store=False,
+                          max_output_tokens=16, temperature=0)  # fmt: skip
+        assert second.status in ("completed", "incomplete")
+    sent = recorder.completions(since)
+    [offered] = sent[0]["json"]["tools"]
+    assert offered["function"]["name"] == "weather__forecast"
+    assert offered["function"]["description"].startswith("[weather: Weather services.]")
+    replayed = sent[1]["json"]["messages"][-2]["tool_calls"][0]["function"]
+    assert (replayed["name"], replayed["arguments"]) == ("weather__forecast", call.arguments)
+
+
 def test_the_engine_takes_a_replayed_thinking_on_the_assistant_message(
     tether: TetherServer, recorder: Recorder
 ) -> None:

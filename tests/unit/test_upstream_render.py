@@ -120,18 +120,19 @@ def test_images_become_content_parts_and_other_attachments_placeholders() -> Non
 
 
 def test_tool_choice_forms() -> None:
-    def choice(tool_choice: ToolChoice) -> object:
+    time = dataclasses.replace(WEATHER, name="get_time")
+
+    def choice(tool_choice: ToolChoice, tools: tuple[FunctionTool, ...] = (WEATHER, time)) -> object:
         return chat_request(
-            generation(user("x"), tools=(WEATHER,), tool_choice=tool_choice), "m", "k", stream=True
+            generation(user("x"), tools=tools, tool_choice=tool_choice), "m", "k", stream=True
         )["tool_choice"]
 
+    named = {"type": "function", "function": {"name": "get_weather"}}
     assert choice(ToolChoice("auto")) == "auto"
     assert choice(ToolChoice("none")) == "none"
     assert choice(ToolChoice("required")) == "required"
-    assert choice(ToolChoice("required", ("get_weather",))) == {
-        "type": "function",
-        "function": {"name": "get_weather"},
-    }
+    assert choice(ToolChoice("required", ("get_weather",))) == named
+    assert choice(ToolChoice("required"), (WEATHER,)) == named  # one tool to call: that one, named
 
 
 def test_tools_come_before_messages_and_what_varies_after() -> None:

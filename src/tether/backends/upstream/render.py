@@ -52,7 +52,7 @@ def chat_request(
         body["tools"] = [_tool(tool) for tool in generation.tools]
     body["messages"] = messages(generation)
     if generation.tools:
-        body["tool_choice"] = _tool_choice(generation.tool_choice)
+        body["tool_choice"] = _tool_choice(generation.tool_choice, generation.tools)
         body["parallel_tool_calls"] = generation.parallel_tool_calls
     if generation.max_output_tokens is not None:
         body["max_tokens"] = generation.max_output_tokens
@@ -175,9 +175,12 @@ def _tool(tool: FunctionTool) -> Json:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: ToolChoice) -> str | Json:
-    if choice.mode == "required" and choice.names is not None and len(choice.names) == 1:
-        return {"type": "function", "function": {"name": choice.names[0]}}
+def _tool_choice(choice: ToolChoice, tools: tuple[FunctionTool, ...]) -> str | Json:
+    allowed = choice.allowed(tools)
+    if choice.mode == "required" and len(allowed) == 1:
+        # Named, even when `required` says it: one choice is that tool, and some engines
+        # (llama-cpp-python) force only a named function.
+        return {"type": "function", "function": {"name": allowed[0].name}}
     # A narrower `allowed_tools` set has no Chat Completions form that engines accept; the engine
     # gets the mode, and the tool list stays whole so the cached prefix does too.
     return choice.mode
