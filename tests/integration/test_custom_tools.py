@@ -16,6 +16,7 @@ from openai.types.responses import (
 )
 
 from tests.conftest import LOCAL, SCRIPTED
+from tests.sdk_shapes import unknown_keys
 from tests.server_process import TetherServer
 
 PATCH_TOOL: dict[str, Any] = {
@@ -61,6 +62,7 @@ def test_a_custom_tool_call_streams_its_own_events_over_a_websocket(scripted_ser
             if event.type == "response.completed":
                 break
     kinds = [event.type for event in events]
+    assert [unknown_keys(event.to_dict()) for event in events] == [[] for _ in events]  # the SDK's shapes
     assert "response.function_call_arguments.delta" not in kinds
     deltas = [e for e in events if isinstance(e, ResponseCustomToolCallInputDeltaEvent)]
     [done] = [e for e in events if isinstance(e, ResponseCustomToolCallInputDoneEvent)]
@@ -171,7 +173,11 @@ def test_a_namespaced_tool_loop(scripted_server: TetherServer, transport: str) -
             return client.responses.create(model=SCRIPTED, tools=[AGENTS], **params)
         with client.responses.connect() as conn:
             conn.response.create(model=SCRIPTED, tools=[AGENTS], **params)
-            return next(event for event in conn if event.type == "response.completed").response
+            for event in conn:
+                assert not unknown_keys(event.to_dict()), event  # exactly the SDK's shapes
+                if event.type == "response.completed":
+                    return event.response
+        raise AssertionError("the socket closed before the response completed")
 
     first = create(input="Start a helper for the tests.")
     [call] = first.output

@@ -13,6 +13,7 @@ import pytest
 from openai.types.responses import Response, ResponseReasoningItem, ResponseReasoningTextDeltaEvent
 
 from tests.recording_proxy import Recorder
+from tests.sdk_shapes import unknown_keys
 from tests.server_process import TetherServer
 from tether.bench.engine import MODEL
 from tether.bench.servers import ServerProcess, bench_engine
@@ -49,6 +50,7 @@ def turn(conn: Any, **params: Any) -> tuple[Response, list[Any]]:
     events = []
     for event in conn:
         events.append(event)
+        assert not unknown_keys(event.to_dict()), event  # exactly the SDK's shapes
         if event.type == "response.completed":
             return event.response, events
         assert event.type != "error" and not event.type.endswith(("failed", "incomplete")), event
@@ -83,6 +85,7 @@ def test_its_events_and_its_sealed_thinking_over_http(thinking: TetherServer) ->
             model=MODEL, input="Think first.", max_output_tokens=2, include=SEALED, stream=True
         )
     )
+    assert [unknown_keys(e.to_dict()) for e in events] == [[] for _ in events]  # the SDK's shapes
     deltas = [e for e in events if isinstance(e, ResponseReasoningTextDeltaEvent)]
     assert [d.delta for d in deltas] == [" thought0", " thought1", " thought2"]
     done = next(e for e in events if e.type == "response.reasoning_text.done")

@@ -66,6 +66,12 @@ def custom_input(arguments: str) -> str:
     return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
 
 
+def _set_status(item: dict[str, Any], status: str) -> None:
+    """The item's status, if it is a kind that has one (a custom tool's call has none)."""
+    if "status" in item:
+        item["status"] = status
+
+
 class EmitterMisuse(AssertionError):
     """An event was requested in a state that forbids it (a Tether bug)."""
 
@@ -270,7 +276,7 @@ class ResponseEvents:
 
     def _close_item(self, status: str) -> Event:
         assert self._open is not None
-        self._open["status"] = status
+        _set_status(self._open, status)
         self._items.append(self._typed(self._open))
         event = self._event(
             "response.output_item.done",
@@ -286,7 +292,7 @@ class ResponseEvents:
         if self._open is not None:
             # §5.5 F: an item left open by a failure or interruption is listed as incomplete,
             # without its .done events.
-            self._open["status"] = "incomplete"
+            _set_status(self._open, "incomplete")
             self._fill(self._open)
             self._items.append(self._typed(self._open))
             self._open = None
@@ -320,7 +326,7 @@ class ResponseEvents:
             return Message(role="assistant", content=(part,), id=item["id"], status=item["status"])
         custom = item["type"] == "custom_tool_call"
         arguments = item["input"] if custom else item["arguments"]
-        return FunctionCall(item["call_id"], item["name"], arguments, item["id"], item["status"], custom,
+        return FunctionCall(item["call_id"], item["name"], arguments, item["id"], item.get("status"), custom,
                             item.get("namespace"))  # fmt: skip
 
     def _item_event(self, kind: str, **fields: Any) -> Event:

@@ -126,7 +126,8 @@ class FunctionCall:
         if self.namespace is not None:
             wire["namespace"] = self.namespace
         wire["input" if self.custom else "arguments"] = self.arguments
-        wire["status"] = self.status or "completed"
+        if not self.custom:  # a custom tool's call has no status (the SDK's `ResponseCustomToolCall`)
+            wire["status"] = self.status or "completed"
         return wire
 
 
@@ -148,13 +149,15 @@ class FunctionCallOutput:
 
     def to_wire(self) -> dict[str, Any]:
         output = self.output if isinstance(self.output, str) else [p.to_wire() for p in self.output]
-        return {
-            "type": "custom_tool_call_output" if self.custom else "function_call_output",
-            "id": self.id,
-            "call_id": self.call_id,
-            "output": output,
-            "status": self.status or "completed",
-        }
+        if self.custom:  # no status, as the SDK's `ResponseCustomToolCallOutput` has none
+            return {
+                "type": "custom_tool_call_output",
+                "id": self.id,
+                "call_id": self.call_id,
+                "output": output,
+            }
+        return {"type": "function_call_output", "id": self.id, "call_id": self.call_id, "output": output,
+                "status": self.status or "completed"}  # fmt: skip
 
 
 @dataclass(frozen=True)
