@@ -137,54 +137,50 @@ def test_a_websocket_tool_chain_sends_the_engine_a_byte_stable_prefix(
     assert len(keys) == 1 and None not in keys
 
 
-def test_a_custom_tool_loop_through_the_engine(tether: TetherServer, recorder: Recorder) -> None:
-    """The engine sees a function taking one string; the client gets a `custom_tool_call` with
-    that string as its raw input, and its output goes back as the tool's message."""
+def tool_loop(
+    tether: TetherServer, recorder: Recorder, tool: dict[str, Any], ask: str, result: str, **forcing: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A call the engine is made to write, and `result` sent back as its output over the same
+    socket: the call, and the two request bodies the engine got."""
     since = len(recorder.entries())
-    tool = {"type": "custom", "name": "run_shell", "description": "Run a shell command."}
+    output_type = "custom_tool_call_output" if tool["type"] == "custom" else "function_call_output"
     with tether.client().responses.connect() as conn:
-        first = run_turn(conn, input="List the files in this folder.", tools=[tool], store=False,
-                         tool_choice={"type": "custom", "name": "run_shell"}, max_output_tokens=60,
-                         temperature=0)  # fmt: skip
+        first = run_turn(conn, input=ask, tools=[tool], store=False, max_output_tokens=60, temperature=0,
+                         **forcing)  # fmt: skip
         [call] = first.output
-        assert call.type == "custom_tool_call" and call.name == "run_shell" and call.input
-        output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "README.md"}
+        output = {"type": output_type, "call_id": call.call_id, "output": result}
         second = run_turn(conn, previous_response_id=first.id, input=[output], tools=[tool], store=False,
                           max_output_tokens=16, temperature=0)  # fmt: skip
         assert second.status in ("completed", "incomplete")
-    sent = recorder.completions(since)
-    [offered] = sent[0]["json"]["tools"]
+    return call, [entry["json"] for entry in recorder.completions(since)]
+
+
+def test_a_custom_tool_loop_through_the_engine(tether: TetherServer, recorder: Recorder) -> None:
+    """The engine sees a function taking one string; the client gets a `custom_tool_call` with
+    that string as its raw input, and its output goes back as the tool's message."""
+    tool = {"type": "custom", "name": "run_shell", "description": "Run a shell command."}
+    call, sent = tool_loop(tether, recorder, tool, "List the files in this folder.", "README.md",
+                           tool_choice={"type": "custom", "name": "run_shell"})  # fmt: skip
+    assert call.type == "custom_tool_call" and call.name == "run_shell" and call.input
+    [offered] = sent[0]["tools"]
     assert offered["function"]["name"] == "run_shell"
     assert offered["function"]["parameters"]["properties"] == {"input": {"type": "string"}}
-    replayed = sent[1]["json"]["messages"][-2]["tool_calls"][0]["function"]
+    replayed = sent[1]["messages"][-2]["tool_calls"][0]["function"]
     assert orjson.loads(replayed["arguments"]) == {"input": call.input}
-    assert sent[1]["json"]["messages"][-1] == {
-        "role": "tool",
-        "tool_call_id": call.call_id,
-        "content": "README.md",
-    }
+    assert sent[1]["messages"][-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "README.md"}
 
 
 def test_a_namespaced_tool_loop_through_the_engine(tether: TetherServer, recorder: Recorder) -> None:
     """The engine sees the namespace's function under its model name; the client gets the call
     with `namespace` and `name` apart, and the engine gets it back under the model name."""
-    since = len(recorder.entries())
     weather = {"type": "namespace", "name": "weather", "description": "Weather services.",
                "tools": [{**WEATHER_TOOL, "name": "forecast"}]}  # fmt: skip
-    with tether.client().responses.connect() as conn:
-        first = run_turn(conn, input="Weather in Paris?", tools=[weather], tool_choice="required",
-                         store=False, max_output_tokens=60, temperature=0)  # fmt: skip
-        [call] = first.output
-        assert call.type == "function_call" and (call.namespace, call.name) == ("weather", "forecast")
-        output = {"type": "function_call_output", "call_id": call.call_id, "output": "22 C"}
-        second = run_turn(conn, previous_response_id=first.id, input=[output], tools=[weather], store=False,
-                          max_output_tokens=16, temperature=0)  # fmt: skip
-        assert second.status in ("completed", "incomplete")
-    sent = recorder.completions(since)
-    [offered] = sent[0]["json"]["tools"]
+    call, sent = tool_loop(tether, recorder, weather, "Weather in Paris?", "22 C", tool_choice="required")
+    assert call.type == "function_call" and (call.namespace, call.name) == ("weather", "forecast")
+    [offered] = sent[0]["tools"]
     assert offered["function"]["name"] == "weather__forecast"
     assert offered["function"]["description"].startswith("[weather: Weather services.]")
-    replayed = sent[1]["json"]["messages"][-2]["tool_calls"][0]["function"]
+    replayed = sent[1]["messages"][-2]["tool_calls"][0]["function"]
     assert (replayed["name"], replayed["arguments"]) == ("weather__forecast", call.arguments)
 
 
