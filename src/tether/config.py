@@ -406,6 +406,14 @@ class LocalEngine(Section):
         metavar="N",
         ge=0,
     )
+    chat_template: str | None = setting(
+        None,
+        "How prompts are rendered for the model: `chatml`; `gemma` (Gemma's turns, for the Gemma "
+        "files that carry no template, such as the base models); or a Jinja file in Hugging "
+        "Face's format. Unset: the template in the model file, else ChatML.",
+        metavar="NAME|PATH",
+        unset="the model file's",
+    )
     token_record_bytes: int = setting(
         64 * MiB,
         "Memory for the token ids of recent conversations (4 bytes a token, ~48 a message for "

@@ -69,6 +69,8 @@ class Vocab(Protocol):
 
     def tokenize(self, text: bytes, add_bos: bool = ..., special: bool = ...) -> list[int]: ...
 
+    def token_eos(self) -> int: ...
+
 
 def forced_tools(generation: Generation) -> tuple[FunctionTool, ...]:
     """The tools one of which the model must call, or () when it answers freely."""
@@ -104,7 +106,10 @@ class ChatML:
 
     def __init__(self, vocab: Vocab) -> None:
         self._vocab = vocab
-        (self.end_of_turn,) = self._special("<|im_end|>")  # the model closes its turn with it
+        # The model closes its turn with <|im_end|>; a vocabulary without that token (a model
+        # trained on another format, rendered as ChatML for want of a template) ends with EOS.
+        end = self._special("<|im_end|>")
+        self.end_of_turn = end[0] if len(end) == 1 else vocab.token_eos()
 
     def render(self, generation: Generation) -> list[int]:
         """The system block and every item: what a warm-up prefills."""

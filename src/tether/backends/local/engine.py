@@ -1,4 +1,5 @@
-"""`LocalBackend`: SmolLM2 (or any ChatML GGUF) run in-process by llama-cpp-python.
+"""`LocalBackend`: SmolLM2 (or any GGUF) run in-process by llama-cpp-python, its prompts in the
+model's own chat template (`template.py`; ChatML for a file without one).
 
 `Llama` keeps the weights and the vocabulary; the KV lives in a context of several sequences
 (`sequences.py`), so that several conversations stay resident and run together: the model thread
@@ -34,15 +35,16 @@ from tether.backends.base import (
     ModelEvent,
     Prompt,
 )
-from tether.backends.local.chatml import ChatML, forced_tools
+from tether.backends.local.chatml import forced_tools
 from tether.backends.local.grammar import tool_call_grammar
 from tether.backends.local.handoff import Handoff
-from tether.backends.local.jobs import Job, build
+from tether.backends.local.jobs import Job, build, build_whole
 from tether.backends.local.layout import fastest
 from tether.backends.local.memory import KvSnapshots, TokenRecords
 from tether.backends.local.model_file import locate
 from tether.backends.local.scheduler import Scheduler, Task
 from tether.backends.local.sequences import KvContext
+from tether.backends.local.template import Templated, TemplateError, prompt_format
 from tether.backends.local.threads import ThreadCount
 from tether.config import LocalEngine
 from tether.protocol.response import Usage
@@ -59,13 +61,13 @@ class LocalBackend:
     def __init__(self, llm: Llama, model_id: str, engine: LocalEngine, n_ctx: int) -> None:
         self._llm = llm
         self._model_id = model_id
-        self._chatml = ChatML(llm)
+        self._format = prompt_format(llm, engine.chat_template)
         self.records = TokenRecords(engine.token_record_bytes)
         self.snapshots = KvSnapshots(engine.kv_cache_bytes)
         self.threads = ThreadCount(engine.n_threads, engine.tune_threads)
         self._context = KvContext(llm, engine.n_sequences, n_ctx, engine.n_threads)
         self._scheduler = Scheduler(
-            llm, self._context, self._chatml, self.records, self.snapshots, self.threads
+            llm, self._context, self._format, self.records, self.snapshots, self.threads
         )
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="tether-tokenize")
         self._closing = threading.Event()
@@ -87,7 +89,7 @@ class LocalBackend:
         n_ctx = engine.n_ctx if trained is None else min(engine.n_ctx, trained)
         try:
             return cls(llm, model.model_id, engine, n_ctx)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError, ValueError, TemplateError) as exc:  # the context, or the template
             llm.close()
             raise BackendUnavailable(f"cannot load {path}: {exc}") from exc
 
@@ -194,7 +196,9 @@ class LocalBackend:
     # --- on the tokenizer thread ------------------------------------------------------------------
 
     def _job(self, generation: Generation) -> Job:
-        return build(generation, self._chatml, self.records, self.n_ctx, opening=generation.generate)
+        if isinstance(self._format, Templated):
+            return build_whole(generation, self._format, self.n_ctx, opening=generation.generate)
+        return build(generation, self._format, self.records, self.n_ctx, opening=generation.generate)
 
 
 def _open(path: Path) -> Llama:

@@ -1,16 +1,19 @@
 """From a `Generation` to the exact tokens the engine will run (on the tokenizer thread).
 
-A prompt starts with the token record of a conversation the engine already ran, found by id (the
-parent a continuation names) or else by content (the record sharing the longest chain of blocks,
-`prefix.py`: a client that resends its whole history), and renders only the items after it.
-Other instructions or tools change the system block, so they share nothing. Either way the
-prompt is checked against the context size here, so an overflow is refused before the request
-waits for the model.
+With the built-in ChatML renderer (`build`), a prompt starts with the token record of a
+conversation the engine already ran, found by id (the parent a continuation names) or else by
+content (the record sharing the longest chain of blocks, `prefix.py`: a client that resends its
+whole history), and renders only the items after it. Other instructions or tools change the
+system block, so they share nothing. With a model's own chat template (`build_whole`), the prompt
+is rendered whole, as a template may write a turn differently once another follows; the
+scheduler still starts it from the longest token prefix a sequence or snapshot holds. Either way
+the prompt is checked against the context size here, so an overflow is refused before the
+request waits for the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tether.backends.base import ContextOverflow, Generation
@@ -18,6 +21,7 @@ from tether.backends.local.batches import Span, within
 from tether.backends.local.chatml import Block, ChatML, forced_tools, item_block, system_text
 from tether.backends.local.memory import TokenRecord, TokenRecords
 from tether.backends.local.prefix import Mark, addresses
+from tether.backends.local.template import Templated
 
 # Room a request without `max_output_tokens` must leave for the answer, or it is refused upfront.
 MIN_OUTPUT_TOKENS = 64
@@ -93,6 +97,29 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         if extends:
             marks.append((chain[len(marks)], len(prompt)))
     prompt += chatml.opening(generation) if opening else []
+    return _job(generation, n_ctx, prompt, len(system), head, parent is not None, tuple(marks), extends,
+                _kept(generation, head, ends))  # fmt: skip
+
+
+def build_whole(generation: Generation, templated: Templated, n_ctx: int, *, opening: bool) -> Job:
+    """The prompt of `generation` rendered whole with the model's template."""
+    prompt = templated.render(generation, opening).tokens
+    head = _Head([], (), (), 0, "none", None)
+    kept = _kept_whole(generation, templated, prompt)
+    return _job(generation, n_ctx, prompt, 0, head, True, (), False, kept)
+
+
+def _job(
+    generation: Generation,
+    n_ctx: int,
+    prompt: list[int],
+    system_len: int,
+    head: _Head,
+    parent_recorded: bool,
+    marks: tuple[Mark, ...],
+    addressed: bool,
+    kept: tuple[int, int] | None,
+) -> Job:
     wanted = generation.max_output_tokens
     needed = len(prompt) + (MIN_OUTPUT_TOKENS if wanted is None else wanted)
     if needed > n_ctx:
@@ -102,21 +129,21 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
         parent_id=generation.parent_id,
         cache_scope=generation.cache_scope,
         prompt=prompt,
-        system_len=len(system),
+        system_len=system_len,
         found=head.found,
         left=_left(head, generation.origin),
         origin=generation.origin,
-        parent_recorded=parent is not None,
+        parent_recorded=parent_recorded,
         singles=head.singles,
-        marks=tuple(marks),
-        addressed=extends,
+        marks=marks,
+        addressed=addressed,
         items=len(generation.items),
         budget=n_ctx - len(prompt) if wanted is None else wanted,
         temperature=generation.temperature,
         top_p=generation.top_p,
         tool_call=bool(forced_tools(generation)),
         cache_ttl_s=generation.cache_ttl_s,
-        kept=_kept(generation, head, ends),
+        kept=kept,
     )
 
 
@@ -153,6 +180,16 @@ def _kept(generation: Generation, head: _Head, ends: dict[int, int]) -> tuple[in
     if items is None or items == 0:
         return None if items is None else (0, 0)
     return ends.get(items - 1, len(head.tokens)), items
+
+
+def _kept_whole(generation: Generation, templated: Templated, prompt: list[int]) -> tuple[int, int] | None:
+    """What explicit caching keeps of a prompt rendered whole: the rendering of the items up to
+    the last marked message, where it is a prefix of the prompt (else nothing)."""
+    items = generation.kept_items
+    if items is None or items == 0:
+        return None if items is None else (0, 0)
+    shorter = templated.render(replace(generation, items=generation.items[:items]), opening=False).tokens
+    return (len(shorter), items) if prompt[: len(shorter)] == shorter else (0, 0)
 
 
 def _left(head: _Head, origin: str | None) -> Left:

@@ -46,6 +46,7 @@ from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords
 from tether.backends.local.prefix import common_prefix, following
 from tether.backends.local.sampling import Sampler
 from tether.backends.local.sequences import KvContext, Sequence, Step
+from tether.backends.local.template import Templated
 from tether.backends.local.threads import ThreadCount
 from tether.protocol.response import Usage
 
@@ -94,18 +95,18 @@ class Scheduler:
         self,
         llm: Llama,
         context: KvContext,
-        chatml: ChatML,
+        turns: ChatML | Templated,
         records: TokenRecords,
         snapshots: KvSnapshots,
         threads: ThreadCount,
     ) -> None:
         self._llm = llm
         self._context = context
-        self._chatml = chatml
+        self._turns = turns  # how a turn ends, in the model's prompt format
         self._records = records
         self._snapshots = snapshots
         self._threads = threads
-        self._end_of_turn = frozenset({chatml.end_of_turn, llm.token_eos()})
+        self._end_of_turn = frozenset({turns.end_of_turn, llm.token_eos()})
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._waiting: deque[Task] = deque()
         self._running: list[_Running] = []
@@ -215,7 +216,7 @@ class Scheduler:
             self.copied += found[0].size
         elif sequence is not best and reach > shares[sequence]:
             context.copy(best, sequence, reach)
-        cached = common_prefix(sequence.tokens, target)
+        cached = context.servable(sequence, common_prefix(sequence.tokens, target))
         context.forget_from(sequence, cached)
         sequence.busy, sequence.used = True, next(self._clock)
         self.latest = sequence
@@ -310,7 +311,7 @@ class Scheduler:
             task.handoff.send(event)
         # Remembered when an output item exists (or when explicit caching says what to keep).
         if running.produced or job.kept is not None:
-            closing = self._chatml.closing(tool_call=job.tool_call)
+            closing = self._turns.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)
         usage = Usage(len(job.prompt), running.cached, running.produced, job.written(running.cached))
         task.handoff.send(Finished(reason, usage))

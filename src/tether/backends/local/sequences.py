@@ -6,6 +6,11 @@ engine: a sequence's logits are bitwise those of a single-sequence context, and 
 not depend on what other sequences share its batch (another's decode step or a prefill slice).
 Only the grouping of one sequence's own tokens matters (`batches.py`), so steps of different
 conversations can share one `llama_decode`.
+
+A model with sliding-window attention (Gemma 3: 512 positions) keeps, in its windowed layers,
+only the KV of the latest positions a sequence reached. A prefix of what the sequence holds is
+then worth reusing only while the window before its end is still there (`servable`); once the
+sequence ran past it, the prefix is prefilled again (llama-server decides the same way).
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ class KvContext:
         params.n_ctx = sequences * n_ctx
         params.n_seq_max = sequences
         params.kv_unified = False
+        # Windowed layers keep only their window (llama-cpp-python's default keeps everything:
+        # ~6x the KV of Gemma 3 at 8k tokens); what that costs in reuse is `servable`'s.
+        params.swa_full = False
         params.n_batch = params.n_ubatch = _BATCH_TOKENS
         params.n_threads = params.n_threads_batch = threads
         ctx = llama_cpp.llama_init_from_model(llm.model, params)
@@ -67,6 +75,7 @@ class KvContext:
         self.n_ctx = n_ctx  # tokens each sequence holds
         self.sequences = [Sequence(i) for i in range(sequences)]
         self._memory = llama_cpp.llama_get_memory(ctx)
+        self._window = llama_cpp.llama_model_n_swa(llm.model)  # 0 without sliding-window attention
         self._batch = llama_cpp.llama_batch_init(_BATCH_TOKENS, 0, 1)
 
     def decode(self, steps: list[Step]) -> list[int]:
@@ -92,6 +101,14 @@ class KvContext:
                 sequence.singles = _extended(sequence.singles, len(sequence.tokens))
             sequence.tokens += step.tokens
         return rows
+
+    def servable(self, sequence: Sequence, length: int) -> int:
+        """How many of the sequence's first `length` tokens its KV can serve a prompt: all, unless
+        the sliding window before `length` is gone (the sequence ran past it), then none."""
+        if not self._window or length == 0:
+            return length
+        oldest = llama_cpp.llama_memory_seq_pos_min(self._memory, sequence.id)
+        return length if 0 <= oldest <= max(0, length - self._window) else 0
 
     def forget_from(self, sequence: Sequence, position: int) -> None:
         """Drop the sequence's KV from `position` on: it keeps exactly its first tokens."""

@@ -1,0 +1,223 @@
+"""A model's own chat template: the GGUF's `tokenizer.chat_template`, or `--chat-template`.
+
+Rendered as the reference implementations render Hugging Face templates (transformers,
+llama-cpp-python's `Jinja2ChatFormatter`): a sandboxed, immutable Jinja environment with
+`trim_blocks` and `lstrip_blocks`, the `raise_exception` and `strftime_now` helpers, a `tojson`
+that keeps non-ASCII text as it is, and the model's `bos_token` and `eos_token`.
+
+`Templated` turns a `Generation` into tokens with it. Each message's content is rendered as a
+marker and tokenized on its own as plain text, the template's markup around it with special
+tokens parsed, so a message that contains `<end_of_turn>` cannot end its turn early (the ChatML
+renderer does the same block by block).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from llama_cpp import Llama
+
+from tether.backends.base import BackendError, Generation
+from tether.backends.local.chatml import (
+    ASSISTANT_HEADER,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    Block,
+    ChatML,
+    Vocab,
+    forced_tools,
+    item_block,
+    system_text,
+    to_text,
+)
+
+METADATA_KEY = "tokenizer.chat_template"
+CHATML = "chatml"  # the setting that asks for the built-in ChatML renderer
+BUILT_IN = Path(__file__).parent / "templates"  # templates of ours, by name
+# Markers a content is rendered as: private-use characters no template writes.
+_MARK = "\ue000{}\ue001"
+_MARKS = re.compile("\ue000(\\d+)\ue001")
+# Markup that tells a template's family (for `/v1/models` and the tool-call formats to come).
+_FAMILIES = (
+    ("<|im_start|>", "chatml"),
+    ("<start_of_turn>", "gemma"),
+    ("<|start_header_id|>", "llama3"),
+    ("[INST]", "mistral"),
+    ("<|end|>", "phi3"),
+)
+
+
+class TemplateError(BackendError):
+    """The template refused the conversation (its `raise_exception`) or failed on it."""
+
+
+def source(metadata: dict[str, str], setting: str | None) -> str | None:
+    """The template to render with, None for the built-in ChatML: what `--chat-template` names
+    (`chatml`, one of ours by name, or a file), else the model file's own. Raises OSError for a
+    file that cannot be read."""
+    if setting is None:
+        return metadata.get(METADATA_KEY) or None
+    if setting == CHATML:
+        return None
+    ours = BUILT_IN / f"{setting}.jinja"
+    return (ours if ours.is_file() else Path(setting)).read_text()
+
+
+def prompt_format(llm: Llama, setting: str | None) -> ChatML | Templated:
+    """How the engine renders prompts for `llm`: with its template (`source`), except where that
+    template is ChatML exactly as the built-in renderer writes it (SmolLM2's): then with the
+    built-in one, which renders block by block (`jobs.build`)."""
+    text = source(llm.metadata, setting)
+    if text is None:
+        return ChatML(llm)
+    bos, eos = llm.token_bos(), llm.token_eos()
+    template = ChatTemplate(text, _token_text(llm, bos), _token_text(llm, eos))
+    add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+    templated = Templated(template, llm, add_bos, bos, eos)
+    return ChatML(llm) if templated.writes_chatml() else templated
+
+
+def _token_text(llm: Llama, token: int) -> str:
+    return llm.detokenize([token], special=True).decode(errors="replace") if token >= 0 else ""
+
+
+def family(template: str) -> str:
+    return next((name for markup, name in _FAMILIES if markup in template), "other")
+
+
+def _raise(message: str) -> None:
+    raise jinja2.TemplateError(message)
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+class ChatTemplate:
+    def __init__(self, template: str, bos_token: str, eos_token: str) -> None:
+        self.source = template
+        environment = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+        )
+        environment.filters["tojson"] = _tojson
+        environment.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+        try:
+            self._template = environment.from_string(template)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"the chat template does not parse: {exc}") from None
+        self._tokens = {"bos_token": bos_token, "eos_token": eos_token}
+
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        try:
+            return self._template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt, **self._tokens
+            )
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"the model's chat template refused the conversation: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A conversation's tokens, and the text they are (for comparisons)."""
+
+    tokens: list[int]
+    text: str
+
+
+class Templated:
+    """Token-level rendering with a chat template, the whole conversation at a time."""
+
+    def __init__(self, template: ChatTemplate, vocab: Vocab, add_bos: bool, bos: int, eos: int) -> None:
+        self.template = template
+        self._vocab = vocab
+        self._bos = bos if add_bos else None
+        closing = self._closing_text()
+        self._closing = self._special(closing)
+        first = self._closing[:1]
+        # The model ends its turn with the token the template closes a turn with, when that is
+        # a token of its own (Gemma's <end_of_turn>, ChatML's <|im_end|>), else with its EOS.
+        self.end_of_turn = first[0] if first and self._is_control(closing, first[0]) else eos
+
+    def render(self, generation: Generation, opening: bool) -> Rendered:
+        """The conversation; with `opening`, the model's turn opened as well (and a forced
+        tool call with it)."""
+        blocks = [Block("system", system_text(generation)), *filter(None, map(item_block, generation.items))]
+        rendered = self._tokenize(blocks, opening)
+        if opening and forced_tools(generation):
+            rendered = Rendered(rendered.tokens + self._plain(TOOL_CALL_OPEN), rendered.text + TOOL_CALL_OPEN)
+        return rendered
+
+    def writes_chatml(self) -> bool:
+        """Whether the template writes a conversation as the built-in ChatML renderer does."""
+        probe = [Block("system", "S"), Block("user", "U"), Block("assistant", "A"), Block("user", "V")]
+        return self._tokenize(probe, opening=True).text == to_text(probe) + ASSISTANT_HEADER
+
+    def closing(self, tool_call: bool) -> list[int]:
+        """What follows the model's own tokens to close its turn as the template would."""
+        return (self._plain(TOOL_CALL_CLOSE) if tool_call else []) + self._closing
+
+    def _tokenize(self, blocks: list[Block], opening: bool) -> Rendered:
+        contents = [block.content for block in blocks]
+        messages = [{"role": block.role, "content": _MARK.format(i)} for i, block in enumerate(blocks)]
+        try:
+            marked = self.template.render(messages, add_generation_prompt=opening)
+        except TemplateError:
+            # Some templates refuse two turns of one role in a row (each tool call is a turn of
+            # its own here): such turns are joined, as those templates expect.
+            merged = _joined(blocks)
+            contents = [block.content for block in merged]
+            messages = [{"role": block.role, "content": _MARK.format(i)} for i, block in enumerate(merged)]
+            marked = self.template.render(messages, add_generation_prompt=opening)
+        tokens: list[int] = []
+        text: list[str] = []
+        pieces = _MARKS.split(marked)
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                tokens += self._plain(contents[int(piece)])
+                text.append(contents[int(piece)])
+            else:
+                tokens += self._special(piece)
+                text.append(piece)
+        if self._bos is not None and tokens[:1] != [self._bos]:
+            tokens.insert(0, self._bos)
+        return Rendered(tokens, "".join(text))
+
+    def _closing_text(self) -> str:
+        """What the template writes after an assistant's content, up to the next turn."""
+        mark = _MARK.format(1)
+        messages = [{"role": "user", "content": _MARK.format(0)}, {"role": "assistant", "content": mark}]
+        rendered = self.template.render(messages, add_generation_prompt=False)
+        return rendered[rendered.index(mark) + len(mark) :]
+
+    def _is_control(self, text: str, token: int) -> bool:
+        """Whether `token`, first of `text`, is one the plain tokenization of `text` lacks."""
+        return token not in self._plain(text)[:1]
+
+    def _special(self, text: str) -> list[int]:
+        return list(self._vocab.tokenize(text.encode(), add_bos=False, special=True)) if text else []
+
+    def _plain(self, text: str) -> list[int]:
+        return list(self._vocab.tokenize(text.encode(), add_bos=False, special=False)) if text else []
+
+
+def _joined(blocks: Iterable[Block]) -> list[Block]:
+    joined: list[Block] = []
+    for block in blocks:
+        if joined and joined[-1].role == block.role:
+            joined[-1] = Block(block.role, f"{joined[-1].content}\n{block.content}")
+        else:
+            joined.append(block)
+    return joined
