@@ -168,5 +168,7 @@ def test_every_item_of_a_compacted_window_is_complete(client: openai.OpenAI) -> 
 def test_models_and_health(scripted_server: TetherServer) -> None:
     models = scripted_server.client().models.list()
     assert [m.id for m in models.data] == [SCRIPTED]
+    # Nothing the scripted model cannot know (a context length, a prompt format).
+    assert not models.data[0].model_extra
     health = httpx.get(f"http://127.0.0.1:{scripted_server.port}/healthz").json()
     assert health == {"status": "ok", "models": [SCRIPTED]}

@@ -38,6 +38,12 @@ def turn(conn: Any, **params: Any) -> Any:
     raise AssertionError("the socket closed before the response ended")
 
 
+def test_models_say_its_context_and_prompt_format(gemma: TetherServer) -> None:
+    [model] = gemma.client().models.list().data
+    assert model.id == MODEL
+    assert (model.context_length, model.prompt_format, model.tool_format) == (8192, "gemma", "hermes")  # type: ignore[attr-defined]
+
+
 def test_a_continuation_prefills_only_what_is_new_and_answers_as_a_cold_run(
     gemma: TetherServer, gemma_file: Path, tmp_path: Path
 ) -> None:

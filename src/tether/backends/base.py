@@ -18,6 +18,7 @@ from typing import Literal, Protocol, TypeVar
 
 from tether.protocol.items import Item, Message
 from tether.protocol.prompt_cache import TTL_SECONDS, Mode
+from tether.protocol.resources import ModelDetails
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool, ToolChoice
 
@@ -225,6 +226,10 @@ class Backend(Protocol):
     def model_ids(self) -> tuple[str, ...]:
         """The ids clients put in `model` and see in `GET /v1/models`; the first is the default,
         which aliases name."""
+        ...
+
+    def model_details(self, model_id: str) -> ModelDetails:
+        """What `GET /v1/models` says of one of `model_ids` beyond its name."""
         ...
 
     async def render(self, generation: Generation) -> Prompt:

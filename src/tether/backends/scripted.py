@@ -71,6 +71,7 @@ from tether.protocol.items import (
     OpaqueItem,
     Reasoning,
 )
+from tether.protocol.resources import ModelDetails
 from tether.protocol.response import Usage
 from tether.protocol.tools import FunctionTool
 
@@ -97,6 +98,9 @@ class ScriptedBackend:
     @property
     def model_ids(self) -> tuple[str, ...]:
         return (self._model_id,)
+
+    def model_details(self, model_id: str) -> ModelDetails:
+        return ModelDetails()  # no context limit, no chat template: text in, words out
 
     async def render(self, generation: Generation) -> Prompt:
         context = render(generation)

@@ -49,7 +49,7 @@ from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart, as_model_sees
 from tether.protocol.prompt_cache import TTL_SECONDS, Diagnostics
 from tether.protocol.request import CreateRequest, without_namespaces
-from tether.protocol.resources import Order
+from tether.protocol.resources import ModelDetails, Order
 from tether.protocol.response import Usage, response_object
 from tether.store.base import RUNNING, ItemPage, Signal, Store, StoredResponse, StoreError
 
@@ -439,6 +439,11 @@ class Responses:
         output = (*(_as_output(m) for m in user), window)
         usage = Usage(prompt.input_tokens, 0, 0)
         return resources.compacted(ids.compaction_id(), int(time.time()), output, usage)
+
+    def model_details(self, name: str) -> ModelDetails:
+        """What `GET /v1/models` says of a model it serves (an alias: of the model it names)."""
+        ids = self.backend.model_ids
+        return self.backend.model_details(name if name in ids else ids[0])
 
     async def _context(self, request: CreateRequest, tenant: str, history: chain.History) -> chain.Context:
         self._check_model(request.model)

@@ -6,6 +6,7 @@ knows their keys.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from tether.protocol.items import Item
@@ -57,9 +58,21 @@ def compacted(compaction_id: str, created_at: int, output: Iterable[Item], usage
     }
 
 
-def model_list(names: Iterable[str], created: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ModelDetails:
+    """What `GET /v1/models` says of a model beyond its name, where its backend knows it."""
+
+    context_length: int | None = None  # tokens a conversation may hold, prompt and answer
+    prompt_format: str | None = None  # the family of its chat template: chatml, gemma, llama3, ...
+    tool_format: str | None = None  # how it writes a tool call (hermes: JSON in <tool_call> tags)
+
+
+def model_list(models: Iterable[tuple[str, ModelDetails]], created: int) -> dict[str, Any]:
     """`GET /v1/models`: every name the server answers to."""
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "tether"} for name in names]
+    data = []
+    for name, details in models:
+        known = {key: value for key, value in asdict(details).items() if value is not None}
+        data.append({"id": name, "object": "model", "created": created, "owned_by": "tether", **known})
     return {"object": "list", "data": data}
 
 

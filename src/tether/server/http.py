@@ -137,8 +137,8 @@ class HttpApi:
         return JsonResponse(await self.responses.compact(compact_request, tenant_of(request)))
 
     async def models(self, request: Request) -> Response:
-        names = sorted(self.responses.served_models)
-        return JsonResponse(resources.model_list(names, int(self.runtime.started_at)))
+        models = [(name, self.responses.model_details(name)) for name in sorted(self.responses.served_models)]
+        return JsonResponse(resources.model_list(models, int(self.runtime.started_at)))
 
     async def healthz(self, request: Request) -> Response:
         return JsonResponse(resources.health(self.responses.backend.model_ids))

@@ -104,6 +104,8 @@ def system_text(generation: Generation) -> str:
 class ChatML:
     """Token-level rendering against one model's vocabulary."""
 
+    family = "chatml"  # the prompt format, as `/v1/models` names it
+
     def __init__(self, vocab: Vocab) -> None:
         self._vocab = vocab
         # The model closes its turn with <|im_end|>; a vocabulary without that token (a model

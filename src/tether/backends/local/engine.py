@@ -47,6 +47,7 @@ from tether.backends.local.sequences import KvContext
 from tether.backends.local.template import Templated, TemplateError, prompt_format
 from tether.backends.local.threads import ThreadCount
 from tether.config import LocalEngine
+from tether.protocol.resources import ModelDetails
 from tether.protocol.response import Usage
 
 # The context `Llama` makes for itself, unused: llama.cpp's smallest.
@@ -96,6 +97,12 @@ class LocalBackend:
     @property
     def model_ids(self) -> tuple[str, ...]:
         return (self._model_id,)
+
+    def model_details(self, model_id: str) -> ModelDetails:
+        # Calls are written Hermes' way (JSON in <tool_call> tags) in every prompt format so far.
+        return ModelDetails(
+            context_length=self.n_ctx, prompt_format=self._format.family, tool_format="hermes"
+        )
 
     @property
     def n_ctx(self) -> int:

@@ -142,6 +142,7 @@ class Templated:
 
     def __init__(self, template: ChatTemplate, vocab: Vocab, add_bos: bool, bos: int, eos: int) -> None:
         self.template = template
+        self.family = family(template.source)  # the prompt format, as `/v1/models` names it
         self._vocab = vocab
         self._bos = bos if add_bos else None
         closing = self._closing_text()

@@ -31,6 +31,7 @@ from tether.backends.upstream.chunks import ChunkDecoder, EndedEarly, usage_of
 from tether.backends.upstream.endpoint import Endpoint
 from tether.backends.upstream.render import chat_request, encode, estimate_tokens
 from tether.config import Upstream
+from tether.protocol.resources import ModelDetails
 from tether.protocol.response import Usage
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class UpstreamBackend:
     @property
     def model_ids(self) -> tuple[str, ...]:
         return tuple(self._routes)
+
+    def model_details(self, model_id: str) -> ModelDetails:
+        return ModelDetails()  # the engine's to say (its own `/v1/models`)
 
     async def render(self, generation: Generation) -> Prompt:
         """The exact request the turn (or warm-up) will send, encoded once. Its size is an estimate
