@@ -52,6 +52,7 @@ class Job:
     temperature: float
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
+    free_calls: bool  # the reply is free and may call tools (`tool_choice: "auto"`)
     cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
     # Explicit caching: the tokens and items of the prefix kept, up to the end of its last
     # marked message (0: nothing); None: the whole conversation is kept, its reply too.
@@ -142,6 +143,8 @@ def _job(
         temperature=generation.temperature,
         top_p=generation.top_p,
         tool_call=bool(forced_tools(generation)),
+        free_calls=generation.tool_choice.mode == "auto"
+        and bool(generation.tool_choice.allowed(generation.tools)),
         cache_ttl_s=generation.cache_ttl_s,
         kept=kept,
     )

@@ -48,6 +48,7 @@ from tether.backends.local.sampling import Sampler
 from tether.backends.local.sequences import KvContext, Sequence, Step
 from tether.backends.local.template import Templated
 from tether.backends.local.threads import ThreadCount
+from tether.backends.local.tool_calls import CallScanner
 from tether.protocol.response import Usage
 
 # Prefill in slices this long: a cancellation stops a long prompt within a fraction of a second,
@@ -84,6 +85,7 @@ class _Running:
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )  # tokens are bytes: a character may span two
     pieces: list[str] = field(default_factory=list)
+    scanner: CallScanner | None = None  # finds the calls of a free answer that may make some
     produced: int = 0
     next_token: int | None = None  # sampled and counted, evaluated at the next step
 
@@ -225,7 +227,8 @@ class Scheduler:
         if task.answer:
             plan.append((len(target), len(job.prompt)))
             sampler = Sampler(self._vocab, job.temperature, job.top_p, task.grammar)
-        return _Running(task, sequence, cached, plan, sampler)
+        scanner = CallScanner() if task.answer and task.grammar is None and job.free_calls else None
+        return _Running(task, sequence, cached, plan, sampler, scanner=scanner)
 
     def _plan(self) -> list[tuple[_Running, Step]]:
         """Every answer's next token whose consumer has room, and one prefill slice (see the
@@ -280,16 +283,17 @@ class Scheduler:
         # ("stop") from one that was cut ("length").
         elif running.produced == job.budget:
             self._answered(running, "length")
-        elif running.task.cancel.wrapping_up and running.task.grammar is None:
+        elif running.task.cancel.wrapping_up and running.task.grammar is None and not _in_call(running):
             # A steer: stop before this token, keeping the KV of the answer so far, which the
-            # successor then continues. A constrained call is finished first (`Cancellation`).
+            # successor then continues. A call is finished first (`Cancellation`).
             self._answered(running, "steered")
         else:
             running.produced += 1
             text = running.utf8.decode(self._llm.detokenize([token]))
             running.pieces.append(text)
             if running.task.grammar is None and text:
-                running.task.handoff.send(TextDelta(text))
+                for event in [TextDelta(text)] if running.scanner is None else running.scanner.feed(text):
+                    running.task.handoff.send(event)
             running.next_token = token
 
     def _answered(self, running: _Running, reason: FinishReason) -> None:
@@ -304,13 +308,20 @@ class Scheduler:
             if call is not None:
                 events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
             output = None if call is None else Block("assistant", tool_call_text(*call))
+        elif running.scanner is not None:
+            events = [*running.scanner.feed(tail), *running.scanner.finish()]
+            output = Block("assistant", text + tail) if text + tail else None
         else:
             events = [TextDelta(tail)] if tail else []
             output = Block("assistant", text + tail) if text + tail else None
         for event in events:
             task.handoff.send(event)
-        # Remembered when an output item exists (or when explicit caching says what to keep).
-        if running.produced or job.kept is not None:
+        # Remembered when an output item exists (or when explicit caching says what to keep),
+        # unless the model wrote calls in a free answer: its items (a message, the calls) render
+        # otherwise than it wrote them, so its tokens are no record of them; the next turn
+        # renders them and reuses the KV up to where the two part.
+        made_calls = running.scanner is not None and running.scanner.calls > 0
+        if (running.produced or job.kept is not None) and not made_calls:
             closing = self._turns.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)
         usage = Usage(len(job.prompt), running.cached, running.produced, job.written(running.cached))
@@ -355,6 +366,10 @@ class Scheduler:
             running.task.handoff.end()
         else:
             running.task.handoff.fail(error)
+
+
+def _in_call(running: _Running) -> bool:
+    return running.scanner is not None and running.scanner.in_call
 
 
 def _tool_call(output: str, reason: FinishReason) -> tuple[str, str] | None:

@@ -1,0 +1,73 @@
+"""Calls written in a free answer, found as the answer streams: wherever the pieces break, the
+same text, the same calls and the same arguments come out."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tether.backends.base import TextDelta, ToolCallDelta, ToolCallStarted
+from tether.backends.local.tool_calls import CallScanner, Event
+
+
+def scan(text: str, cuts: list[int] = ()) -> list[Event]:  # type: ignore[assignment]
+    scanner, events, start = CallScanner(), [], 0
+    for cut in [*sorted(cuts), len(text)]:
+        events += scanner.feed(text[start:cut])
+        start = max(start, cut)
+    return events + scanner.finish()
+
+
+def joined(events: list[Event]) -> list[tuple[str, str]]:
+    """Consecutive events of one kind as one: ("text", ...) and ("call NAME", arguments)."""
+    parts: list[tuple[str, str]] = []
+    for event in events:
+        if isinstance(event, ToolCallStarted):
+            parts.append((f"call {event.name}", ""))
+        elif isinstance(event, ToolCallDelta):
+            parts[-1] = (parts[-1][0], parts[-1][1] + event.arguments)
+        elif parts and parts[-1][0] == "text":
+            parts[-1] = ("text", parts[-1][1] + event.text)
+        else:
+            parts.append(("text", event.text))
+    return parts
+
+
+def call(name: str, arguments: object) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
+
+
+ANSWER = f"Let me look.\n{call('get_weather', {'city': 'Paris', 'at': {'h': 9}})}\n{call('get_time', {})}\n"
+
+
+def test_text_then_two_calls() -> None:
+    assert joined(scan(ANSWER)) == [
+        ("text", "Let me look."),
+        ("call get_weather", '{"city": "Paris", "at": {"h": 9}}'),
+        ("call get_time", "{}"),
+    ]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(ANSWER)), max_size=12))
+def test_wherever_the_pieces_break(cuts: list[int]) -> None:
+    assert joined(scan(ANSWER, cuts)) == joined(scan(ANSWER))
+
+
+@given(st.text(alphabet=st.sampled_from("ab <>_/tolc{}\n"), max_size=40), st.lists(st.integers(0, 40)))
+def test_text_without_a_call_comes_out_whole(text: str, cuts: list[int]) -> None:
+    if "<tool_call>" in text:
+        return
+    events = scan(text, cuts)
+    assert all(isinstance(event, TextDelta) for event in events)
+    assert "".join(event.text for event in events if isinstance(event, TextDelta)) == text
+
+
+def test_what_only_looks_like_a_call_is_text() -> None:
+    assert joined(scan("Use <tool_call> tags like this.")) == [("text", "Use <tool_call> tags like this.")]
+    assert joined(scan('<tool_call>\n{"name": "f", "argu')) == [("text", '<tool_call>\n{"name": "f", "argu')]
+
+
+def test_a_call_cut_short_keeps_what_it_wrote() -> None:
+    assert joined(scan('<tool_call>\n{"name": "f", "arguments": {"a": [1, 2')) == [("call f", '{"a": [1, 2')]
