@@ -4,6 +4,7 @@ ChatML (SmolLM2's)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,33 @@ def test_where_the_template_comes_from(tmp_path: Path) -> None:
     assert source(metadata, str(mine)) == "{{ 'mine' }}"
     with pytest.raises(OSError):
         source(metadata, str(tmp_path / "missing.jinja"))
+
+
+HERMES = Path(__file__).parents[1] / "data/hermes.jinja"
+
+
+def test_a_hermes_template_writes_the_tools_the_calls_and_their_results_itself(smollm2: Llama) -> None:
+    format = prompt_format(smollm2, str(HERMES))
+    assert isinstance(format, Templated) and format.native_tools  # ChatML, but not the built-in one
+    two_calls = (
+        *CONVERSATION[:2],
+        FunctionCall("call_2", "get_weather", '{"city": "Rome"}'),
+        *CONVERSATION[2:],
+    )
+    rendered = format.render(generation(two_calls, instructions="Be brief.", tools=(WEATHER,)), opening=True)
+    tool = {"type": "function", "function": {"name": "get_weather", "description": WEATHER.description,
+                                             "parameters": dict(WEATHER.parameters)}}  # fmt: skip
+    assert rendered.text == (
+        "<|im_start|>system\nBe brief.\n\nYou can call these functions:\n<tools>\n"
+        + json.dumps(tool, ensure_ascii=False)
+        + "\n</tools>\nCall one as <tool_call>\n"
+        '{"name": <name>, "arguments": <arguments>}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n22 C\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n22 C in Paris.<|im_end|>\n"
+        "<|im_start|>user\nThanks.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )

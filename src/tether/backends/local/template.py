@@ -5,10 +5,13 @@ llama-cpp-python's `Jinja2ChatFormatter`): a sandboxed, immutable Jinja environm
 `trim_blocks` and `lstrip_blocks`, the `raise_exception` and `strftime_now` helpers, a `tojson`
 that keeps non-ASCII text as it is, and the model's `bos_token` and `eos_token`.
 
-`Templated` turns a `Generation` into tokens with it. Each message's content is rendered as a
-marker and tokenized on its own as plain text, the template's markup around it with special
-tokens parsed, so a message that contains `<end_of_turn>` cannot end its turn early (the ChatML
-renderer does the same block by block).
+`Templated` turns a `Generation` into tokens with it. A Hermes-style template (one that writes
+`<tool_call>` and reads `tool_calls`: Qwen 2.5 and 3, Hermes 2 and 3) is given the tools, each
+assistant turn's calls and each tool's result, and writes them itself; any other gets Tether's
+own tool text (`chatml.system_text`, `chatml.item_block`) in plain turns. Each message's content
+is rendered as a marker and tokenized on its own as plain text, the template's markup around it
+with special tokens parsed, so a message that contains `<end_of_turn>` cannot end its turn early
+(the ChatML renderer does the same block by block).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from tether.backends.local.chatml import (
     system_text,
     to_text,
 )
+from tether.protocol.items import FunctionCall, FunctionCallOutput, Message
 
+Json = dict[str, Any]
 METADATA_KEY = "tokenizer.chat_template"
 CHATML = "chatml"  # the setting that asks for the built-in ChatML renderer
 BUILT_IN = Path(__file__).parent / "templates"  # templates of ours, by name
@@ -74,8 +79,8 @@ def source(metadata: dict[str, str], setting: str | None) -> str | None:
 
 def prompt_format(llm: Llama, setting: str | None) -> ChatML | Templated:
     """How the engine renders prompts for `llm`: with its template (`source`), except where that
-    template is ChatML exactly as the built-in renderer writes it (SmolLM2's): then with the
-    built-in one, which renders block by block (`jobs.build`)."""
+    template is ChatML exactly as the built-in renderer writes it and takes no tools (SmolLM2's):
+    then with the built-in one, which renders block by block (`jobs.build`)."""
     text = source(llm.metadata, setting)
     if text is None:
         return ChatML(llm)
@@ -83,7 +88,7 @@ def prompt_format(llm: Llama, setting: str | None) -> ChatML | Templated:
     template = ChatTemplate(text, _token_text(llm, bos), _token_text(llm, eos))
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"
     templated = Templated(template, llm, add_bos, bos, eos)
-    return ChatML(llm) if templated.writes_chatml() else templated
+    return ChatML(llm) if not templated.native_tools and templated.writes_chatml() else templated
 
 
 def _token_text(llm: Llama, token: int) -> str:
@@ -120,10 +125,15 @@ class ChatTemplate:
             raise ValueError(f"the chat template does not parse: {exc}") from None
         self._tokens = {"bos_token": bos_token, "eos_token": eos_token}
 
-    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         try:
             return self._template.render(
-                messages=messages, add_generation_prompt=add_generation_prompt, **self._tokens
+                messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **self._tokens
             )
         except jinja2.TemplateError as exc:
             raise TemplateError(f"the model's chat template refused the conversation: {exc}") from None
@@ -143,6 +153,9 @@ class Templated:
     def __init__(self, template: ChatTemplate, vocab: Vocab, add_bos: bool, bos: int, eos: int) -> None:
         self.template = template
         self.family = family(template.source)  # the prompt format, as `/v1/models` names it
+        # Hermes-style templates (Qwen 2.5 and 3, Hermes 2 and 3) write the tools, the calls and
+        # their results themselves, in the format calls are parsed in (`tool_calls.py`).
+        self.native_tools = "<tool_call>" in template.source and "tool_calls" in template.source
         self._vocab = vocab
         self._bos = bos if add_bos else None
         closing = self._closing_text()
@@ -155,8 +168,14 @@ class Templated:
     def render(self, generation: Generation, opening: bool) -> Rendered:
         """The conversation; with `opening`, the model's turn opened as well (and a forced
         tool call with it)."""
-        blocks = [Block("system", system_text(generation)), *filter(None, map(item_block, generation.items))]
-        rendered = self._tokenize(blocks, opening)
+        if self.native_tools:
+            rendered = self._marked(*_native(generation), opening)
+        else:
+            blocks = [
+                Block("system", system_text(generation)),
+                *filter(None, map(item_block, generation.items)),
+            ]
+            rendered = self._from_blocks(blocks, opening)
         if opening and forced_tools(generation):
             rendered = Rendered(rendered.tokens + self._plain(TOOL_CALL_OPEN), rendered.text + TOOL_CALL_OPEN)
         return rendered
@@ -164,28 +183,33 @@ class Templated:
     def writes_chatml(self) -> bool:
         """Whether the template writes a conversation as the built-in ChatML renderer does."""
         probe = [Block("system", "S"), Block("user", "U"), Block("assistant", "A"), Block("user", "V")]
-        return self._tokenize(probe, opening=True).text == to_text(probe) + ASSISTANT_HEADER
+        return self._from_blocks(probe, opening=True).text == to_text(probe) + ASSISTANT_HEADER
 
     def closing(self, tool_call: bool) -> list[int]:
         """What follows the model's own tokens to close its turn as the template would."""
         return (self._plain(TOOL_CALL_CLOSE) if tool_call else []) + self._closing
 
-    def _tokenize(self, blocks: list[Block], opening: bool) -> Rendered:
-        contents = [block.content for block in blocks]
-        messages = [{"role": block.role, "content": _MARK.format(i)} for i, block in enumerate(blocks)]
+    def _from_blocks(self, blocks: list[Block], opening: bool) -> Rendered:
+        """The blocks as turns of their roles, with Tether's own tool text (`chatml`)."""
         try:
-            marked = self.template.render(messages, add_generation_prompt=opening)
+            return self._marked(*_marked_blocks(blocks), None, opening)
         except TemplateError:
             # Some templates refuse two turns of one role in a row (each tool call is a turn of
             # its own here): such turns are joined, as those templates expect.
-            merged = _joined(blocks)
-            contents = [block.content for block in merged]
-            messages = [{"role": block.role, "content": _MARK.format(i)} for i, block in enumerate(merged)]
-            marked = self.template.render(messages, add_generation_prompt=opening)
+            return self._marked(*_marked_blocks(_joined(blocks)), None, opening)
+
+    def _marked(
+        self,
+        messages: list[dict[str, Any]],
+        contents: list[str],
+        tools: list[dict[str, Any]] | None,
+        opening: bool,
+    ) -> Rendered:
+        """`messages`, whose contents are markers of `contents`, rendered and tokenized."""
+        marked = self.template.render(messages, add_generation_prompt=opening, tools=tools)
         tokens: list[int] = []
         text: list[str] = []
-        pieces = _MARKS.split(marked)
-        for i, piece in enumerate(pieces):
+        for i, piece in enumerate(_MARKS.split(marked)):
             if i % 2:
                 tokens += self._plain(contents[int(piece)])
                 text.append(contents[int(piece)])
@@ -212,6 +236,62 @@ class Templated:
 
     def _plain(self, text: str) -> list[int]:
         return list(self._vocab.tokenize(text.encode(), add_bos=False, special=False)) if text else []
+
+
+class _Contents:
+    """The contents of a conversation's messages, each rendered as a marker of its index."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> str:
+        """The marker of `text`; an empty text stays empty (templates test a content's truth)."""
+        if not text:
+            return ""
+        self.texts.append(text)
+        return _MARK.format(len(self.texts) - 1)
+
+
+def _marked_blocks(blocks: list[Block]) -> tuple[list[Json], list[str]]:
+    contents = _Contents()
+    return [{"role": block.role, "content": contents.mark(block.content)} for block in blocks], contents.texts
+
+
+def _native(generation: Generation) -> tuple[list[Json], list[str], list[Json] | None]:
+    """The conversation as a Hermes-style template takes it: the instructions as the system
+    message, each assistant turn's calls in its `tool_calls`, each result a `tool` message, and
+    the tools as functions."""
+    contents = _Contents()
+    messages: list[Json] = []
+    if generation.instructions:
+        messages.append({"role": "system", "content": contents.mark(generation.instructions)})
+    for item in generation.items:
+        if isinstance(item, Message):
+            role = "system" if item.role == "developer" else item.role
+            messages.append({"role": role, "content": contents.mark(item.text)})
+        elif isinstance(item, FunctionCall):
+            call = {"id": item.call_id, "type": "function",
+                    "function": {"name": item.name, "arguments": _arguments(item.arguments)}}  # fmt: skip
+            if messages and messages[-1]["role"] == "assistant":  # its text, or calls before it
+                messages[-1].setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif isinstance(item, FunctionCallOutput):
+            messages.append(
+                {"role": "tool", "tool_call_id": item.call_id, "content": contents.mark(item.text)}
+            )
+    tools = [{"type": "function", "function": {"name": tool.name, "description": tool.description or "",
+              "parameters": dict(tool.parameters)}} for tool in generation.tools]  # fmt: skip
+    return messages, contents.texts, tools or None
+
+
+def _arguments(arguments: str) -> Any:
+    """A call's arguments as templates write them (`tojson` of an object), when they are one."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value if isinstance(value, dict) else arguments
 
 
 def _joined(blocks: Iterable[Block]) -> list[Block]:
