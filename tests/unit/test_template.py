@@ -24,7 +24,7 @@ from tether.backends.local.template import (
     prompt_format,
     source,
 )
-from tether.protocol.items import FunctionCall, FunctionCallOutput, Item, Message, TextPart
+from tether.protocol.items import FunctionCall, FunctionCallOutput, Item, Message, Reasoning, TextPart
 from tether.protocol.tools import ToolChoice
 
 GEMMA = Path(__file__).parents[2] / "src/tether/backends/local/templates/gemma.jinja"
@@ -164,3 +164,25 @@ def test_a_hermes_template_writes_the_tools_the_calls_and_their_results_itself(s
         "<|im_start|>user\nThanks.<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
+
+
+THINKING = Path(__file__).parents[1] / "data/thinking.jinja"
+
+
+def test_a_thinking_template_opens_the_turn_in_thinking_and_writes_thinking_back(smollm2: Llama) -> None:
+    format = prompt_format(smollm2, str(THINKING))
+    assert isinstance(format, Templated) and format.opens_thinking
+    items = (
+        text("user", "Hi."),
+        Reasoning("Greet back.", ()),
+        text("assistant", "Hello!"),
+        text("user", "Bye."),
+    )
+    assert format.render(generation(items), opening=True).text == (
+        "<|im_start|>user\nHi.<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\nGreet back.\n</think>\n\nHello!<|im_end|>\n"
+        "<|im_start|>user\nBye.<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n"
+    )
+    gemma = prompt_format(smollm2, "gemma")
+    assert isinstance(gemma, Templated) and not gemma.opens_thinking

@@ -53,6 +53,7 @@ class Job:
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
     free_calls: bool  # the reply is free and may call tools (`tool_choice: "auto"`)
+    thinking: bool  # the prompt opened the model's turn in its thinking (`<think>`)
     cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
     # Explicit caching: the tokens and items of the prefix kept, up to the end of its last
     # marked message (0: nothing); None: the whole conversation is kept, its reply too.
@@ -99,7 +100,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
             marks.append((chain[len(marks)], len(prompt)))
     prompt += chatml.opening(generation) if opening else []
     return _job(generation, n_ctx, prompt, len(system), head, parent is not None, tuple(marks), extends,
-                _kept(generation, head, ends))  # fmt: skip
+                _kept(generation, head, ends), thinking=False)  # fmt: skip
 
 
 def build_whole(generation: Generation, templated: Templated, n_ctx: int, *, opening: bool) -> Job:
@@ -107,7 +108,18 @@ def build_whole(generation: Generation, templated: Templated, n_ctx: int, *, ope
     prompt = templated.render(generation, opening).tokens
     head = _Head([], (), (), 0, "none", None)
     kept = _kept_whole(generation, templated, prompt)
-    return _job(generation, n_ctx, prompt, 0, head, True, (), False, kept)
+    return _job(
+        generation,
+        n_ctx,
+        prompt,
+        0,
+        head,
+        True,
+        (),
+        False,
+        kept,
+        thinking=opening and templated.opens_thinking,
+    )
 
 
 def _job(
@@ -120,6 +132,8 @@ def _job(
     marks: tuple[Mark, ...],
     addressed: bool,
     kept: tuple[int, int] | None,
+    *,
+    thinking: bool,
 ) -> Job:
     wanted = generation.max_output_tokens
     needed = len(prompt) + (MIN_OUTPUT_TOKENS if wanted is None else wanted)
@@ -147,6 +161,7 @@ def _job(
         and bool(generation.tool_choice.allowed(generation.tools)),
         cache_ttl_s=generation.cache_ttl_s,
         kept=kept,
+        thinking=thinking,
     )
 
 

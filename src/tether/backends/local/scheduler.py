@@ -33,10 +33,10 @@ from tether.backends.base import (
     Finished,
     FinishReason,
     ModelEvent,
-    TextDelta,
     ToolCallDelta,
     ToolCallStarted,
 )
+from tether.backends.local.answers import AnswerScanner
 from tether.backends.local.batches import Span, batches
 from tether.backends.local.chatml import Block, ChatML, tool_call_text
 from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call
@@ -48,7 +48,6 @@ from tether.backends.local.sampling import Sampler
 from tether.backends.local.sequences import KvContext, Sequence, Step
 from tether.backends.local.template import Templated
 from tether.backends.local.threads import ThreadCount
-from tether.backends.local.tool_calls import CallScanner
 from tether.protocol.response import Usage
 
 # Prefill in slices this long: a cancellation stops a long prompt within a fraction of a second,
@@ -85,7 +84,7 @@ class _Running:
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )  # tokens are bytes: a character may span two
     pieces: list[str] = field(default_factory=list)
-    scanner: CallScanner | None = None  # finds the calls of a free answer that may make some
+    scanner: AnswerScanner | None = None  # a free answer's thinking, text and calls
     produced: int = 0
     next_token: int | None = None  # sampled and counted, evaluated at the next step
 
@@ -227,7 +226,8 @@ class Scheduler:
         if task.answer:
             plan.append((len(target), len(job.prompt)))
             sampler = Sampler(self._vocab, job.temperature, job.top_p, task.grammar)
-        scanner = CallScanner() if task.answer and task.grammar is None and job.free_calls else None
+        free = task.answer and task.grammar is None
+        scanner = AnswerScanner(job.thinking, job.free_calls) if free else None
         return _Running(task, sequence, cached, plan, sampler, scanner=scanner)
 
     def _plan(self) -> list[tuple[_Running, Step]]:
@@ -292,7 +292,8 @@ class Scheduler:
             text = running.utf8.decode(self._llm.detokenize([token]))
             running.pieces.append(text)
             if running.task.grammar is None and text:
-                for event in [TextDelta(text)] if running.scanner is None else running.scanner.feed(text):
+                assert running.scanner is not None  # every free answer has one
+                for event in running.scanner.feed(text):
                     running.task.handoff.send(event)
             running.next_token = token
 
@@ -308,11 +309,9 @@ class Scheduler:
             if call is not None:
                 events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
             output = None if call is None else Block("assistant", tool_call_text(*call))
-        elif running.scanner is not None:
-            events = [*running.scanner.feed(tail), *running.scanner.finish()]
-            output = Block("assistant", text + tail) if text + tail else None
         else:
-            events = [TextDelta(tail)] if tail else []
+            assert running.scanner is not None  # every free answer has one
+            events = [*running.scanner.feed(tail), *running.scanner.finish()]
             output = Block("assistant", text + tail) if text + tail else None
         for event in events:
             task.handoff.send(event)

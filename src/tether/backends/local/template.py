@@ -30,6 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llama_cpp import Llama
 
 from tether.backends.base import BackendError, Generation
+from tether.backends.local.answers import THINK
 from tether.backends.local.chatml import (
     ASSISTANT_HEADER,
     TOOL_CALL_CLOSE,
@@ -42,7 +43,7 @@ from tether.backends.local.chatml import (
     system_text,
     to_text,
 )
-from tether.protocol.items import FunctionCall, FunctionCallOutput, Message
+from tether.protocol.items import FunctionCall, FunctionCallOutput, Message, Reasoning
 
 Json = dict[str, Any]
 METADATA_KEY = "tokenizer.chat_template"
@@ -158,6 +159,8 @@ class Templated:
         self.native_tools = "<tool_call>" in template.source and "tool_calls" in template.source
         self._vocab = vocab
         self._bos = bos if add_bos else None
+        # Thinking models' templates may open the model's turn in its thinking (`<think>`).
+        self.opens_thinking = self._opening_text().rstrip().endswith(THINK)
         closing = self._closing_text()
         self._closing = self._special(closing)
         first = self._closing[:1]
@@ -220,6 +223,12 @@ class Templated:
             tokens.insert(0, self._bos)
         return Rendered(tokens, "".join(text))
 
+    def _opening_text(self) -> str:
+        """What the template writes to open the model's turn."""
+        messages = [{"role": "user", "content": _MARK.format(0)}]
+        opened = self.template.render(messages, add_generation_prompt=True)
+        return opened[len(self.template.render(messages, add_generation_prompt=False)) :]
+
     def _closing_text(self) -> str:
         """What the template writes after an assistant's content, up to the next turn."""
         mark = _MARK.format(1)
@@ -259,27 +268,39 @@ def _marked_blocks(blocks: list[Block]) -> tuple[list[Json], list[str]]:
 
 def _native(generation: Generation) -> tuple[list[Json], list[str], list[Json] | None]:
     """The conversation as a Hermes-style template takes it: the instructions as the system
-    message, each assistant turn's calls in its `tool_calls`, each result a `tool` message, and
-    the tools as functions."""
+    message, each assistant turn's calls in its `tool_calls` and the thinking before it in its
+    `reasoning_content`, each result a `tool` message, and the tools as functions."""
     contents = _Contents()
     messages: list[Json] = []
     if generation.instructions:
         messages.append({"role": "system", "content": contents.mark(generation.instructions)})
+    thinking = ""  # what the model thought before the assistant message to come
+
+    def assistant(content: str) -> Json:
+        message: Json = {"role": "assistant", "content": contents.mark(content)}
+        if thinking:
+            message["reasoning_content"] = contents.mark(thinking)
+        return message
+
     for item in generation.items:
-        if isinstance(item, Message):
+        if isinstance(item, Reasoning):
+            thinking = item.text
+            continue
+        if isinstance(item, Message) and item.role == "assistant":
+            messages.append(assistant(item.text))
+        elif isinstance(item, Message):
             role = "system" if item.role == "developer" else item.role
             messages.append({"role": role, "content": contents.mark(item.text)})
         elif isinstance(item, FunctionCall):
             call = {"id": item.call_id, "type": "function",
                     "function": {"name": item.name, "arguments": _arguments(item.arguments)}}  # fmt: skip
-            if messages and messages[-1]["role"] == "assistant":  # its text, or calls before it
-                messages[-1].setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            if not (messages and messages[-1]["role"] == "assistant"):  # else its text, or calls before it
+                messages.append(assistant(""))
+            messages[-1].setdefault("tool_calls", []).append(call)
         elif isinstance(item, FunctionCallOutput):
-            messages.append(
-                {"role": "tool", "tool_call_id": item.call_id, "content": contents.mark(item.text)}
-            )
+            result = contents.mark(item.text)
+            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": result})
+        thinking = ""
     tools = [{"type": "function", "function": {"name": tool.name, "description": tool.description or "",
               "parameters": dict(tool.parameters)}} for tool in generation.tools]  # fmt: skip
     return messages, contents.texts, tools or None

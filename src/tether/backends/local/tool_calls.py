@@ -26,7 +26,7 @@ HEAD_CHARS = 256  # a head longer than this without a name is no call (names are
 Event = TextDelta | ToolCallStarted | ToolCallDelta
 
 
-def _partial_suffix(text: str, tag: str) -> int:
+def partial_suffix(text: str, tag: str) -> int:
     """The length of the longest end of `text` that begins `tag`."""
     for length in range(min(len(text), len(tag) - 1), 0, -1):
         if tag.startswith(text[-length:]):
@@ -80,7 +80,7 @@ class CallScanner:
         if start < 0:
             # Held back: what may begin a tag, and the space before it (space right before a
             # call belongs to no message).
-            said = self._held[: len(self._held) - _partial_suffix(self._held, OPEN)].rstrip()
+            said = self._held[: len(self._held) - partial_suffix(self._held, OPEN)].rstrip()
             if said:
                 events.append(TextDelta(said))
             self._held = self._held[len(said) :]
