@@ -5,6 +5,7 @@ chat template in the file, so `--chat-template gemma` renders its prompts in Gem
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_http_create import WEATHER_TOOL
+from tests.integration.test_prompt_cache import DOCUMENT, EXPLICIT, marked, written
 from tests.server_process import TetherServer
 
 pytestmark = pytest.mark.local_model
@@ -114,3 +116,14 @@ def test_a_long_conversation_displaced_and_restored_continues_as_a_cold_run(
     with serve(tmp_path / "cold", gemma_file) as cold, cold.client().responses.connect() as conn:
         again = turn(conn, input=history, max_output_tokens=12)
     assert again.output_text == second.output_text
+
+
+def test_explicit_caching_keeps_exactly_the_marked_prefix(gemma: TetherServer) -> None:
+    settings: dict[str, Any] = {"model": MODEL, "max_output_tokens": 8, "temperature": 0, **EXPLICIT}
+    client = gemma.client()
+    document = [marked(f"Document {uuid.uuid4()}. {DOCUMENT}"), {"role": "user", "content": "Summarise it."}]
+    first = client.responses.create(input=document, **settings)
+    _, wrote = written(first)
+    assert 0 < wrote < first.usage.input_tokens  # type: ignore[union-attr]
+    second = client.responses.create(input="And the end?", previous_response_id=first.id, **settings)
+    assert written(second)[0] == sum(written(first))  # the prefix to the document's end, no more
