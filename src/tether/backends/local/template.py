@@ -203,9 +203,9 @@ class Templated:
 
     def _marked(
         self,
-        messages: list[dict[str, Any]],
+        messages: list[Json],
         contents: list[str],
-        tools: list[dict[str, Any]] | None,
+        tools: list[Json] | None,
         opening: bool,
     ) -> Rendered:
         """`messages`, whose contents are markers of `contents`, rendered and tokenized."""
