@@ -8,11 +8,12 @@ from hypothesis import strategies as st
 
 from tether.backends.base import ReasoningDelta, ToolCallDelta, ToolCallStarted
 from tether.backends.local.answers import AnswerScanner
+from tether.backends.local.tool_formats import HERMES
 
 
 def scan(text: str, cuts: list[int], *, thinking: bool = False, calls: bool = True) -> list[tuple[str, str]]:
     """The events of `text` fed in pieces cut at `cuts`, those of one kind joined."""
-    scanner, events, start = AnswerScanner(thinking, calls), [], 0
+    scanner, events, start = AnswerScanner(thinking, HERMES if calls else None), [], 0
     for cut in [*sorted(cuts), len(text)]:
         events += scanner.feed(text[start:cut])
         start = max(start, cut)

@@ -186,3 +186,20 @@ def test_a_thinking_template_opens_the_turn_in_thinking_and_writes_thinking_back
     )
     gemma = prompt_format(smollm2, "gemma")
     assert isinstance(gemma, Templated) and not gemma.opens_thinking
+
+
+LLAMA3 = Path(__file__).parents[1] / "data/llama3.jinja"
+
+
+def test_a_llama_3_template_writes_calls_as_bare_objects_and_results_as_ipython(smollm2: Llama) -> None:
+    format = prompt_format(smollm2, str(LLAMA3))
+    assert isinstance(format, Templated) and format.native_tools and format.tool_format.name == "llama3_json"
+    forced = ToolChoice("required", ("get_weather",))
+    rendered = format.render(generation(CONVERSATION[:3], tools=(WEATHER,), tool_choice=forced), opening=True)
+    turn = "<|start_header_id|>{}<|end_header_id|>\n\n"
+    call = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+    assert (
+        f"{turn.format('assistant')}{call}<|eot_id|>{turn.format('ipython')}22 C<|eot_id|>" in rendered.text
+    )
+    assert rendered.text.endswith(turn.format("assistant"))  # no markup opens a call
+    assert format.closing(tool_call=True) == format.closing(tool_call=False)

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from tether.backends.base import TextDelta, ToolCallDelta, ToolCallStarted
 from tether.backends.local.tool_calls import CallScanner, Event
+from tether.backends.local.tool_formats import HERMES, LLAMA3, ToolFormat, native_format
 
 
-def scan(text: str, cuts: list[int] = ()) -> list[Event]:  # type: ignore[assignment]
-    scanner, events, start = CallScanner(), [], 0
+def scan(text: str, cuts: list[int] = (), format: ToolFormat = HERMES) -> list[Event]:  # type: ignore[assignment]
+    scanner, events, start = CallScanner(format), [], 0
     for cut in [*sorted(cuts), len(text)]:
         events += scanner.feed(text[start:cut])
         start = max(start, cut)
@@ -71,3 +72,25 @@ def test_what_only_looks_like_a_call_is_text() -> None:
 
 def test_a_call_cut_short_keeps_what_it_wrote() -> None:
     assert joined(scan('<tool_call>\n{"name": "f", "arguments": {"a": [1, 2')) == [("call f", '{"a": [1, 2')]
+
+
+LLAMA3_CALL = '{"name": "get_weather", "parameters": {"city": "Rome", "at": {"h": 9}}}'
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(LLAMA3_CALL)), max_size=10))
+def test_llama_3_s_call_is_the_whole_answer(cuts: list[int]) -> None:
+    assert joined(scan(LLAMA3_CALL, cuts, LLAMA3)) == [
+        ("call get_weather", '{"city": "Rome", "at": {"h": 9}}')
+    ]
+
+
+def test_llama_3_s_text_is_text() -> None:
+    assert joined(scan("It is sunny {mostly}.", [3], LLAMA3)) == [("text", "It is sunny {mostly}.")]
+    assert joined(scan('\n{"not": "a call"}', [], LLAMA3)) == [("text", '\n{"not": "a call"}')]
+
+
+def test_which_templates_write_calls_themselves_and_how() -> None:
+    hermes = "{% for call in message.tool_calls %}<tool_call>{{ call | tojson }}</tool_call>{% endfor %}"
+    llama3 = '<|start_header_id|>{% for c in m.tool_calls %}{"name": .., "parameters": ..}{% endfor %}'
+    assert native_format(hermes) is HERMES and native_format(llama3) is LLAMA3
+    assert native_format("<|im_start|>{{ m.content }}") is None  # no calls of its own

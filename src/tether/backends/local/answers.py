@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from tether.backends.base import ReasoningDelta, TextDelta
 from tether.backends.local.tool_calls import CallScanner, Event, partial_suffix
+from tether.backends.local.tool_formats import ToolFormat
 
 THINK = "<think>"
 END_THINK = "</think>"
 
 
 class AnswerScanner:
-    def __init__(self, thinking: bool, calls: bool) -> None:
-        """`thinking`: the prompt opened the model's turn in its thinking; `calls`: the model may
-        write calls."""
+    def __init__(self, thinking: bool, calls: ToolFormat | None) -> None:
+        """`thinking`: the prompt opened the model's turn in its thinking; `calls`: the format
+        of the calls the model may write (None: it may write none)."""
         self._state = "thinking" if thinking else "start"
         self._held = ""
-        self._calls = CallScanner() if calls else None
+        self._calls = None if calls is None else CallScanner(calls)
 
     @property
     def calls(self) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from tether.backends.base import Generation
+from tether.backends.local.tool_formats import HERMES
 from tether.protocol.items import (
     Compaction,
     FunctionCall,
@@ -36,8 +37,8 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 # Opens the model's turn. A forced tool call additionally opens the call, so the grammar only has
 # to produce the JSON and the turn reads exactly like the format the system block describes.
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
-TOOL_CALL_OPEN = "<tool_call>\n"
-TOOL_CALL_CLOSE = "\n</tool_call>"
+TOOL_CALL_OPEN = HERMES.open
+TOOL_CALL_CLOSE = HERMES.close
 END_OF_TURN = "<|im_end|>\n"
 
 ChatRole = Literal["system", "user", "assistant"]
@@ -105,6 +106,7 @@ class ChatML:
     """Token-level rendering against one model's vocabulary."""
 
     family = "chatml"  # the prompt format, as `/v1/models` names it
+    tool_format = HERMES  # Tether's own tool text teaches Hermes' call format
 
     def __init__(self, vocab: Vocab) -> None:
         self._vocab = vocab

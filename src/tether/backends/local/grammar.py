@@ -32,20 +32,20 @@ _ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 _DEFS_KEYS = ("$defs", "definitions")
 
 
-def tool_call_grammar(tools: tuple[FunctionTool, ...]) -> str:
-    """GBNF of one call to one of `tools`."""
+def tool_call_grammar(tools: tuple[FunctionTool, ...], arguments_key: str = "arguments") -> str:
+    """GBNF of one call to one of `tools`, its arguments under `arguments_key`."""
     if not tools:
         raise ValueError("a forced tool call needs at least one tool")
     (only, *others) = tools
     if not others and only.format is not None and only.format.type == "grammar":
         try:
-            return call_grammar(only.name, only.format)
+            return call_grammar(only.name, only.format, arguments_key)
         except Unsupported as exc:
             log.warning("the input of custom tool %r is not held to its grammar: %s", only.name, exc)
-    return str(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))))
+    return str(json_schema_to_gbnf(json.dumps(tool_call_schema(tools, arguments_key))))
 
 
-def tool_call_schema(tools: tuple[FunctionTool, ...]) -> dict[str, Any]:
+def tool_call_schema(tools: tuple[FunctionTool, ...], arguments_key: str = "arguments") -> dict[str, Any]:
     defs: dict[str, Any] = {}
     calls = []
     for i, tool in enumerate(tools):
@@ -56,9 +56,9 @@ def tool_call_schema(tools: tuple[FunctionTool, ...]) -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "name": {"const": tool.name},
-                    "arguments": {"$ref": f"#/$defs/args-{i}"},
+                    arguments_key: {"$ref": f"#/$defs/args-{i}"},
                 },
-                "required": ["name", "arguments"],
+                "required": ["name", arguments_key],
                 "additionalProperties": False,
             }
         )
@@ -109,29 +109,32 @@ def _relocate_ref(ref: str, name: str) -> str:
     return f"#/$defs/{name}/{ref[2:]}"
 
 
-def parse_tool_call(text: str) -> tuple[str, str] | None:
+def parse_tool_call(text: str, arguments_key: str = "arguments") -> tuple[str, str] | None:
     """The name and compact JSON arguments of a finished call; None if `text` is not one."""
     try:
         call = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or arguments_key not in call:
         return None
-    return call["name"], json.dumps(call["arguments"], ensure_ascii=False, separators=(",", ":"))
+    return call["name"], json.dumps(call[arguments_key], ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_partial_tool_call(text: str) -> tuple[str, str] | None:
+def parse_partial_tool_call(text: str, arguments_key: str = "arguments") -> tuple[str, str] | None:
     """The name and raw (possibly truncated) arguments of a call cut short, once its name is whole.
 
-    The grammar emits `name` before `arguments`, so whatever follows `"arguments":` is the prefix
+    The grammar emits `name` before the arguments, so whatever follows their key is the prefix
     of the arguments object."""
-    match = _PARTIAL_CALL.match(text)
+    match = _partial_call(arguments_key).match(text)
     if match is None:
         return None
     return json.loads(match["name"]), match["arguments"]
 
 
-_PARTIAL_CALL = re.compile(
-    r'\s*\{\s*"name"\s*:\s*(?P<name>"(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*(?P<arguments>.*)',
-    re.DOTALL,
-)
+def _partial_call(arguments_key: str) -> re.Pattern[str]:
+    return re.compile(
+        r'\s*\{\s*"name"\s*:\s*(?P<name>"(?:[^"\\]|\\.)*")\s*,\s*"'
+        + re.escape(arguments_key)
+        + r'"\s*:\s*(?P<arguments>.*)',
+        re.DOTALL,
+    )

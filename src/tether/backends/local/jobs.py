@@ -22,6 +22,7 @@ from tether.backends.local.chatml import Block, ChatML, forced_tools, item_block
 from tether.backends.local.memory import TokenRecord, TokenRecords
 from tether.backends.local.prefix import Mark, addresses
 from tether.backends.local.template import Templated
+from tether.backends.local.tool_formats import HERMES, ToolFormat
 
 # Room a request without `max_output_tokens` must leave for the answer, or it is refused upfront.
 MIN_OUTPUT_TOKENS = 64
@@ -53,6 +54,7 @@ class Job:
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
     free_calls: bool  # the reply is free and may call tools (`tool_choice: "auto"`)
+    tool_format: ToolFormat  # how the model writes a call
     thinking: bool  # the prompt opened the model's turn in its thinking (`<think>`)
     cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
     # Explicit caching: the tokens and items of the prefix kept, up to the end of its last
@@ -100,7 +102,7 @@ def build(generation: Generation, chatml: ChatML, records: TokenRecords, n_ctx: 
             marks.append((chain[len(marks)], len(prompt)))
     prompt += chatml.opening(generation) if opening else []
     return _job(generation, n_ctx, prompt, len(system), head, parent is not None, tuple(marks), extends,
-                _kept(generation, head, ends), thinking=False)  # fmt: skip
+                _kept(generation, head, ends), thinking=False, tool_format=HERMES)  # fmt: skip
 
 
 def build_whole(generation: Generation, templated: Templated, n_ctx: int, *, opening: bool) -> Job:
@@ -119,6 +121,7 @@ def build_whole(generation: Generation, templated: Templated, n_ctx: int, *, ope
         False,
         kept,
         thinking=opening and templated.opens_thinking,
+        tool_format=templated.tool_format,
     )
 
 
@@ -134,6 +137,7 @@ def _job(
     kept: tuple[int, int] | None,
     *,
     thinking: bool,
+    tool_format: ToolFormat,
 ) -> Job:
     wanted = generation.max_output_tokens
     needed = len(prompt) + (MIN_OUTPUT_TOKENS if wanted is None else wanted)
@@ -162,6 +166,7 @@ def _job(
         cache_ttl_s=generation.cache_ttl_s,
         kept=kept,
         thinking=thinking,
+        tool_format=tool_format,
     )
 
 

@@ -227,7 +227,7 @@ class Scheduler:
             plan.append((len(target), len(job.prompt)))
             sampler = Sampler(self._vocab, job.temperature, job.top_p, task.grammar)
         free = task.answer and task.grammar is None
-        scanner = AnswerScanner(job.thinking, job.free_calls) if free else None
+        scanner = AnswerScanner(job.thinking, job.tool_format if job.free_calls else None) if free else None
         return _Running(task, sequence, cached, plan, sampler, scanner=scanner)
 
     def _plan(self) -> list[tuple[_Running, Step]]:
@@ -305,7 +305,7 @@ class Scheduler:
         # call made (a constrained answer cut before its name has none), else the free text.
         events: list[ModelEvent] = []
         if task.grammar is not None:
-            call = _tool_call(text + tail, reason)
+            call = _tool_call(text + tail, reason, job.tool_format.arguments_key)
             if call is not None:
                 events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
             output = None if call is None else Block("assistant", tool_call_text(*call))
@@ -371,12 +371,12 @@ def _in_call(running: _Running) -> bool:
     return running.scanner is not None and running.scanner.in_call
 
 
-def _tool_call(output: str, reason: FinishReason) -> tuple[str, str] | None:
+def _tool_call(output: str, reason: FinishReason, arguments_key: str) -> tuple[str, str] | None:
     """The name and arguments of a constrained answer's call; None when it was cut before the
     name was complete (there is no call to report)."""
-    call = parse_tool_call(output)
+    call = parse_tool_call(output, arguments_key)
     if call is None and reason == "length":
-        return parse_partial_tool_call(output)
+        return parse_partial_tool_call(output, arguments_key)
     if call is None:
         raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
     return call

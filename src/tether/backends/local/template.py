@@ -33,8 +33,6 @@ from tether.backends.base import BackendError, Generation
 from tether.backends.local.answers import THINK
 from tether.backends.local.chatml import (
     ASSISTANT_HEADER,
-    TOOL_CALL_CLOSE,
-    TOOL_CALL_OPEN,
     Block,
     ChatML,
     Vocab,
@@ -43,6 +41,7 @@ from tether.backends.local.chatml import (
     system_text,
     to_text,
 )
+from tether.backends.local.tool_formats import HERMES, native_format
 from tether.protocol.items import FunctionCall, FunctionCallOutput, Message, Reasoning
 
 Json = dict[str, Any]
@@ -154,9 +153,11 @@ class Templated:
     def __init__(self, template: ChatTemplate, vocab: Vocab, add_bos: bool, bos: int, eos: int) -> None:
         self.template = template
         self.family = family(template.source)  # the prompt format, as `/v1/models` names it
-        # Hermes-style templates (Qwen 2.5 and 3, Hermes 2 and 3) write the tools, the calls and
-        # their results themselves, in the format calls are parsed in (`tool_calls.py`).
-        self.native_tools = "<tool_call>" in template.source and "tool_calls" in template.source
+        # Templates that write the tools, the calls and their results themselves, in a format
+        # Tether knows (`tool_formats.py`); any other is given Tether's own tool text.
+        native = native_format(template.source)
+        self.native_tools = native is not None
+        self.tool_format = native or HERMES
         self._vocab = vocab
         self._bos = bos if add_bos else None
         # Thinking models' templates may open the model's turn in its thinking (`<think>`).
@@ -179,8 +180,9 @@ class Templated:
                 *filter(None, map(item_block, generation.items)),
             ]
             rendered = self._from_blocks(blocks, opening)
-        if opening and forced_tools(generation):
-            rendered = Rendered(rendered.tokens + self._plain(TOOL_CALL_OPEN), rendered.text + TOOL_CALL_OPEN)
+        opened = self.tool_format.open
+        if opening and forced_tools(generation) and opened:
+            rendered = Rendered(rendered.tokens + self._plain(opened), rendered.text + opened)
         return rendered
 
     def writes_chatml(self) -> bool:
@@ -190,7 +192,7 @@ class Templated:
 
     def closing(self, tool_call: bool) -> list[int]:
         """What follows the model's own tokens to close its turn as the template would."""
-        return (self._plain(TOOL_CALL_CLOSE) if tool_call else []) + self._closing
+        return (self._plain(self.tool_format.close) if tool_call else []) + self._closing
 
     def _from_blocks(self, blocks: list[Block], opening: bool) -> Rendered:
         """The blocks as turns of their roles, with Tether's own tool text (`chatml`)."""

@@ -129,9 +129,10 @@ def rule_name(name: str) -> str:
     return "g-" + name.replace("_", "-")  # Lark's names have no '-': no two become one
 
 
-def call_grammar(model_name: str, input_format: InputFormat) -> str:
+def call_grammar(model_name: str, input_format: InputFormat, arguments_key: str = "arguments") -> str:
     """GBNF of one call to the custom tool `model_name`, written as the model writes every call
-    (`{"name": …, "arguments": {"input": …}}`), its input following `input_format`'s grammar."""
+    (`{"name": …, "arguments": {"input": …}}`, the arguments under `arguments_key`), its input
+    following `input_format`'s grammar."""
     if input_format.type != "grammar" or input_format.definition is None:
         raise Unsupported("the tool's format is free text")
     gbnf = _Gbnf()
@@ -143,6 +144,7 @@ def call_grammar(model_name: str, input_format: InputFormat) -> str:
         body = rule_name("start")
     else:
         raise Unsupported(f"the grammar syntax {input_format.syntax!r}")
-    head = '{"name": ' + json.dumps(model_name, ensure_ascii=False) + ', "arguments": {"input": "'
+    key = json.dumps(arguments_key)
+    head = '{"name": ' + json.dumps(model_name, ensure_ascii=False) + f", {key}: " + '{"input": "'
     root = f"root ::= {_gbnf_literal(head)} {body} {_gbnf_literal(chr(34) + '}}')}"
     return "\n".join([root, *(f"{name} ::= {rule}" for name, rule in gbnf.rules.items())]) + "\n"
