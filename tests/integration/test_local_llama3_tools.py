@@ -26,7 +26,8 @@ def test_a_forced_call_in_llama_3_s_form_and_its_result(tmp_path: Path) -> None:
             conn.response.create(model=LOCAL, input="Weather in Paris for 2 days?", tools=[WEATHER_TOOL],  # type: ignore[list-item]
                                  tool_choice={"type": "function", "name": "get_weather"}, temperature=0,
                                  max_output_tokens=60, store=False)  # fmt: skip
-            first = next(e for e in conn if e.type == "response.completed").response
+            first = next(e for e in conn if e.type in ("response.completed", "response.incomplete")).response
+            assert first.status == "completed"  # the call is the whole answer, and then it ends
             [call] = first.output
             assert call.type == "function_call" and isinstance(json.loads(call.arguments)["city"], str)
             output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}
@@ -35,4 +36,6 @@ def test_a_forced_call_in_llama_3_s_form_and_its_result(tmp_path: Path) -> None:
                                  store=False)  # fmt: skip
             then = next(e for e in conn if e.type in ("response.completed", "response.incomplete")).response
     assert then.usage is not None and first.usage is not None
-    assert then.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens
+    # All of the first prompt but its last token: the template writes the turn's opening joined
+    # to the call that follows it, and "\n\n{" tokenizes otherwise than "\n\n" did.
+    assert then.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens - 1

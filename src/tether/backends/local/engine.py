@@ -99,10 +99,8 @@ class LocalBackend:
         return (self._model_id,)
 
     def model_details(self, model_id: str) -> ModelDetails:
-        # Calls are written Hermes' way (JSON in <tool_call> tags) in every prompt format so far.
-        return ModelDetails(
-            context_length=self.n_ctx, prompt_format=self._format.family, tool_format="hermes"
-        )
+        formats = self._format
+        return ModelDetails(self.n_ctx, prompt_format=formats.family, tool_format=formats.tool_format.name)
 
     @property
     def n_ctx(self) -> int:

@@ -277,7 +277,9 @@ class Scheduler:
         job = running.task.job
         if running.task.stopped():
             self._release(running)
-        elif token in self._end_of_turn:
+        elif token in self._end_of_turn or llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            # The template's end of a turn, or any token the model ends with (a grammar that is
+            # complete leaves it only those: SmolLM2 may then pick <|endoftext|>).
             self._answered(running, "stop")
         # Sampling one token past the budget tells an answer that ends exactly at the budget
         # ("stop") from one that was cut ("length").
