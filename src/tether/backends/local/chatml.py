@@ -37,8 +37,6 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 # Opens the model's turn. A forced tool call additionally opens the call, so the grammar only has
 # to produce the JSON and the turn reads exactly like the format the system block describes.
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
-TOOL_CALL_OPEN = HERMES.open
-TOOL_CALL_CLOSE = HERMES.close
 END_OF_TURN = "<|im_end|>\n"
 
 ChatRole = Literal["system", "user", "assistant"]
@@ -138,12 +136,12 @@ class ChatML:
         """Opens the model's turn; a forced tool call also opens the call."""
         tokens = self._special(ASSISTANT_HEADER)
         if forced_tools(generation):
-            tokens += self._plain(TOOL_CALL_OPEN)
+            tokens += self._plain(HERMES.open)
         return tokens
 
     def closing(self, tool_call: bool) -> list[int]:
         """What follows the model's own tokens to close its turn as the rendering would."""
-        tokens = self._plain(TOOL_CALL_CLOSE) if tool_call else []
+        tokens = self._plain(HERMES.close) if tool_call else []
         return tokens + self._special(END_OF_TURN)
 
     def block(self, block: Block) -> list[int]:
@@ -178,7 +176,7 @@ def tool_call_text(name: str, arguments: str) -> str:
         body = json.dumps({"name": name, "arguments": json.loads(arguments)}, ensure_ascii=False)
     except ValueError:
         body = f'{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": {arguments}}}'
-    return f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"
+    return f"{HERMES.open}{body}{HERMES.close}"
 
 
 def _tools_text(tools: tuple[FunctionTool, ...]) -> str:

@@ -99,8 +99,10 @@ class LocalBackend:
         return (self._model_id,)
 
     def model_details(self, model_id: str) -> ModelDetails:
-        formats = self._format
-        return ModelDetails(self.n_ctx, prompt_format=formats.family, tool_format=formats.tool_format.name)
+        rendering = self._format
+        return ModelDetails(
+            self.n_ctx, prompt_format=rendering.family, tool_format=rendering.tool_format.name
+        )
 
     @property
     def n_ctx(self) -> int:

@@ -49,7 +49,7 @@ class CallScanner:
         self._tail = re.compile(r"\}\s*" + re.escape(self._close))
         self._said = False  # text went out (a call without markup must be the whole answer)
         self._held = ""  # what was read and not yet said
-        self._in_call = False  # inside <tool_call>...</tool_call>
+        self._in_call = False  # inside a call, from its opening markup (or first brace) on
         self._named = False  # the current call's name is out
         self._space = ""  # the space before a tag not yet known to open a call
         self.calls = 0  # calls opened so far

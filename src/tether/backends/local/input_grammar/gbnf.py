@@ -74,13 +74,14 @@ class _Gbnf:
         return inner + suffix
 
     def _class(self, chars: Chars) -> str:
+        if chars in self.classes:
+            return self.classes[chars]
         options = list(_class_options(chars))
         if len(options) == 1:
             return options[0]
-        if chars not in self.classes:
-            self.classes[chars] = name = f"c-{len(self.classes)}"
-            self.rules[name] = " | ".join(options)
-        return self.classes[chars]
+        self.classes[chars] = name = f"c-{len(self.classes)}"
+        self.rules[name] = " | ".join(options)
+        return name
 
 
 def _class_options(chars: Chars) -> Iterator[str]:
