@@ -4,6 +4,7 @@ ChatML (SmolLM2's)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +204,57 @@ def test_a_llama_3_template_writes_calls_as_bare_objects_and_results_as_ipython(
     )
     assert rendered.text.endswith(turn.format("assistant"))  # no markup opens a call
     assert format.closing(tool_call=True) == format.closing(tool_call=False)
+
+
+def our_template(vocab: Llama, name: str, tool_format: str) -> Templated:
+    """Our test template of a family (`tests/data/NAME.jinja`), teaching `tool_format`."""
+    format = prompt_format(vocab, str(Path(__file__).parents[1] / f"data/{name}.jinja"))
+    assert isinstance(format, Templated) and format.tool_format.name == tool_format
+    return format
+
+
+def test_a_mistral_template_gets_call_ids_of_nine_characters_and_writes_calls_as_a_list(
+    smollm2: Llama,
+) -> None:
+    format = our_template(smollm2, "mistral", "mistral")
+    two_calls = (*CONVERSATION[:2], FunctionCall("call_2", "get_time", "{}"), *CONVERSATION[2:3],
+                 FunctionCallOutput("call_2", "noon"), *CONVERSATION[3:])  # fmt: skip
+    rendered = format.render(
+        generation(two_calls, instructions="Be brief.", tools=(WEATHER,)), opening=True
+    ).text
+    first, second = (hashlib.sha256(call_id.encode()).hexdigest()[:9] for call_id in ("call_1", "call_2"))
+    eos = "<|im_end|>"  # the vocabulary's (SmolLM2's)
+    assert (
+        f'[TOOL_CALLS] [{{"name": "get_weather", "arguments": {{"city": "Paris"}}, "id": "{first}"}}, '
+        f'{{"name": "get_time", "arguments": {{}}, "id": "{second}"}}]{eos}'
+        f'[TOOL_RESULTS] {{"content": "22 C", "call_id": "{first}"}}[/TOOL_RESULTS]'
+        f'[TOOL_RESULTS] {{"content": "noon", "call_id": "{second}"}}[/TOOL_RESULTS] 22 C in Paris.{eos}'
+    ) in rendered
+    assert rendered.endswith("[/AVAILABLE_TOOLS][INST] Be brief.\n\nThanks.[/INST]")
+
+
+def test_a_phi_4_mini_template_gets_the_tools_in_the_system_message_and_the_calls_as_text(
+    smollm2: Llama,
+) -> None:
+    format = our_template(smollm2, "phi4_mini", "phi4_mini")
+    rendered = format.render(generation(CONVERSATION, tools=(WEATHER,)), opening=True).text
+    function = {
+        "name": "get_weather",
+        "description": WEATHER.description,
+        "parameters": dict(WEATHER.parameters),
+    }
+    assert rendered == (
+        f"<|system|><|tool|>{json.dumps([function])}<|/tool|><|end|>"
+        "<|user|>Weather in Paris?<|end|>"
+        '<|assistant|>functools[{"name": "get_weather", "arguments": {"city": "Paris"}}]<|end|>'
+        "<|tool|>22 C<|end|><|assistant|>22 C in Paris.<|end|><|user|>Thanks.<|end|><|assistant|>"
+    )
+
+
+@pytest.mark.parametrize("name", ["mistral", "phi4_mini", "llama3", "hermes"])
+def test_templates_of_each_family_render_as_llama_cpp_python_renders_them(name: str) -> None:
+    template = (Path(__file__).parents[1] / f"data/{name}.jinja").read_text()
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye."}]  # fmt: skip
+    reference = Jinja2ChatFormatter(template, eos_token="</s>", bos_token="<s>")(messages=messages).prompt
+    assert ChatTemplate(template, "<s>", "</s>").render(messages, add_generation_prompt=True) == reference

@@ -10,11 +10,16 @@ from hypothesis import strategies as st
 
 from tether.backends.base import TextDelta, ToolCallDelta, ToolCallStarted
 from tether.backends.local.tool_calls import CallScanner, Event
-from tether.backends.local.tool_formats import HERMES, LLAMA3, ToolFormat, native_format
+from tether.backends.local.tool_formats import HERMES, LLAMA3, MISTRAL, PHI4_MINI, ToolFormat, native_format
 
 
-def scan(text: str, cuts: list[int] = (), format: ToolFormat = HERMES) -> list[Event]:  # type: ignore[assignment]
-    scanner, events, start = CallScanner(format), [], 0
+def scan(
+    text: str,
+    cuts: list[int] = (),  # type: ignore[assignment]
+    format: ToolFormat = HERMES,
+    forced: bool = False,
+) -> list[Event]:
+    scanner, events, start = CallScanner(format, forced), [], 0
     for cut in [*sorted(cuts), len(text)]:
         events += scanner.feed(text[start:cut])
         start = max(start, cut)
@@ -89,8 +94,79 @@ def test_llama_3_s_text_is_text() -> None:
     assert joined(scan('\n{"not": "a call"}', [], LLAMA3)) == [("text", '\n{"not": "a call"}')]
 
 
+def test_llama_3_s_several_calls() -> None:
+    answer = f'{LLAMA3_CALL}; {{"type": "function", "name": "f", "parameters": {{}}}}'
+    assert joined(scan(answer, [], LLAMA3)) == [
+        ("call get_weather", '{"city": "Rome", "at": {"h": 9}}'),
+        ("call f", "{}"),
+    ]
+
+
+# Braces, brackets, commas and quotes inside the arguments are no end of a call.
+TRICKY = {"q": 'a "}], {" b\\', "n": [1, {"x": None}], "t": True}
+LISTED = (
+    'Sure. [TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abc123XYZ"}, '
+    + json.dumps({"name": "search", "arguments": TRICKY})
+    + "]"
+)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(LISTED)), max_size=12))
+def test_mistral_s_list_of_calls(cuts: list[int]) -> None:
+    assert joined(scan(LISTED, cuts, MISTRAL)) == [
+        ("text", "Sure."),
+        ("call get_weather", '{"city": "Paris"}'),
+        ("call search", json.dumps(TRICKY)),
+    ]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(LISTED)), max_size=12))
+def test_phi_4_mini_s_list_of_calls_and_text_after_it(cuts: list[int]) -> None:
+    answer = LISTED.replace("[TOOL_CALLS] ", "functools") + "\nDone."
+    assert joined(scan(answer, cuts, PHI4_MINI)) == [
+        ("text", "Sure."),
+        ("call get_weather", '{"city": "Paris"}'),
+        ("call search", json.dumps(TRICKY)),
+        ("text", "Done."),
+    ]
+
+
+def test_markup_without_a_list_of_calls_is_text() -> None:
+    assert joined(scan("I can use functools for that.", [4, 12], PHI4_MINI)) == [
+        ("text", "I can use functools for that.")
+    ]
+    assert joined(scan("See functools[1, 2]", [], PHI4_MINI)) == [("text", "See functools[1, 2]")]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=8))
+def test_forced_calls_start_inside_their_markup(cuts: list[int]) -> None:
+    forced = '[{"name": "f", "arguments": {"a": "}"}}]'
+    assert joined(scan(forced, cuts, MISTRAL, forced=True)) == [("call f", '{"a": "}"}')]
+    assert joined(scan('{"name": "f", "argu', cuts, HERMES, forced=True)) == []  # cut before a call
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(LISTED)), max_size=6))
+def test_one_call_at_most_drops_what_follows_it(cuts: list[int]) -> None:
+    scanner, events, start = CallScanner(MISTRAL, one_call=True), [], 0
+    for cut in [*sorted(cuts), len(LISTED)]:
+        events += scanner.feed(LISTED[start:cut])
+        start = max(start, cut)
+    assert joined(events + scanner.finish()) == [("text", "Sure."), ("call get_weather", '{"city": "Paris"}')]
+
+
+def test_calls_are_counted_when_whole() -> None:
+    scanner = CallScanner(MISTRAL)
+    scanner.feed('[TOOL_CALLS][{"name": "a", "arguments": {"x": 1}')
+    assert (scanner.calls, scanner.closed) == (1, 0)
+    scanner.feed("}, ")
+    assert (scanner.calls, scanner.closed) == (1, 1)
+
+
 def test_which_templates_write_calls_themselves_and_how() -> None:
     hermes = "{% for call in message.tool_calls %}<tool_call>{{ call | tojson }}</tool_call>{% endfor %}"
     llama3 = '<|start_header_id|>{% for c in m.tool_calls %}{"name": .., "parameters": ..}{% endfor %}'
+    mistral = '{% if m.tool_calls %}{{ "[TOOL_CALLS] [" }}{% endif %}'
+    phi4 = "{{ '<|system|>' + m['content'] + '<|tool|>' + m['tools'] + '<|/tool|>' + '<|end|>' }}"
     assert native_format(hermes) is HERMES and native_format(llama3) is LLAMA3
+    assert native_format(mistral) is MISTRAL and native_format(phi4) is PHI4_MINI
     assert native_format("<|im_start|>{{ m.content }}") is None  # no calls of its own

@@ -17,17 +17,23 @@ END_THINK = "</think>"
 
 
 class AnswerScanner:
-    def __init__(self, thinking: bool, calls: ToolFormat | None) -> None:
+    def __init__(self, thinking: bool, calls: ToolFormat | None, one_call: bool = False) -> None:
         """`thinking`: the prompt opened the model's turn in its thinking; `calls`: the format
-        of the calls the model may write (None: it may write none)."""
+        of the calls the model may write (None: it may write none); `one_call`: it may write
+        one at most."""
         self._state = "thinking" if thinking else "start"
         self._held = ""
-        self._calls = None if calls is None else CallScanner(calls)
+        self._calls = None if calls is None else CallScanner(calls, one_call=one_call)
 
     @property
     def calls(self) -> int:
         """Calls opened so far."""
         return 0 if self._calls is None else self._calls.calls
+
+    @property
+    def closed(self) -> int:
+        """Calls whose object is whole."""
+        return 0 if self._calls is None else self._calls.closed
 
     @property
     def in_call(self) -> bool:

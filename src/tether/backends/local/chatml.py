@@ -105,6 +105,7 @@ class ChatML:
 
     family = "chatml"  # the prompt format, as `/v1/models` names it
     tool_format = HERMES  # Tether's own tool text teaches Hermes' call format
+    markup_tokens: frozenset[int] = frozenset()  # its markup is plain text
 
     def __init__(self, vocab: Vocab) -> None:
         self._vocab = vocab

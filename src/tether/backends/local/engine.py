@@ -165,7 +165,7 @@ class LocalBackend:
     async def generate(self, prompt: Prompt, cancel: Cancellation) -> AsyncGenerator[ModelEvent, None]:
         job = await self._job_of(prompt)
         forced = forced_tools(prompt.generation)
-        grammar = tool_call_grammar(forced, job.tool_format.arguments_key) if forced else None
+        grammar = tool_call_grammar(forced, job.tool_format) if forced else None
         async for event in self._run(Task(job, self._handoff(), cancel, answer=True, grammar=grammar)):
             if cancel.is_set:
                 return

@@ -1,5 +1,6 @@
-"""GBNF grammar that forces the model to emit exactly one call to one of the given tools, and
-the parsing of what it wrote under that grammar.
+"""GBNF grammar that forces the model to emit exactly one call to one of the given tools, as
+its tool format writes calls (`tool_formats.py`: a list of one in Mistral's and Phi-4-mini's),
+and the parsing of what it wrote under that grammar.
 
 A custom tool forced alone whose input has a grammar gets that grammar (`input_grammar`); when
 the grammar is outside what can be converted, its input is any string, and the log says why.
@@ -22,6 +23,7 @@ from typing import Any
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from tether.backends.local.input_grammar import Unsupported, call_grammar
+from tether.backends.local.tool_formats import ToolFormat
 from tether.protocol.tools import FunctionTool
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,20 @@ _ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
 _DEFS_KEYS = ("$defs", "definitions")
 
 
-def tool_call_grammar(tools: tuple[FunctionTool, ...], arguments_key: str = "arguments") -> str:
-    """GBNF of one call to one of `tools`, its arguments under `arguments_key`."""
+def tool_call_grammar(tools: tuple[FunctionTool, ...], format: ToolFormat) -> str:
+    """GBNF of one call to one of `tools` in `format` (less its markup, which the prompt opens
+    and the engine closes)."""
+    grammar = _call_grammar(tools, format.arguments_key)
+    if not format.listed:
+        return grammar
+    call = re.sub(r"^root ::=", f"{_LISTED_CALL} ::=", grammar, flags=re.MULTILINE)
+    return f'{call.rstrip()}\nroot ::= "[" {_LISTED_CALL} "]"\n'
+
+
+_LISTED_CALL = "call-in-list"  # the rule of the call of a grammar whose root is a list of it
+
+
+def _call_grammar(tools: tuple[FunctionTool, ...], arguments_key: str) -> str:
     if not tools:
         raise ValueError("a forced tool call needs at least one tool")
     (only, *others) = tools
@@ -109,23 +123,28 @@ def _relocate_ref(ref: str, name: str) -> str:
     return f"#/$defs/{name}/{ref[2:]}"
 
 
-def parse_tool_call(text: str, arguments_key: str = "arguments") -> tuple[str, str] | None:
+def parse_tool_call(text: str, format: ToolFormat) -> tuple[str, str] | None:
     """The name and compact JSON arguments of a finished call; None if `text` is not one."""
     try:
         call = json.loads(text)
     except ValueError:
         return None
+    if format.listed and isinstance(call, list) and len(call) == 1:
+        (call,) = call
+    arguments_key = format.arguments_key
     if not isinstance(call, dict) or not isinstance(call.get("name"), str) or arguments_key not in call:
         return None
     return call["name"], json.dumps(call[arguments_key], ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_partial_tool_call(text: str, arguments_key: str = "arguments") -> tuple[str, str] | None:
+def parse_partial_tool_call(text: str, format: ToolFormat) -> tuple[str, str] | None:
     """The name and raw (possibly truncated) arguments of a call cut short, once its name is whole.
 
     The grammar emits `name` before the arguments, so whatever follows their key is the prefix
     of the arguments object."""
-    match = _partial_call(arguments_key).match(text)
+    match = _partial_call(format.arguments_key).match(
+        text.lstrip().removeprefix("[") if format.listed else text
+    )
     if match is None:
         return None
     return json.loads(match["name"]), match["arguments"]

@@ -54,6 +54,7 @@ class Job:
     top_p: float
     tool_call: bool  # the reply is a forced tool call (the prompt opened it)
     free_calls: bool  # the reply is free and may call tools (`tool_choice: "auto"`)
+    one_call: bool  # it ends once it made a call (`parallel_tool_calls: false`)
     tool_format: ToolFormat  # how the model writes a call
     thinking: bool  # the prompt opened the model's turn in its thinking (`<think>`)
     cache_ttl_s: float  # how long its conversation is to be kept at least (`ttl`)
@@ -163,6 +164,7 @@ def _job(
         tool_call=bool(forced_tools(generation)),
         free_calls=generation.tool_choice.mode == "auto"
         and bool(generation.tool_choice.allowed(generation.tools)),
+        one_call=not generation.parallel_tool_calls,
         cache_ttl_s=generation.cache_ttl_s,
         kept=kept,
         thinking=thinking,

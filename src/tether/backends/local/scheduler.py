@@ -32,9 +32,6 @@ from tether.backends.base import (
     Cancellation,
     Finished,
     FinishReason,
-    ModelEvent,
-    ToolCallDelta,
-    ToolCallStarted,
 )
 from tether.backends.local.answers import AnswerScanner
 from tether.backends.local.batches import Span, batches
@@ -43,11 +40,14 @@ from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_ca
 from tether.backends.local.handoff import Handoff
 from tether.backends.local.jobs import Found, Job, Left
 from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords
+from tether.backends.local.pieces import token_bytes
 from tether.backends.local.prefix import common_prefix, following
 from tether.backends.local.sampling import Sampler
 from tether.backends.local.sequences import KvContext, Sequence, Step
 from tether.backends.local.template import Templated
 from tether.backends.local.threads import ThreadCount
+from tether.backends.local.tool_calls import CallScanner
+from tether.backends.local.tool_formats import ToolFormat
 from tether.protocol.response import Usage
 
 # Prefill in slices this long: a cancellation stops a long prompt within a fraction of a second,
@@ -84,7 +84,8 @@ class _Running:
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )  # tokens are bytes: a character may span two
     pieces: list[str] = field(default_factory=list)
-    scanner: AnswerScanner | None = None  # a free answer's thinking, text and calls
+    # A free answer's thinking, text and calls; a forced call's call.
+    scanner: AnswerScanner | CallScanner | None = None
     produced: int = 0
     next_token: int | None = None  # sampled and counted, evaluated at the next step
 
@@ -101,7 +102,6 @@ class Scheduler:
         snapshots: KvSnapshots,
         threads: ThreadCount,
     ) -> None:
-        self._llm = llm
         self._context = context
         self._turns = turns  # how a turn ends, in the model's prompt format
         self._records = records
@@ -226,8 +226,11 @@ class Scheduler:
         if task.answer:
             plan.append((len(target), len(job.prompt)))
             sampler = Sampler(self._vocab, job.temperature, job.top_p, task.grammar)
-        free = task.answer and task.grammar is None
-        scanner = AnswerScanner(job.thinking, job.tool_format if job.free_calls else None) if free else None
+        scanner: AnswerScanner | CallScanner | None = None
+        if task.answer and task.grammar is not None:
+            scanner = CallScanner(job.tool_format, forced=True)
+        elif task.answer:
+            scanner = AnswerScanner(job.thinking, job.tool_format if job.free_calls else None, job.one_call)
         return _Running(task, sequence, cached, plan, sampler, scanner=scanner)
 
     def _plan(self) -> list[tuple[_Running, Step]]:
@@ -289,14 +292,17 @@ class Scheduler:
             # A steer: stop before this token, keeping the KV of the answer so far, which the
             # successor then continues. A call is finished first (`Cancellation`).
             self._answered(running, "steered")
+        elif job.one_call and running.scanner is not None and running.scanner.closed:
+            self._answered(running, "stop")  # the one call it may make is made
         else:
             running.produced += 1
-            text = running.utf8.decode(self._llm.detokenize([token]))
+            # The tool format's markup is kept even where it is a special token (Mistral's).
+            special = token in self._turns.markup_tokens
+            text = running.utf8.decode(token_bytes(self._vocab, token, special))
             running.pieces.append(text)
-            if running.task.grammar is None and text:
-                assert running.scanner is not None  # every free answer has one
-                for event in running.scanner.feed(text):
-                    running.task.handoff.send(event)
+            assert running.scanner is not None  # every answer has one
+            for event in running.scanner.feed(text):
+                running.task.handoff.send(event)
             running.next_token = token
 
     def _answered(self, running: _Running, reason: FinishReason) -> None:
@@ -305,23 +311,19 @@ class Scheduler:
         text, tail = "".join(running.pieces), running.utf8.decode(b"", final=True)
         # What is left to emit, and the output item as a client sends it back, as a block: the
         # call made (a constrained answer cut before its name has none), else the free text.
-        events: list[ModelEvent] = []
+        assert running.scanner is not None  # every answer has one
+        for event in [*running.scanner.feed(tail), *running.scanner.finish()]:
+            task.handoff.send(event)
         if task.grammar is not None:
-            call = _tool_call(text + tail, reason, job.tool_format.arguments_key)
-            if call is not None:
-                events = [ToolCallStarted(call[0]), ToolCallDelta(call[1])]
+            call = _tool_call(text + tail, reason, job.tool_format)
             output = None if call is None else Block("assistant", tool_call_text(*call))
         else:
-            assert running.scanner is not None  # every free answer has one
-            events = [*running.scanner.feed(tail), *running.scanner.finish()]
             output = Block("assistant", text + tail) if text + tail else None
-        for event in events:
-            task.handoff.send(event)
         # Remembered when an output item exists (or when explicit caching says what to keep),
         # unless the model wrote calls in a free answer: its items (a message, the calls) render
         # otherwise than it wrote them, so its tokens are no record of them; the next turn
         # renders them and reuses the KV up to where the two part.
-        made_calls = running.scanner is not None and running.scanner.calls > 0
+        made_calls = task.grammar is None and running.scanner.calls > 0
         if (running.produced or job.kept is not None) and not made_calls:
             closing = self._turns.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)
@@ -373,12 +375,12 @@ def _in_call(running: _Running) -> bool:
     return running.scanner is not None and running.scanner.in_call
 
 
-def _tool_call(output: str, reason: FinishReason, arguments_key: str) -> tuple[str, str] | None:
+def _tool_call(output: str, reason: FinishReason, format: ToolFormat) -> tuple[str, str] | None:
     """The name and arguments of a constrained answer's call; None when it was cut before the
     name was complete (there is no call to report)."""
-    call = parse_tool_call(output, arguments_key)
+    call = parse_tool_call(output, format)
     if call is None and reason == "length":
-        return parse_partial_tool_call(output, arguments_key)
+        return parse_partial_tool_call(output, format)
     if call is None:
         raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
     return call

@@ -16,6 +16,7 @@ with special tokens parsed, so a message that contains `<end_of_turn>` cannot en
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -41,7 +42,7 @@ from tether.backends.local.chatml import (
     system_text,
     to_text,
 )
-from tether.backends.local.tool_formats import HERMES, native_format
+from tether.backends.local.tool_formats import HERMES, MISTRAL, PHI4_MINI, ToolFormat, native_format
 from tether.protocol.items import FunctionCall, FunctionCallOutput, Message, Reasoning
 
 Json = dict[str, Any]
@@ -159,6 +160,14 @@ class Templated:
         self.native_tools = native is not None
         self.tool_format = native or HERMES
         self._vocab = vocab
+        # The format's markup that is a special token of the model (Mistral's [TOOL_CALLS]):
+        # the engine keeps it in the answer's text, where special tokens are otherwise dropped.
+        markup = (self.tool_format.open.strip(), self.tool_format.close.strip())
+        self.markup_tokens = frozenset(
+            tokens[0]
+            for text in markup
+            if len(tokens := self._special(text)) == 1 and self._is_control(text, tokens[0])
+        )
         self._bos = bos if add_bos else None
         # Thinking models' templates may open the model's turn in its thinking (`<think>`).
         self.opens_thinking = self._opening_text().rstrip().endswith(THINK)
@@ -173,7 +182,7 @@ class Templated:
         """The conversation; with `opening`, the model's turn opened as well (and a forced
         tool call with it)."""
         if self.native_tools:
-            rendered = self._marked(*_native(generation), opening)
+            rendered = self._marked(*_native(generation, self.tool_format), opening)
         else:
             blocks = [
                 Block("system", system_text(generation)),
@@ -182,7 +191,7 @@ class Templated:
             rendered = self._from_blocks(blocks, opening)
         opened = self.tool_format.open
         if opening and forced_tools(generation) and opened:
-            rendered = Rendered(rendered.tokens + self._plain(opened), rendered.text + opened)
+            rendered = Rendered(rendered.tokens + self._special(opened), rendered.text + opened)
         return rendered
 
     def writes_chatml(self) -> bool:
@@ -192,7 +201,7 @@ class Templated:
 
     def closing(self, tool_call: bool) -> list[int]:
         """What follows the model's own tokens to close its turn as the template would."""
-        return (self._plain(self.tool_format.close) if tool_call else []) + self._closing
+        return (self._special(self.tool_format.close) if tool_call else []) + self._closing
 
     def _from_blocks(self, blocks: list[Block], opening: bool) -> Rendered:
         """The blocks as turns of their roles, with Tether's own tool text (`chatml`)."""
@@ -268,20 +277,20 @@ def _marked_blocks(blocks: list[Block]) -> tuple[list[Json], list[str]]:
     return [{"role": block.role, "content": contents.mark(block.content)} for block in blocks], contents.texts
 
 
-def _native(generation: Generation) -> tuple[list[Json], list[str], list[Json] | None]:
-    """The conversation as a Hermes-style template takes it: the instructions as the system
-    message, each assistant turn's calls in its `tool_calls` and the thinking before it in its
-    `reasoning_content`, each result a `tool` message, and the tools as functions."""
-    contents = _Contents()
+def _native(generation: Generation, format: ToolFormat) -> tuple[list[Json], list[str], list[Json] | None]:
+    """The conversation as a template that writes tools and calls takes it: the instructions as
+    the system message, each assistant turn's calls in its `tool_calls` and the thinking before
+    it in its `reasoning_content`, each result a `tool` message, and the tools as functions.
+    Phi-4-mini's takes the tools as the system message's `tools` and the calls as the text."""
     messages: list[Json] = []
     if generation.instructions:
-        messages.append({"role": "system", "content": contents.mark(generation.instructions)})
+        messages.append({"role": "system", "content": generation.instructions})
     thinking = ""  # what the model thought before the assistant message to come
 
     def assistant(content: str) -> Json:
-        message: Json = {"role": "assistant", "content": contents.mark(content)}
+        message: Json = {"role": "assistant", "content": content}
         if thinking:
-            message["reasoning_content"] = contents.mark(thinking)
+            message["reasoning_content"] = thinking
         return message
 
     for item in generation.items:
@@ -292,20 +301,49 @@ def _native(generation: Generation) -> tuple[list[Json], list[str], list[Json] |
             messages.append(assistant(item.text))
         elif isinstance(item, Message):
             role = "system" if item.role == "developer" else item.role
-            messages.append({"role": role, "content": contents.mark(item.text)})
+            messages.append({"role": role, "content": item.text})
         elif isinstance(item, FunctionCall):
-            call = {"id": item.call_id, "type": "function",
+            call = {"id": _call_id(item.call_id, format), "type": "function",
                     "function": {"name": item.name, "arguments": _arguments(item.arguments)}}  # fmt: skip
             if not (messages and messages[-1]["role"] == "assistant"):  # else its text, or calls before it
                 messages.append(assistant(""))
             messages[-1].setdefault("tool_calls", []).append(call)
         elif isinstance(item, FunctionCallOutput):
-            result = contents.mark(item.text)
-            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": result})
+            messages.append(
+                {"role": "tool", "tool_call_id": _call_id(item.call_id, format), "content": item.text}
+            )
         thinking = ""
-    tools = [{"type": "function", "function": {"name": tool.name, "description": tool.description or "",
-              "parameters": dict(tool.parameters)}} for tool in generation.tools]  # fmt: skip
+    functions = [{"name": tool.name, "description": tool.description or "",
+                  "parameters": dict(tool.parameters)} for tool in generation.tools]  # fmt: skip
+    if format is PHI4_MINI:
+        _calls_as_text(messages, functions)
+    contents = _Contents()
+    for message in messages:
+        for key in ("content", "reasoning_content"):
+            if key in message:
+                message[key] = contents.mark(message[key])
+    tools = [{"type": "function", "function": function} for function in functions]
     return messages, contents.texts, tools or None
+
+
+def _calls_as_text(messages: list[Json], functions: list[Json]) -> None:
+    """Phi-4-mini's way: the tools as JSON in the system message, the calls in the text."""
+    if functions:
+        if not (messages and messages[0]["role"] == "system"):
+            messages.insert(0, {"role": "system", "content": ""})
+        messages[0]["tools"] = json.dumps(functions, ensure_ascii=False)
+    for message in messages:
+        calls = [call["function"] for call in message.pop("tool_calls", [])]
+        if calls:
+            written = [json.dumps({"name": call["name"], "arguments": call["arguments"]}, ensure_ascii=False)
+                       for call in calls]  # fmt: skip
+            message["content"] += PHI4_MINI.written(written)
+
+
+def _call_id(call_id: str, format: ToolFormat) -> str:
+    """A call's id as the template takes it: Mistral's insist on nine letters and digits, which
+    a digest of the id gives (the same for the call and its result)."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:9] if format is MISTRAL else call_id
 
 
 def _arguments(arguments: str) -> Any:
