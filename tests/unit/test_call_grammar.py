@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.grammar_check import GrammarCheck
-from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call, tool_call_grammar
+from tether.backends.local.grammar import tool_call_grammar
 from tether.backends.local.model_file import locate
-from tether.backends.local.tool_formats import HERMES, LLAMA3, MISTRAL, PHI4_MINI
+from tether.backends.local.tool_formats import FUNCTION_GEMMA, HERMES, LLAMA3, MISTRAL, PHI4_MINI
 from tether.protocol.tools import FunctionTool, InputFormat
 
 CITY = FunctionTool("get_weather", "", {"type": "object", "properties": {"city": {"enum": ["Rome"]}},
@@ -32,15 +32,21 @@ def test_a_call_in_each_format(check: GrammarCheck) -> None:
         grammar = tool_call_grammar((CITY,), format)
         assert check.accepts(grammar, f"[{call}]" if format.listed else call)
         assert not check.accepts(grammar, call if format.listed else f"[{call}]")
-        assert parse_tool_call(f"[{call}]" if format.listed else call, format) == (
-            "get_weather",
-            '{"city":"Rome"}',
-        )
     assert check.accepts(tool_call_grammar((CITY,), LLAMA3), call.replace("arguments", "parameters"))
-    assert parse_partial_tool_call('[{"name": "get_weather", "arguments": {"ci', MISTRAL) == (
-        "get_weather",
-        '{"ci',
-    )
+
+
+MANY = FunctionTool("plan", "", {"type": "object", "properties": {"days": {"type": "integer"},
+                    "tags": {"type": "array", "items": {"type": "string"}}, "more": {"type": "object"}},
+                    "required": ["days"], "additionalProperties": False}, strict=True)  # fmt: skip
+
+
+def test_function_gemma_s_syntax(check: GrammarCheck) -> None:
+    grammar = tool_call_grammar((CITY, MANY), FUNCTION_GEMMA)
+    assert check.accepts(grammar, "call:get_weather{city:<escape>Rome<escape>}")
+    assert check.accepts(grammar, "call:plan{days:3,tags:[<escape>a b<escape>],more:{x:<escape>y<escape>}}")
+    assert not check.accepts(grammar, 'call:get_weather{"city":"Rome"}')  # JSON's keys and strings
+    assert not check.accepts(grammar, "call:get_weather{city:<escape>Paris<escape>}")  # not in its enum
+    assert not check.accepts(grammar, "call:plan{tags:[]}")  # days is required
 
 
 def test_a_custom_tool_s_grammar_in_a_list(check: GrammarCheck) -> None:

@@ -251,7 +251,22 @@ def test_a_phi_4_mini_template_gets_the_tools_in_the_system_message_and_the_call
     )
 
 
-@pytest.mark.parametrize("name", ["mistral", "phi4_mini", "llama3", "hermes"])
+def test_a_function_gemma_template_gets_each_result_s_function(smollm2: Llama) -> None:
+    format = our_template(smollm2, "function_gemma", "function_gemma")
+    rendered = format.render(generation(CONVERSATION, tools=(WEATHER,)), opening=True).text
+    assert rendered.startswith(
+        "<start_of_turn>developer\n<start_function_declaration>declaration:get_weather{description:"
+        "<escape>Current weather for a city.<escape>,parameters:{type:<escape>object<escape>,"
+        "properties:{city:{type:<escape>string<escape>}}}}<end_function_declaration><end_of_turn>\n"
+    )
+    assert (
+        "<start_of_turn>model\n<start_function_call>call:get_weather{city:<escape>Paris<escape>}"
+        "<end_function_call><end_of_turn>\n<start_of_turn>user\n<start_function_response>"
+        "response:get_weather{value:<escape>22 C<escape>}<end_function_response><end_of_turn>\n"
+    ) in rendered
+
+
+@pytest.mark.parametrize("name", ["mistral", "phi4_mini", "llama3", "hermes", "function_gemma"])
 def test_templates_of_each_family_render_as_llama_cpp_python_renders_them(name: str) -> None:
     template = (Path(__file__).parents[1] / f"data/{name}.jinja").read_text()
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."},

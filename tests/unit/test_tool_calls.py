@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from tether.backends.base import TextDelta, ToolCallDelta, ToolCallStarted
 from tether.backends.local.tool_calls import CallScanner, Event
-from tether.backends.local.tool_formats import HERMES, LLAMA3, MISTRAL, PHI4_MINI, ToolFormat, native_format
+from tether.backends.local.tool_formats import (
+    FUNCTION_GEMMA,
+    HERMES,
+    LLAMA3,
+    MISTRAL,
+    PHI4_MINI,
+    ToolFormat,
+    native_format,
+)
 
 
 def scan(
@@ -170,3 +178,23 @@ def test_which_templates_write_calls_themselves_and_how() -> None:
     assert native_format(hermes) is HERMES and native_format(llama3) is LLAMA3
     assert native_format(mistral) is MISTRAL and native_format(phi4) is PHI4_MINI
     assert native_format("<|im_start|>{{ m.content }}") is None  # no calls of its own
+
+
+ESCAPED = (
+    'Checking.<start_function_call>call:get_weather{city:<escape>Par, {is} <b>"<escape>,days:3,'
+    "tags:[<escape>a<escape>,<escape>b<escape>],at:{h:9.5,none:{}}}<end_function_call>"
+    "<start_function_call>call:get_time{}<end_function_call>"
+)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(ESCAPED)), max_size=12))
+def test_function_gemma_s_calls_are_read_as_json(cuts: list[int]) -> None:
+    weather = {"city": 'Par, {is} <b>"', "days": 3, "tags": ["a", "b"], "at": {"h": 9.5, "none": {}}}
+    parts = joined(scan(ESCAPED, cuts, FUNCTION_GEMMA))
+    assert [(kind, json.loads(arguments) if kind != "text" else arguments) for kind, arguments in parts] == [
+        ("text", "Checking."),
+        ("call get_weather", weather),
+        ("call get_time", {}),
+    ]
+    markup = "<start_function_call>call me, maybe"
+    assert joined(scan(markup, cuts, FUNCTION_GEMMA)) == [("text", markup)]

@@ -64,7 +64,7 @@ class ModelDetails:
 
     context_length: int | None = None  # tokens a conversation may hold, prompt and answer
     prompt_format: str | None = None  # the family of its chat template: chatml, gemma, llama3, ...
-    tool_format: str | None = None  # how it writes a tool call (hermes: JSON in <tool_call> tags)
+    tool_format: str | None = None  # how it writes tool calls: hermes, llama3_json, mistral, ...
 
 
 def model_list(models: Iterable[tuple[str, ModelDetails]], created: int) -> dict[str, Any]:

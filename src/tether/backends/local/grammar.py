@@ -1,6 +1,6 @@
 """GBNF grammar that forces the model to emit exactly one call to one of the given tools, as
-its tool format writes calls (`tool_formats.py`: a list of one in Mistral's and Phi-4-mini's),
-and the parsing of what it wrote under that grammar.
+its tool format writes calls (`tool_formats.py`: a list of one in Mistral's and Phi-4-mini's,
+FunctionGemma's own syntax in `escaped.py`). What it wrote is read by `tool_calls.CallScanner`.
 
 A custom tool forced alone whose input has a grammar gets that grammar (`input_grammar`); when
 the grammar is outside what can be converted, its input is any string, and the log says why.
@@ -22,6 +22,7 @@ from typing import Any
 
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from tether.backends.local.escaped import escaped_grammar
 from tether.backends.local.input_grammar import Unsupported, call_grammar
 from tether.backends.local.tool_formats import ToolFormat
 from tether.protocol.tools import FunctionTool
@@ -37,6 +38,9 @@ _DEFS_KEYS = ("$defs", "definitions")
 def tool_call_grammar(tools: tuple[FunctionTool, ...], format: ToolFormat) -> str:
     """GBNF of one call to one of `tools` in `format` (less its markup, which the prompt opens
     and the engine closes)."""
+    if format.escaped:  # a custom tool's grammar is over a JSON string: not in this syntax
+        json_grammar = str(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))))
+        return escaped_grammar(json_grammar, [tool.name for tool in tools])
     grammar = _call_grammar(tools, format.arguments_key)
     if not format.listed:
         return grammar
@@ -121,39 +125,3 @@ def _relocate_ref(ref: str, name: str) -> str:
     if first in _DEFS_KEYS:
         return f"#/$defs/{name}-{rest}"
     return f"#/$defs/{name}/{ref[2:]}"
-
-
-def parse_tool_call(text: str, format: ToolFormat) -> tuple[str, str] | None:
-    """The name and compact JSON arguments of a finished call; None if `text` is not one."""
-    try:
-        call = json.loads(text)
-    except ValueError:
-        return None
-    if format.listed and isinstance(call, list) and len(call) == 1:
-        (call,) = call
-    arguments_key = format.arguments_key
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or arguments_key not in call:
-        return None
-    return call["name"], json.dumps(call[arguments_key], ensure_ascii=False, separators=(",", ":"))
-
-
-def parse_partial_tool_call(text: str, format: ToolFormat) -> tuple[str, str] | None:
-    """The name and raw (possibly truncated) arguments of a call cut short, once its name is whole.
-
-    The grammar emits `name` before the arguments, so whatever follows their key is the prefix
-    of the arguments object."""
-    match = _partial_call(format.arguments_key).match(
-        text.lstrip().removeprefix("[") if format.listed else text
-    )
-    if match is None:
-        return None
-    return json.loads(match["name"]), match["arguments"]
-
-
-def _partial_call(arguments_key: str) -> re.Pattern[str]:
-    return re.compile(
-        r'\s*\{\s*"name"\s*:\s*(?P<name>"(?:[^"\\]|\\.)*")\s*,\s*"'
-        + re.escape(arguments_key)
-        + r'"\s*:\s*(?P<arguments>.*)',
-        re.DOTALL,
-    )

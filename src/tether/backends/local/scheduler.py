@@ -36,7 +36,6 @@ from tether.backends.base import (
 from tether.backends.local.answers import AnswerScanner
 from tether.backends.local.batches import Span, batches
 from tether.backends.local.chatml import Block, ChatML, tool_call_text
-from tether.backends.local.grammar import parse_partial_tool_call, parse_tool_call
 from tether.backends.local.handoff import Handoff
 from tether.backends.local.jobs import Found, Job, Left
 from tether.backends.local.memory import KvSnapshots, TokenRecord, TokenRecords
@@ -47,7 +46,6 @@ from tether.backends.local.sequences import KvContext, Sequence, Step
 from tether.backends.local.template import Templated
 from tether.backends.local.threads import ThreadCount
 from tether.backends.local.tool_calls import CallScanner
-from tether.backends.local.tool_formats import ToolFormat
 from tether.protocol.response import Usage
 
 # Prefill in slices this long: a cancellation stops a long prompt within a fraction of a second,
@@ -314,9 +312,9 @@ class Scheduler:
         assert running.scanner is not None  # every answer has one
         for event in [*running.scanner.feed(tail), *running.scanner.finish()]:
             task.handoff.send(event)
-        if task.grammar is not None:
-            call = _tool_call(text + tail, reason, job.tool_format)
-            output = None if call is None else Block("assistant", tool_call_text(*call))
+        if isinstance(running.scanner, CallScanner):  # a forced call (one cut before its name: none)
+            made = running.scanner.made
+            output = Block("assistant", tool_call_text(*made[0])) if made else None
         else:
             output = Block("assistant", text + tail) if text + tail else None
         # Remembered when an output item exists (or when explicit caching says what to keep),
@@ -373,14 +371,3 @@ class Scheduler:
 
 def _in_call(running: _Running) -> bool:
     return running.scanner is not None and running.scanner.in_call
-
-
-def _tool_call(output: str, reason: FinishReason, format: ToolFormat) -> tuple[str, str] | None:
-    """The name and arguments of a constrained answer's call; None when it was cut before the
-    name was complete (there is no call to report)."""
-    call = parse_tool_call(output, format)
-    if call is None and reason == "length":
-        return parse_partial_tool_call(output, format)
-    if call is None:
-        raise BackendError(f"the grammar-constrained tool call is not valid JSON: {output!r}")
-    return call

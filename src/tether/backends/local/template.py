@@ -160,12 +160,12 @@ class Templated:
         self.native_tools = native is not None
         self.tool_format = native or HERMES
         self._vocab = vocab
-        # The format's markup that is a special token of the model (Mistral's [TOOL_CALLS]):
-        # the engine keeps it in the answer's text, where special tokens are otherwise dropped.
-        markup = (self.tool_format.open.strip(), self.tool_format.close.strip())
+        # The format's markup that is a special token of the model (Mistral's [TOOL_CALLS],
+        # FunctionGemma's <escape>): the engine keeps it in the answer's text, where special
+        # tokens are otherwise dropped.
         self.markup_tokens = frozenset(
             tokens[0]
-            for text in markup
+            for text in self.tool_format.markup
             if len(tokens := self._special(text)) == 1 and self._is_control(text, tokens[0])
         )
         self._bos = bos if add_bos else None
@@ -286,6 +286,7 @@ def _native(generation: Generation, format: ToolFormat) -> tuple[list[Json], lis
     if generation.instructions:
         messages.append({"role": "system", "content": generation.instructions})
     thinking = ""  # what the model thought before the assistant message to come
+    names: dict[str, str] = {}  # each call's function, by call id (FunctionGemma's results say it)
 
     def assistant(content: str) -> Json:
         message: Json = {"role": "assistant", "content": content}
@@ -303,15 +304,15 @@ def _native(generation: Generation, format: ToolFormat) -> tuple[list[Json], lis
             role = "system" if item.role == "developer" else item.role
             messages.append({"role": role, "content": item.text})
         elif isinstance(item, FunctionCall):
+            names[item.call_id] = item.name
             call = {"id": _call_id(item.call_id, format), "type": "function",
                     "function": {"name": item.name, "arguments": _arguments(item.arguments)}}  # fmt: skip
             if not (messages and messages[-1]["role"] == "assistant"):  # else its text, or calls before it
                 messages.append(assistant(""))
             messages[-1].setdefault("tool_calls", []).append(call)
         elif isinstance(item, FunctionCallOutput):
-            messages.append(
-                {"role": "tool", "tool_call_id": _call_id(item.call_id, format), "content": item.text}
-            )
+            messages.append({"role": "tool", "tool_call_id": _call_id(item.call_id, format),
+                             "name": names.get(item.call_id, ""), "content": item.text})  # fmt: skip
         thinking = ""
     functions = [{"name": tool.name, "description": tool.description or "",
                   "parameters": dict(tool.parameters)} for tool in generation.tools]  # fmt: skip

@@ -19,11 +19,13 @@ from collections.abc import Callable
 from typing import Literal
 
 from tether.backends.base import TextDelta, ToolCallDelta, ToolCallStarted
+from tether.backends.local.escaped import EscapedReader
 from tether.backends.local.tool_formats import ToolFormat
 
 HEAD_CHARS = 256  # a head longer than this without a name is no call (names are short)
 
 Event = TextDelta | ToolCallStarted | ToolCallDelta
+_ESCAPED_HEAD = re.compile(r"\s*call:([^{\s]+)(?=\{)")  # FunctionGemma's (`escaped.py`)
 # text: outside calls; head: in a group of calls, before a call's name (or a list's "[");
 # arguments: in a call's arguments; rest: in its object after them; between: after its object;
 # done: after the one call it was to read.
@@ -59,8 +61,12 @@ class _Value:
         self._in_string = False
         self._escaped = False
 
-    def read(self, text: str) -> int | None:
-        """How much of `text` belongs to the value; None when all of it does and more may."""
+    def read(self, text: str) -> tuple[int, str, bool]:
+        """How much of `text` belongs to the value, that part, and whether the value ended."""
+        end = self._end(text)
+        return (len(text), text, False) if end is None else (end, text[:end], True)
+
+    def _end(self, text: str) -> int | None:
         for at, char in enumerate(text):
             if self._in_string:
                 if self._escaped:
@@ -95,24 +101,29 @@ class CallScanner:
         self._end = ("]" if format.listed else "") + format.close.strip()  # what ends a group
         # A call's head, up to where its arguments begin (once they have: their first character
         # is in). Llama 3 models may put `"type": "function"` before the name.
-        self._head = re.compile(r'\s*\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*'
-                                r'("(?:[^"\\]|\\.)*")\s*,\s*"' + re.escape(format.arguments_key)
-                                + r'"\s*:\s*(?=\S)', re.DOTALL)  # fmt: skip
+        self._head = _ESCAPED_HEAD if format.escaped else re.compile(
+            r'\s*\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"'
+            + re.escape(format.arguments_key) + r'"\s*:\s*(?=\S)', re.DOTALL)  # fmt: skip
         self._forced, self._one_call = forced, one_call
         self._state: State = "head" if forced else "text"
         self._held = ""  # what was read and not yet said
         self._unsaid = ""  # what opened the current group, said as text if no call follows it
         self._bracketed = not format.listed  # a listed group's "[" is read
-        self._value = _Value()
+        self._value: _Value | EscapedReader = _Value()  # reads the arguments, then the rest
         self._after_calls = False  # calls ended and no text came since
         self._said = False  # text went out (calls without markup must be the whole answer)
         self._group_calls = 0  # calls opened in the current group
-        self.calls = 0  # calls opened so far
+        self.made: list[tuple[str, str]] = []  # each call opened: its name and arguments so far
         self.closed = 0  # calls whose object is whole
         self._steps: dict[State, Callable[[list[Event]], bool]] = {
             "text": self._text, "head": self._head_step, "arguments": self._arguments,
             "rest": self._rest, "between": self._between, "done": self._done,
         }  # fmt: skip
+
+    @property
+    def calls(self) -> int:
+        """Calls opened so far."""
+        return len(self.made)
 
     @property
     def in_call(self) -> bool:
@@ -187,13 +198,15 @@ class CallScanner:
             return True
         head = self._head.match(self._held)
         if head is None:
-            if (opened and opened[0] != "{") or len(self._held) > HEAD_CHARS:
+            start = "call:" if self._format.escaped else "{"  # what every head starts with
+            if not start.startswith(opened[: len(start)]) or len(self._held) > HEAD_CHARS:
                 return self._no_call(events)
             return False
-        events.append(ToolCallStarted(json.loads(head[1])))
+        name = head[1] if self._format.escaped else json.loads(head[1])
+        events.append(ToolCallStarted(name))
+        self.made.append((name, ""))
         self._held, self._unsaid = self._held[head.end() :], ""
-        self._state, self._value = "arguments", _Value()
-        self.calls += 1
+        self._state, self._value = "arguments", EscapedReader() if self._format.escaped else _Value()
         self._group_calls += 1
         return True
 
@@ -204,25 +217,31 @@ class CallScanner:
         return False
 
     def _arguments(self, events: list[Event]) -> bool:
-        end = self._value.read(self._held)
-        arguments = self._held if end is None else self._held[:end]
+        read, arguments, ended = self._value.read(self._held)
         if arguments:
             events.append(ToolCallDelta(arguments))
-        if end is None:
-            self._held = ""
+            name, so_far = self.made[-1]
+            self.made[-1] = (name, so_far + arguments)
+        self._held = self._held[read:]
+        if not ended:
             return False
-        self._held, self._state, self._value = self._held[end:], "rest", _Value(depth=1)
+        if self._format.escaped:  # the arguments are all there is to the call
+            self._call_ended()
+        else:
+            self._state, self._value = "rest", _Value(depth=1)
         return True
 
     def _rest(self, events: list[Event]) -> bool:
         """The rest of the call's object (keys after the arguments, such as Mistral's `id`)."""
-        end = self._value.read(self._held)
-        if end is None:
-            self._held = ""
-            return False
-        self._held, self._state = self._held[end:], "done" if self._one_call else "between"
+        read, _, ended = self._value.read(self._held)
+        self._held = self._held[read:]
+        if ended:
+            self._call_ended()
+        return ended
+
+    def _call_ended(self) -> None:
+        self._state = "done" if self._one_call else "between"
         self.closed += 1
-        return True
 
     def _done(self, events: list[Event]) -> bool:
         self._held = ""

@@ -9,6 +9,8 @@ A call is the JSON object `{"name": ..., <arguments key>: {...}}`, with markup a
 - `mistral` (Mistral 7B v0.3, Nemo, Small): `[TOOL_CALLS]` (a token of its own), then the calls
   as one JSON list, up to the answer's end.
 - `phi4_mini` (Phi-4-mini): `functools`, then the calls as one JSON list.
+- `function_gemma` (FunctionGemma, Gemma 3 270M tuned for calls): each call between
+  `<start_function_call>` and `<end_function_call>`, as `call:NAME{...}` in its own syntax.
 
 A template writes tools and calls itself (`native`) when its markup says which format it
 teaches: one that reads an assistant message's `tool_calls`, or Phi-4-mini's, which takes the
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tether.backends.local.escaped import ESCAPE
+
 
 @dataclass(frozen=True)
 class ToolFormat:
@@ -28,6 +32,14 @@ class ToolFormat:
     arguments_key: str  # the key of the call object the arguments are under
     separator: str = ""  # between the calls of one `open`; "" when each call has its own
     listed: bool = False  # the calls are a JSON list (`[...]`, `separator` ",")
+    escaped: bool = False  # a call is `call:NAME{...}`, strings between <escape> (`escaped.py`)
+
+    @property
+    def markup(self) -> tuple[str, ...]:
+        """What the model writes around and inside calls, less space around it."""
+        return tuple(
+            part for part in (self.open.strip(), self.close.strip(), ESCAPE if self.escaped else "") if part
+        )
 
     def written(self, calls: list[str]) -> str:
         """Calls (JSON objects) as the model writes them, markup and all: what a template that
@@ -43,6 +55,9 @@ HERMES = ToolFormat("hermes", "<tool_call>\n", "\n</tool_call>", "arguments")
 LLAMA3 = ToolFormat("llama3_json", "", "", "parameters", separator="; ")
 MISTRAL = ToolFormat("mistral", "[TOOL_CALLS]", "", "arguments", separator=", ", listed=True)
 PHI4_MINI = ToolFormat("phi4_mini", "functools", "", "arguments", separator=", ", listed=True)
+FUNCTION_GEMMA = ToolFormat(
+    "function_gemma", "<start_function_call>", "<end_function_call>", "", escaped=True
+)
 
 
 def native_format(template: str) -> ToolFormat | None:
@@ -52,6 +67,8 @@ def native_format(template: str) -> ToolFormat | None:
         return PHI4_MINI
     if "tool_calls" not in template:
         return None
+    if FUNCTION_GEMMA.open in template:
+        return FUNCTION_GEMMA
     if HERMES.open.strip() in template:
         return HERMES
     if MISTRAL.open in template:
