@@ -14,6 +14,7 @@ from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from tests.unit.test_chatml import WEATHER, generation
+from tether.backends.local import template as template_module
 from tether.backends.local.chatml import ChatML
 from tether.backends.local.model_file import locate
 from tether.backends.local.template import (
@@ -273,3 +274,52 @@ def test_templates_of_each_family_render_as_llama_cpp_python_renders_them(name: 
                 {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye."}]  # fmt: skip
     reference = Jinja2ChatFormatter(template, eos_token="</s>", bos_token="<s>")(messages=messages).prompt
     assert ChatTemplate(template, "<s>", "</s>").render(messages, add_generation_prompt=True) == reference
+
+
+@pytest.mark.parametrize("name", ["hermes", "llama3", "mistral", "function_gemma"])
+def test_tools_calls_and_results_render_as_llama_cpp_python_renders_them(smollm2: Llama, name: str) -> None:
+    """The items become the messages templates are written for (Hugging Face's: calls in
+    `tool_calls` with object arguments, results as `tool` messages), rendered as the reference
+    renders those messages."""
+    path = Path(__file__).parents[1] / f"data/{name}.jinja"
+    format = prompt_format(smollm2, str(path))
+    assert isinstance(format, Templated) and format.native_tools
+    call_id = hashlib.sha256(b"call_1").hexdigest()[:9] if name == "mistral" else "call_1"
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+    }
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "name": "get_weather", "content": "22 C"},
+        {"role": "assistant", "content": "22 C in Paris."},
+        {"role": "user", "content": "Thanks."},
+    ]
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": WEATHER.description,
+              "parameters": dict(WEATHER.parameters)}}]  # fmt: skip
+    reference = Jinja2ChatFormatter(path.read_text(), eos_token="<|im_end|>", bos_token="<|im_start|>")
+    ours = format.render(generation(CONVERSATION, instructions="Be brief.", tools=(WEATHER,)), opening=True)
+    assert ours.text == reference(messages=messages, tools=tools).prompt
+
+
+def test_pieces_are_tokenized_once_while_they_fit(smollm2: Llama, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class Counting:
+        def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]:
+            calls.append(text.decode())
+            return smollm2.tokenize(text, add_bos=add_bos, special=special)
+
+    monkeypatch.setattr(template_module, "PIECES_CACHE_CHARS", 10)
+    pieces = template_module._Pieces(Counting())  # type: ignore[arg-type]
+    assert pieces.tokens("hello", special=False) == smollm2.tokenize(b"hello", add_bos=False, special=False)
+    pieces.tokens("hello", special=False)
+    pieces.tokens("world", special=False)  # 10 characters kept: both
+    pieces.tokens("hello", special=False)
+    pieces.tokens("again", special=False)  # over the limit: the least recently used goes
+    pieces.tokens("hello", special=False)
+    pieces.tokens("world", special=False)
+    assert calls == ["hello", "world", "again", "world"]
