@@ -12,7 +12,8 @@ from rich.console import Console
 
 from tether.bench.cli import bench
 from tether.config import Declaration, Settings, declarations, masked
-from tether.server.processes import Supervisor, bind, configure_logging, serve_process
+from tether.logs import configure_logging, json_line
+from tether.server.processes import Supervisor, bind, serve_process
 from tether.server.ws_protocol import IncompatibleUvicorn, guarded_protocol
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -39,7 +40,7 @@ def serve(**options: Any) -> None:
             "Pass --api-key KEY or --api-keys-file PATH to serve beyond this machine."
         )
         raise typer.Exit(2)
-    configure_logging(settings.listening.log_level)
+    configure_logging(settings.listening.log_level, settings.listening.log_format)
     try:
         guarded_protocol(settings.websocket.send_stall_s)
     except IncompatibleUvicorn as exc:
@@ -104,12 +105,17 @@ def _announce(settings: Settings, keys: dict[str, str], port: int) -> None:
     url = f"http://{settings.listening.host}:{port}/v1"
     tenants = len(set(keys.values()))
     auth = f"bearer keys ({len(keys)} for {tenants} tenant{'s' * (tenants != 1)})" if keys else "none"
-    console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
     model = ", ".join(settings.upstream.urls) if settings.upstream.urls else settings.models.model
     kind, where = settings.storage.location()
+    workers = settings.listening.workers
+    if settings.listening.log_format == "json":  # a collector takes only JSON lines
+        details = f"model: {model}; store: {kind} {masked(where)}; auth: {auth}; workers: {workers}"
+        print(json_line("tether", f"serving the Responses API at {url} ({details})"), flush=True)
+        return
+    console.print(f"[bold]Tether[/bold] serving the Responses API at [cyan]{url}[/cyan]")
     console.print(f"  model: {model}\n  store: {kind} {masked(where)}\n  auth: {auth}")
-    if settings.listening.workers > 1:
-        console.print(f"  workers: {settings.listening.workers}")
+    if workers > 1:
+        console.print(f"  workers: {workers}")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from tether.logs import LogFormat
 from tether.store.base import DEFAULT_TENANT
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -72,6 +73,12 @@ class Listening(Section):
     )
     port: int = setting(8000, "TCP port (0 picks a free one).", metavar="P", ge=0, le=65535)
     log_level: str = setting("info", "Log level.", metavar="L")
+    log_format: LogFormat = setting(
+        "text",
+        "Log lines as text, or as JSON objects (one a line) carrying the request, connection and "
+        "response ids.",
+        metavar="F",
+    )
     workers: int = setting(
         1,
         "Processes serving the one port, each with its own event loop (a supervisor restarts one "
@@ -612,7 +619,10 @@ class Declaration:
 
     @property
     def value_type(self) -> type:
-        """The type of one value, None and lists aside (a secret is given as text)."""
+        """The type of one value, None and lists aside (a secret, or one of a few words, is given
+        as text)."""
+        if get_origin(self.annotation) is Literal:
+            return str
         args = [a for a in get_args(self.annotation) if a is not type(None)] or [self.annotation]
         base = args[0]
         if get_origin(base) is tuple:

@@ -44,6 +44,7 @@ from tether.core.running import InFlight, Running, SocketTurn
 from tether.core.sealing import ReasoningSeal, readable
 from tether.core.stored_contexts import StoredContext, StoredContexts
 from tether.core.warm_ups import WarmUps
+from tether.logs import RESPONSE_ID
 from tether.protocol import compaction, errors, ids, resources
 from tether.protocol.events import Event, ResponseEvents
 from tether.protocol.items import Compaction, Item, Message, TextPart, as_model_sees
@@ -241,6 +242,13 @@ class Responses:
         )
 
     async def _execute(self, running: Running, work: turn.Turn) -> None:
+        response_id = RESPONSE_ID.set(running.id)  # on the lines logged while it runs
+        try:
+            await self._run_and_settle(running, work)
+        finally:
+            RESPONSE_ID.reset(response_id)
+
+    async def _run_and_settle(self, running: Running, work: turn.Turn) -> None:
         prefilled = work.prefill is not None  # in the turn, before its answer
         try:
             await turn.run(work)
@@ -354,6 +362,10 @@ class Responses:
         status = "unknown" if outcome is None else outcome.status.value
         transport = "http" if running.socket is None else "ws"
         self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
+        usage, first_output = work.usage_so_far(), "-" if first is None else f"{first:.3f} s"
+        log.info("%s %s over %s in %.3f s, first output at %s: %d input tokens (%d cached), %d output",
+                 running.id, status, transport, now - work.started, first_output,
+                 usage.input_tokens, usage.cached_tokens, usage.output_tokens)  # fmt: skip
 
     # --- read, delete, cancel ---------------------------------------------------------------------
 

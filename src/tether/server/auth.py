@@ -11,6 +11,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tether.logs import REQUEST_ID
 from tether.protocol import errors, ids
 from tether.server.rejections import reject
 from tether.store.base import DEFAULT_TENANT
@@ -124,6 +125,7 @@ class RequestIds:
             return
 
         request_id = ids.request_id()
+        REQUEST_ID.set(request_id)  # for the log lines of this request's task (`logs.py`)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -27,9 +27,11 @@ from multiprocessing.synchronize import Event
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from tether.app import build_app
 from tether.config import Settings
+from tether.logs import configure_logging
 from tether.server.lifecycle import GracefulServer
 from tether.server.runtime import Runtime
 from tether.server.ws_protocol import guarded_protocol
@@ -38,12 +40,6 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 _BACKLOG = 2048  # pending connections the kernel holds for the workers (uvicorn's default)
-
-
-def configure_logging(level: str, label: str = "") -> None:
-    logging.basicConfig(level=level.upper(), format=f"%(levelname)s {label}%(name)s: %(message)s")
-    # httpx logs every upstream request at INFO; Tether logs the ones that fail.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def serve_process(
@@ -59,6 +55,8 @@ def serve_process(
         host=listening.host,
         port=listening.port,
         log_level=listening.log_level,
+        # uvicorn's own format for text; for JSON its lines go to the root logger's handler.
+        log_config=LOGGING_CONFIG if listening.log_format == "text" else None,
         lifespan="on",
         ws=guarded_protocol(websocket.send_stall_s),
         ws_max_size=websocket.max_message_bytes,  # over it: close 1009 (spec §3.4)
@@ -160,5 +158,5 @@ def _worker(settings: Settings, sock: socket.socket, number: int, ready: Event, 
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != supervisor:  # it died before the line above: nothing would signal this one
         return
-    configure_logging(settings.listening.log_level, f"[worker {number}] ")
+    configure_logging(settings.listening.log_level, settings.listening.log_format, worker=number)
     serve_process(settings, [sock], ready.set)

@@ -28,6 +28,7 @@ from tether.core.connection import Connection
 from tether.core.event_log import Event
 from tether.core.responses import Responses
 from tether.core.steering import Due, SteerLimits
+from tether.logs import CONNECTION_ID
 from tether.protocol import errors, handshake
 from tether.protocol.client_events import Create, LaneKey, Steer
 from tether.protocol.errors import ApiError
@@ -207,6 +208,7 @@ class WebSocketApi:
         model = served[0] if len(served) == 1 else None
         await websocket.accept(headers=handshake.headers(self.limits.max_message_bytes, model))
         shell = Shell(websocket, responses, self.limits, self.admission)
+        CONNECTION_ID.set(shell.connection.id)  # for the log lines of this connection's tasks
         responses.metrics.websocket_connections.inc()
         self.runtime.connections.add(shell)
         try:
