@@ -321,7 +321,7 @@ class Scheduler:
         # unless the model wrote calls in a free answer: its items (a message, the calls) render
         # otherwise than it wrote them, so its tokens are no record of them; the next turn
         # renders them and reuses the KV up to where the two part.
-        made_calls = task.grammar is None and running.scanner.calls > 0
+        made_calls = not isinstance(running.scanner, CallScanner) and running.scanner.calls > 0
         if (running.produced or job.kept is not None) and not made_calls:
             closing = self._turns.closing(tool_call=job.tool_call)
             self._remember(running, closing, items=job.items + 1, output=output)

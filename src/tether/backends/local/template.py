@@ -371,7 +371,7 @@ def _calls_as_text(messages: list[Json], functions: list[Json]) -> None:
         if calls:
             written = [json.dumps({"name": call["name"], "arguments": call["arguments"]}, ensure_ascii=False)
                        for call in calls]  # fmt: skip
-            message["content"] += PHI4_MINI.written(written)
+            message["content"] += f"{PHI4_MINI.open}[{PHI4_MINI.separator.join(written)}]"
 
 
 def _call_id(call_id: str, format: ToolFormat) -> str:

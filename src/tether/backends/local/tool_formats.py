@@ -41,15 +41,6 @@ class ToolFormat:
             part for part in (self.open.strip(), self.close.strip(), ESCAPE if self.escaped else "") if part
         )
 
-    def written(self, calls: list[str]) -> str:
-        """Calls (JSON objects) as the model writes them, markup and all: what a template that
-        takes an assistant's calls as its text (Phi-4-mini's) is given."""
-        if self.listed:
-            return f"{self.open}[{self.separator.join(calls)}]{self.close}"
-        if self.separator:
-            return self.open + self.separator.join(calls) + self.close
-        return "".join(self.open + call + self.close for call in calls)
-
 
 HERMES = ToolFormat("hermes", "<tool_call>\n", "\n</tool_call>", "arguments")
 LLAMA3 = ToolFormat("llama3_json", "", "", "parameters", separator="; ")
