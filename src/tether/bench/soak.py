@@ -32,7 +32,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +137,7 @@ class Agent:
                             self.retry_after_s = 0.0
             except InvalidStatus as refused:
                 self.result.failed(f"upgrade refused {refused.response.status_code}")
-                await asyncio.sleep(_retry_after(refused))
+                await asyncio.sleep(_retry_after(refused.response.headers))
             except (InvalidHandshake, TimeoutError, OSError) as exc:
                 self.result.failed(f"connect: {type(exc).__name__}")
                 await asyncio.sleep(RETRY_S)
@@ -265,8 +265,8 @@ def _error_code(response: dict[str, Any]) -> str | None:
     return None if error is None else str(error.get("code"))
 
 
-def _retry_after(refused: InvalidStatus) -> float:
-    value = refused.response.headers.get("retry-after", "")
+def _retry_after(headers: Mapping[str, str]) -> float:
+    value = headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -363,10 +363,14 @@ class Probe:
 
     async def ended(self, response_id: str, timeout_s: float = 30.0) -> dict[str, Any] | None:
         """The stored response once it has ended, or as it is after `timeout_s` (a running one
-        whose replica was killed ends once its lease lapses)."""
+        whose replica was killed ends once its lease lapses). A 503 is the server still shedding
+        load (it admits every `/v1` request by its loop lag), not an answer: asked again."""
         deadline = time.monotonic() + timeout_s
         while True:
             reply = await self.http.get(f"{self.base_url}/responses/{response_id}")
+            if reply.status_code == 503 and time.monotonic() < deadline:
+                await asyncio.sleep(_retry_after(reply.headers))
+                continue
             found: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
             if found is None or found["status"] not in RUNNING or time.monotonic() > deadline:
                 return found
