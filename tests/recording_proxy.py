@@ -3,8 +3,9 @@
     python -m tests.recording_proxy --target http://127.0.0.1:PORT --port PORT --log FILE [--cut N]
 
 Every request is forwarded as it came and appended to FILE as one JSON line: its method, path,
-session header and raw body. When a streamed answer ends, a line says whether the whole stream
-reached the client (`"outcome": "finished"`) or the client hung up first (`"closed_early"`).
+session and `traceparent` headers and raw body. When a streamed answer ends, a line says whether
+the whole stream reached the client (`"outcome": "finished"`) or the client hung up first
+(`"closed_early"`).
 
 `--cut N` plays an engine that ends a stream early: of the first N streamed chat completions,
 only the first event reaches the client, and then the stream ends as if it were complete
@@ -48,8 +49,9 @@ def build(target: str, log: Path, cut: int = 0, owned_by: str | None = None) -> 
 
     async def forward(request: Request) -> Response:
         body = await request.body()
-        record({"method": request.method, "path": request.url.path,
-                "session": request.headers.get("x-session-id"), "body": body.decode()})  # fmt: skip
+        headers = request.headers
+        record({"method": request.method, "path": request.url.path, "session": headers.get("x-session-id"),
+                "traceparent": headers.get("traceparent"), "body": body.decode()})  # fmt: skip
         upstream = await client.send(
             client.build_request(request.method, request.url.path, content=body,
                                  headers={"content-type": "application/json"}),

@@ -24,7 +24,8 @@ from tether.core.stored_contexts import StoredContexts
 from tether.protocol.errors import ApiError
 from tether.server import http
 from tether.server.admission import Admission, AdmissionControl
-from tether.server.auth import BearerAuth, KeyRing, RequestIds
+from tether.server.auth import BearerAuth, KeyRing
+from tether.server.each_request import EachRequest
 from tether.server.runtime import Runtime
 from tether.server.websocket import WebSocketApi
 from tether.store.base import Store
@@ -101,7 +102,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         routes=[*api.open_routes(), Mount("/v1", routes=v1)],
         lifespan=lifespan,
         middleware=[
-            Middleware(RequestIds),
+            Middleware(EachRequest),
             Middleware(BearerAuth, keys=keys),
             Middleware(AdmissionControl, admission=admission),
         ],

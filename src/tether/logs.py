@@ -2,9 +2,10 @@
 (`--log-format json`).
 
 A JSON line carries the ids of what it happened in, where known: the HTTP request (`request_id`,
-the `x-request-id` the answer carries), the WebSocket connection (`connection_id`) and the
-response (`response_id`). Each is a context variable, set where that thing begins; asyncio copies
-the context into the tasks started under it, so a line logged anywhere below has them.
+the `x-request-id` the answer carries), the WebSocket connection (`connection_id`), the response
+(`response_id`) and the trace (`trace_id`, `tracing.py`). Each is a context variable, set where
+that thing begins; asyncio copies the context into the tasks started under it, so a line logged
+anywhere below has them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
+
+from opentelemetry import trace
 
 LogFormat = Literal["text", "json"]
 
@@ -38,6 +41,9 @@ class JsonLines(logging.Formatter):
         if self._worker is not None:
             line["worker"] = self._worker
         line.update((key, value) for key, variable in _IDS if (value := variable.get()) is not None)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # traced (`tracing.py`), or continuing a caller's `traceparent`
+            line["trace_id"] = format(span.trace_id, "032x")
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -24,7 +24,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
+from tether import tracing
 from tether.backends.base import (
     Backend,
     BackendError,
@@ -137,15 +140,25 @@ class Responses:
         Over HTTP the parent resolves in the store; a `socket` turn resolves it in its
         connection's cache first, and its events carry its lane's `stream_id` (D4).
         """
+        span = tracing.response_span(over_websocket=socket is not None)  # ended by `_execute`
+        with tracing.current(span):
+            return await self._start(request, tenant, socket, span)
+
+    async def _start(
+        self, request: CreateRequest, tenant: str, socket: SocketTurn | None, span: Span
+    ) -> Running:
         if not self.tool_namespaces:
             request = without_namespaces(request)
         history = self.history(tenant) if socket is None else socket.cache
-        context = await self._context(request, tenant, history)
+        with tracing.tracer.start_as_current_span("chain"):
+            context = await self._context(request, tenant, history)
         response_id = ids.response_id()
+        tracing.name_response(span, response_id, "http" if socket is None else "ws")
         # Rendered once for the turn; one that cannot fit is refused here.
         origin = None if socket is None else socket.connection
         generation = self._generation(request, context, response_id, tenant, origin)
-        prompt = await self._render(generation)
+        with tracing.tracer.start_as_current_span("render"):
+            prompt = await self._render(generation)
         parent_shape = self.shapes.get(tenant, request.previous_response_id or "")
         shape = shape_of(generation, request.input, parent_shape)
         diagnose = await self._diagnosis(request, tenant, shape)
@@ -158,7 +171,7 @@ class Responses:
         seal = functools.partial(self.seal.seal, tenant=tenant) if request.include_reasoning_blobs else None
         events = ResponseEvents(response, None if socket is None else socket.lane, seal)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
-                          created_at, shape)  # fmt: skip
+                          created_at, shape, span)  # fmt: skip
         created = events.created()
         self.running.add(running)
         begins = request.store and _announced_early(request)
@@ -247,11 +260,20 @@ class Responses:
             await self._run_and_settle(running, work)
         finally:
             RESPONSE_ID.reset(response_id)
+            outcome = running.lifecycle.outcome
+            tracing.end_response(running.span, "unknown" if outcome is None else outcome.status.value)
 
     async def _run_and_settle(self, running: Running, work: turn.Turn) -> None:
         prefilled = work.prefill is not None  # in the turn, before its answer
         try:
-            await turn.run(work)
+            request = running.request
+            generation = tracing.generation_span(
+                str(request.model), running.id, request.temperature, request.top_p
+            )
+            with trace.use_span(generation, end_on_exit=True):
+                await turn.run(work)
+                used = work.usage_so_far()
+                tracing.record_usage(generation, used.input_tokens, used.cached_tokens, used.output_tokens)
             if work.generate or prefilled:
                 self._measure(running, work)
         finally:
@@ -287,12 +309,15 @@ class Responses:
         sent = running.log.events
         record = self._record(running, sent if terminal is None else [*sent, terminal], outcome.output)
         try:
-            if not begun:
-                await self.store.save(record)
-                return None
-            if await self.store.finish(record):
-                return None
-            stored = await self.store.get(running.id, running.tenant)
+            # Under the response's span: the turn asks for it from within its generation's.
+            in_response = trace.set_span_in_context(running.span)
+            with tracing.tracer.start_as_current_span("store", in_response):
+                if not begun:
+                    await self.store.save(record)
+                    return None
+                if await self.store.finish(record):
+                    return None
+                stored = await self.store.get(running.id, running.tenant)
         except Exception:
             log.exception("could not store response %s", running.id)
             return None

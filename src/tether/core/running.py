@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Span
+
 from tether.backends.base import Cancellation
 from tether.core.cache_diagnostics import Shape
 from tether.core.chain import Context
@@ -52,6 +54,7 @@ class Running:
     socket: SocketTurn | None
     created_at: int
     shape: Shape  # what its prompt is made of, for cache diagnostics
+    span: Span  # its trace span (`tracing.py`), ended once it has settled
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # A steer's replies while it runs, said by its turn between its own events (`turn.Turn`).
     asides: deque[Callable[[], Event]] = field(default_factory=deque)

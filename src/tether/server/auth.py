@@ -1,4 +1,4 @@
-"""Bearer-key authentication and request ids, as ASGI middleware around every route."""
+"""Bearer-key authentication, as ASGI middleware around every route."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tether.logs import REQUEST_ID
-from tether.protocol import errors, ids
+from tether.protocol import errors
 from tether.server.rejections import reject
 from tether.store.base import DEFAULT_TENANT
 
@@ -111,25 +110,3 @@ def caller_of(scope: Scope) -> Caller:
 
 def tenant_of(connection: HTTPConnection) -> str:
     return caller_of(connection.scope).tenant
-
-
-class RequestIds:
-    """Puts an `x-request-id` on every HTTP answer (spec §10.1)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        request_id = ids.request_id()
-        REQUEST_ID.set(request_id)  # for the log lines of this request's task (`logs.py`)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("x-request-id", request_id)
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)

@@ -29,6 +29,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from tether import tracing
 from tether.app import build_app
 from tether.config import Settings
 from tether.logs import configure_logging
@@ -65,7 +66,11 @@ def serve_process(
         ws_per_message_deflate=True,  # negotiated only when the client offers it
         timeout_graceful_shutdown=settings.shutdown.final_close_s,  # after GracefulServer's drain
     )
-    GracefulServer(config, runtime, settings.shutdown, on_ready).run(sockets=sockets)
+    tracing.configure()
+    try:
+        GracefulServer(config, runtime, settings.shutdown, on_ready).run(sockets=sockets)
+    finally:
+        tracing.shutdown()
 
 
 def bind(settings: Settings) -> socket.socket:

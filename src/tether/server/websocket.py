@@ -37,6 +37,7 @@ from tether.server.admission import Admission
 from tether.server.auth import caller_of
 from tether.server.runtime import Runtime
 from tether.server.session import Action, Close, Send, Session, StartTurn, SteerResponse
+from tether.tracing import connection_span
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +212,10 @@ class WebSocketApi:
         CONNECTION_ID.set(shell.connection.id)  # for the log lines of this connection's tasks
         responses.metrics.websocket_connections.inc()
         self.runtime.connections.add(shell)
+        span = connection_span(shell.connection.id, dict(websocket.headers))
         try:
-            await shell.serve()
+            with span:
+                await shell.serve()
         finally:
             self.runtime.connections.discard(shell)
             responses.metrics.websocket_connections.dec()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ import orjson
 from tether.backends.base import BackendError, BackendUnavailable
 from tether.backends.upstream.chunks import DONE, EndedEarly, parse_line
 from tether.config import Upstream
+from tether.tracing import outgoing
 
 log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
@@ -157,9 +158,10 @@ def _listed(response: httpx.Response) -> list[Mapping[str, Any]]:
     return [model for model in data or () if isinstance(model, Mapping)]
 
 
-def _headers(session_key: str) -> dict[str, str]:
+def _headers(session_key: str) -> MutableMapping[str, str]:
     # vllm-router's `consistent_hash` policy reads this header first: one chain, one replica.
-    return {"Content-Type": "application/json", "X-Session-ID": session_key}
+    # `traceparent`: the engine's own spans join the turn's trace (`tracing.py`).
+    return outgoing({"Content-Type": "application/json", "X-Session-ID": session_key})
 
 
 def _refused(status: int, content: bytes) -> BackendError:
