@@ -27,6 +27,8 @@ class Span:
     kind: int  # the protocol's SpanKind number (2: server, 3: client)
     attributes: dict[str, Any]
     links: tuple[tuple[str, str], ...]  # (trace id, span id) of each
+    start_ns: int  # Unix time
+    end_ns: int
 
 
 def _value(any_value: Any) -> Any:
@@ -91,6 +93,8 @@ class OtlpReceiver:
                 kind=span.kind,
                 attributes={kv.key: _value(kv.value) for kv in span.attributes},
                 links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                start_ns=span.start_time_unix_nano,
+                end_ns=span.end_time_unix_nano,
             )
             for resource in request.resource_spans
             for scope in resource.scope_spans

@@ -10,17 +10,25 @@ The spans:
 - `websocket`: a WebSocket connection, its whole life (server kind);
 - `response`: one response, from its request to its settling. Over HTTP it is a child of the
   request's span; over a WebSocket it starts a trace of its own, linked to the connection's
-  span (a connection's turns can run for hours: one trace each keeps traces readable);
+  span (a connection's turns can run for hours: one trace each keeps traces readable), and
+  begins when its `response.create` arrived;
+  - `queue`: the time that create waited on its connection (behind its lane, or for one of the
+    connection's active slots), when it waited at all (`QUEUE_SPAN_MIN_S`);
   - `chain`: resolving its context (previous response, items);
   - `render`: turning it into the model's prompt;
   - `chat <model>`: the generation (client kind), with the GenAI semantic conventions'
     attributes; an upstream engine gets its `traceparent`, so its own spans join the trace;
   - `store`: writing a `store: true` response at its end.
+
+Every span costs the SDK some 20 µs to make and its exporter some 40 µs to encode: `chain`,
+`render` and `store` are children that are never made current, the cheapest kind
+(`docs/benchmarks.md` measures what tracing costs a server).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 
@@ -30,6 +38,10 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 tracer = trace.get_tracer("tether")
+
+# A create that started within this of its arrival did not wait: what is left is the event loop
+# scheduling its task, which a span would only clutter the trace with.
+QUEUE_SPAN_MIN_S = 0.001
 
 
 def wanted() -> bool:
@@ -95,14 +107,34 @@ def connection_span(connection_id: str, headers: MutableMapping[str, str]) -> Ab
     )
 
 
-def response_span(over_websocket: bool) -> Span:
+def response_span(over_websocket: bool, queued_s: float = 0.0) -> Span:
     """A response's span (not yet current): under the current span over HTTP, a root linked to
-    the connection's span (the current one) over a WebSocket."""
+    the connection's span (the current one) over a WebSocket, begun `queued_s` ago."""
     if not over_websocket:
         return tracer.start_span("response")
     connection = trace.get_current_span().get_span_context()
     links = [Link(connection)] if connection.is_valid else []
-    return tracer.start_span("response", context=Context(), links=links)
+    now = time.time_ns()
+    arrived = now - int(queued_s * 1e9)
+    span = tracer.start_span("response", context=Context(), links=links, start_time=arrived)
+    if queued_s >= QUEUE_SPAN_MIN_S:
+        tracer.start_span("queue", trace.set_span_in_context(span), start_time=arrived).end(now)
+    return span
+
+
+@contextmanager
+def phase(name: str, of: Span | None = None) -> Iterator[None]:
+    """A child span of `of` (else of the current span) for what runs under it; never current,
+    so what runs there makes no spans of its own."""
+    span = tracer.start_span(name, None if of is None else trace.set_span_in_context(of))
+    try:
+        yield
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        span.end()
 
 
 def name_response(span: Span, response_id: str, transport: str) -> None:
@@ -114,9 +146,11 @@ def end_response(span: Span, status: str) -> None:
     span.end()
 
 
-def generation_span(model: str, response_id: str, temperature: float, top_p: float) -> Span:
-    """The span of a generation (to be used with `with`), with the GenAI conventions' request
-    attributes; `record_usage` adds the usage once it is known."""
+@contextmanager
+def generation(model: str, response_id: str, temperature: float, top_p: float) -> Iterator[Span]:
+    """The span of a generation, current while it runs (an upstream request carries it as its
+    `traceparent`), with the GenAI conventions' request attributes; `record_usage` adds the usage
+    once it is known."""
     attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": model,
@@ -124,7 +158,8 @@ def generation_span(model: str, response_id: str, temperature: float, top_p: flo
         "gen_ai.request.top_p": top_p,
         "gen_ai.response.id": response_id,
     }
-    return tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
+    with tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        yield span
 
 
 def record_usage(span: Span, input_tokens: int, cached_tokens: int, output_tokens: int) -> None:

@@ -4,6 +4,7 @@ mode at two concurrencies, and writes rows, a table and a chart."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,21 @@ def test_throughput_counts_responses_and_events_for_each_setup(tmp_path: Path) -
     # Every response is created, in_progress, 2 item + 2 part events, 4 deltas, 3 dones, completed.
     assert all(r["events"] == 12 * r["responses"] > 0 and r["refused"] == 0 for r in results)
     assert all(r["server_cpu_s"] > 0 for r in results)  # the supervisor's workers counted too
+
+
+def test_throughput_traced_side_by_side(tmp_path: Path) -> None:
+    """`--traced`: the same Tether with tracing on, whole and sampled, its spans sent to the
+    benchmark's receiver."""
+    bench(tmp_path, "throughput", "--connections", "1", "--seconds", "0.5", "--traced", "1,0.5",
+          "--repeats", "1", "--max-output-tokens", "4")  # fmt: skip
+    results = json.loads((tmp_path / "throughput.json").read_text())
+    assert sorted(r["setup"] for r in results) == ["1 worker", "1 worker, traced", "1 worker, traced 50%"]
+    assert all(r["responses"] > 0 for r in results)
+    received = re.search(
+        r"Spans received from the traced setups: ([\d,]+) OTLP exports",
+        (tmp_path / "throughput.md").read_text(),
+    )
+    assert received is not None and int(received[1].replace(",", "")) > 0
 
 
 def test_connections_reads_the_servers_memory(tmp_path: Path) -> None:

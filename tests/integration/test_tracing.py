@@ -83,7 +83,29 @@ def test_each_turn_of_a_websocket_is_a_trace_linked_to_the_connection(
     for turn in turns:  # a root of its own trace, linked to the connection's span
         assert turn.parent_id == "" and turn.trace_id != connection.trace_id
         assert turn.links == ((connection.trace_id, connection.span_id),)
-        assert children(spans, turn) == {"chain", "render", f"chat {SCRIPTED}"}
+        # A create can arrive while its lane still settles the turn before (`queue`, tested below).
+        assert children(spans, turn) - {"queue"} == {"chain", "render", f"chat {SCRIPTED}"}
+
+
+def test_a_create_queued_behind_its_lane_shows_its_wait(receiver: OtlpReceiver, tmp_path: Path) -> None:
+    """Two creates sent at once on one lane: the second waits for the first to settle, and its
+    response's span begins when it arrived, with that wait as its `queue` child."""
+    with TetherServer(tmp_path / "tether.db", "--scripted-decode-us", "20000") as server:
+        with server.client().responses.connect() as conn:
+            for text in ("First.", "Second."):
+                conn.response.create(model=SCRIPTED, input=text, store=False)
+            ended = 0
+            for event in conn:
+                ended += event.type == "response.completed"
+                if ended == 2:
+                    break
+        spans = receiver.wait_for(lambda spans: len(named(spans, "response")) == 2)
+    first, second = sorted(named(spans, "response"), key=lambda span: span.end_ns)
+    assert [span.name for span in spans if span.parent_id == first.span_id].count("queue") == 0
+    [queue] = [span for span in spans if span.parent_id == second.span_id and span.name == "queue"]
+    assert queue.start_ns == second.start_ns < first.end_ns <= queue.end_ns  # it waited for the first
+    [chain] = [span for span in spans if span.parent_id == second.span_id and span.name == "chain"]
+    assert queue.end_ns <= chain.start_ns
 
 
 def test_an_upstream_engine_gets_the_generation_s_traceparent(receiver: OtlpReceiver, tmp_path: Path) -> None:

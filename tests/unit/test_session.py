@@ -94,8 +94,11 @@ def test_a_lane_is_fifo_and_never_overlaps() -> None:
     s = session()
     first, second = create(input="1"), create(input="2")
     assert s.receive_text(first, now=1) == [started(first)]
-    assert s.receive_text(second, now=1) == []  # queued silently
-    assert s.turn_finished(None) == [started(second)]
+    assert s.receive_text(second, now=1.5) == []  # queued silently
+    (start,) = s.turn_finished(None)
+    assert start == started(second)
+    assert isinstance(start, StartTurn) and isinstance(start.work, Create)
+    assert start.work.received_at == 1.5  # how long it waited is traced from there
     assert s.turn_finished(None) == []
 
 

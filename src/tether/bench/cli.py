@@ -30,6 +30,7 @@ from tether.bench import soak as soak_run
 from tether.bench import steer as steer_run
 from tether.bench import warm_up as warm_up_run
 from tether.bench.agents import MODES, Target
+from tether.bench.otlp_sink import OtlpSink
 from tether.bench.postgres import postgres_server
 
 bench = typer.Typer(help="Benchmarks: run against a server by URL, or let the command start one.")
@@ -429,6 +430,13 @@ def throughput(
             "nginx, on one PostgreSQL, in front of a stand-in engine that answers at once."
         ),
     ] = None,
+    traced: Annotated[
+        str,
+        typer.Option(
+            help="Also each setup traced, at each of these sampled shares of responses (e.g. "
+            "`1,0.1`), its spans sent by OTLP to a receiver the benchmark runs."
+        ),
+    ] = "",
     repeats: Annotated[int, REPEATS] = 3,
     out: Annotated[Path, OUT] = DEFAULT_OUT,
     name: Annotated[str, typer.Option(help="File name stem.")] = "throughput",
@@ -438,7 +446,12 @@ def throughput(
     counts = [int(n) for n in connections.split(",")]
     sizes = [int(n) for n in workers.split(",")]
     replicas = [int(n) for n in upstream_replicas.split(",")] if upstream_replicas else []
-    with _throughput_setups(url, sizes, replicas) as setups, _progress() as progress:
+    shares = [float(n) for n in traced.split(",")] if traced else []
+    with (
+        OtlpSink() as sink,
+        _throughput_setups(url, sizes, replicas, sink, shares) as setups,
+        _progress() as progress,
+    ):
         results: dict[tuple[str, int], list[load.Throughput]] = {(s, c): [] for s in setups for c in counts}
         targets = {label: _target(base_url, max_output_tokens) for label, (base_url, _) in setups.items()}
         task = progress.add_task("throughput", total=len(results) * repeats)
@@ -463,6 +476,9 @@ def throughput(
         for (label, _), runs in results.items()
         for i, r in enumerate(runs)
     ]
+    if shares:
+        lines.append(f"\nSpans received from the traced setups: {sink.exports:,} OTLP exports, "
+                     f"{sink.bytes / 1e6:,.1f} MB.")  # fmt: skip
     _write(out, name, "\n".join(lines) + "\n", rows, json_out)
 
 
@@ -485,10 +501,13 @@ Setups = dict[str, tuple[str, list[int]]]  # label → (base URL, the pids of it
 
 
 @contextlib.contextmanager
-def _throughput_setups(url: str | None, sizes: list[int], replicas: list[int]) -> Iterator[Setups]:
+def _throughput_setups(
+    url: str | None, sizes: list[int], replicas: list[int], sink: OtlpSink, shares: list[float]
+) -> Iterator[Setups]:
     """What `throughput` measures, by label: `url` itself, or a Tether on the scripted model for
-    each `--workers` size, and a set of upstream replicas behind nginx for each number of them; all
-    on one new PostgreSQL when any has more than one process."""
+    each `--workers` size, and a set of upstream replicas behind nginx for each number of them
+    (each also traced into `sink`, at each sampled share of `shares`); all on one new PostgreSQL
+    when any has more than one process."""
     if url is not None:
         yield {"given URL": (url, [])}
         return
@@ -499,30 +518,42 @@ def _throughput_setups(url: str | None, sizes: list[int], replicas: list[int]) -
             console.print("Starting PostgreSQL …")
             database = stack.enter_context(postgres_server()).new_database()
         setups: Setups = {}
-        for size in sizes:
-            console.print(f"Starting tether serve --model scripted --workers {size} …")
-            process = stack.enter_context(
-                servers.tether(folder / f"w{size}.db", "--workers", str(size), store=database)
-            )
-            setups[f"{size} worker{'s' * (size > 1)}"] = (process.base_url, _pids(process))
+        variants = list(_traced_variants(sink, shares).items())
+        for size, (v, (suffix, env)) in itertools.product(sizes, enumerate(variants)):
+            label = f"{size} worker{'s' * (size > 1)}{suffix}"
+            console.print(f"Starting tether serve --model scripted --workers {size} ({label}) …")
+            db = folder / f"w{size}-{v}.db"
+            process = stack.enter_context(servers.tether(db, "--workers", str(size), store=database, env=env))
+            setups[label] = (process.base_url, _pids(process))
         if replicas:
             console.print("Starting the stand-in engine (python -m tether.bench.engine) …")
             engine = stack.enter_context(servers.bench_engine(folder / "engine.log")).base_url
-        for count in replicas:
-            console.print(f"Starting {count} x tether serve --upstream, and nginx in front …")
+        for count, (v, (suffix, env)) in itertools.product(replicas, enumerate(variants)):
+            label = f"upstream, {count} replica{'s' * (count > 1)}{suffix}"
+            console.print(f"Starting {count} x tether serve --upstream, and nginx in front ({label}) …")
+            name = f"{count}-{v}"
+            replica = functools.partial(servers.tether, model=None, store=database, env=env)
             started = [
-                stack.enter_context(
-                    servers.tether(
-                        folder / f"u{count}-{n}.db", "--upstream", engine, model=None, store=database
-                    )
-                )
+                stack.enter_context(replica(folder / f"u{name}-{n}.db", "--upstream", engine))
                 for n in range(count)
             ]
-            balancer = servers.nginx(NGINX_TEMPLATE, [s.port for s in started], folder / f"nginx{count}")
+            balancer = servers.nginx(NGINX_TEMPLATE, [s.port for s in started], folder / f"nginx{name}")
             front = stack.enter_context(balancer)
-            label = f"upstream, {count} replica{'s' * (count > 1)}"
             setups[label] = (front.base_url, [pid for s in started for pid in _pids(s)])
         yield setups
+
+
+def _traced_variants(sink: OtlpSink, shares: list[float]) -> dict[str, dict[str, str]]:
+    """Each setup as it is (label suffix "") and traced at each sampled share: the environment
+    each adds. Sampling is the standard variables' (a share of the responses' traces, whole)."""
+    variants: dict[str, dict[str, str]] = {"": {}}
+    for share in shares:
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        if share < 1:
+            traced["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            traced["OTEL_TRACES_SAMPLER_ARG"] = f"{share:g}"
+        variants[", traced" + ("" if share == 1 else f" {share:.0%}")] = traced
+    return variants
 
 
 def _pids(process: servers.ServerProcess) -> list[int]:

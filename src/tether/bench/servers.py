@@ -14,7 +14,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -31,8 +31,16 @@ def free_port() -> int:
 class ServerProcess:
     """A command that serves HTTP on `port`, ready once `ready_path` answers 200."""
 
-    def __init__(self, command: list[str], port: int, ready_path: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        ready_path: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.command = command
+        self.env = env or {}  # what it adds to the environment it starts in
         self.port = port
         self.ready_path = ready_path
         self.log_path = log_path
@@ -44,7 +52,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -85,10 +95,16 @@ class ServerProcess:
 
 
 def tether(
-    db: Path, *args: str, model: str | None = "scripted", api_key: str | None = None, store: str | None = None
+    db: Path,
+    *args: str,
+    model: str | None = "scripted",
+    api_key: str | None = None,
+    store: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """`model` None: the backend comes from `args` (e.g. `--upstream URL`). The SQLite file `db`
-    names the log too; `store` (a `postgresql://` URL) replaces the file."""
+    names the log too; `store` (a `postgresql://` URL) replaces the file; `env`: variables added
+    to its environment."""
     port = free_port()
     command = [sys.executable, "-m", "tether", "serve", "--port", str(port),
                "--db", store or str(db), "--log-level", "warning", *args]  # fmt: skip
@@ -96,7 +112,7 @@ def tether(
         command += ["--model", model]
     if api_key:
         command += ["--api-key", api_key]
-    return ServerProcess(command, port, "/healthz", db.with_suffix(".log"))
+    return ServerProcess(command, port, "/healthz", db.with_suffix(".log"), env)
 
 
 def llama_cpp_server(

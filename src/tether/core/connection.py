@@ -49,15 +49,15 @@ class Connection:
         self.gone = False
         self.id = secrets.token_hex(8)
 
-    async def respond(self, lane: LaneKey, body: dict[str, Any]) -> None:
+    async def respond(self, lane: LaneKey, body: dict[str, Any], queued_s: float = 0.0) -> None:
         """Run the create `body` on `lane` until its response has settled, and its successors
-        after it when it is steered.
+        after it when it is steered; it has waited `queued_s` on the connection to start.
 
         Raises what refused it before a response existed — the `ApiError` of phase 2 of §4.1.2,
         or a bug — once the cache has applied its rule to the refusal."""
         try:
             request = self.steering.claim(parse_create(body, "ws"))
-            running = await self._start(lane, request)
+            running = await self._start(lane, request, queued_s)
         except Exception:
             self.cache.refused(lane, previous_response_id_of(body))
             raise
@@ -82,8 +82,8 @@ class Connection:
             if running is not None:
                 await self._follow(due.lane, running)
 
-    async def _start(self, lane: LaneKey, request: CreateRequest) -> Running:
-        socket = SocketTurn(lane, self.cache, self.sender, self.id)
+    async def _start(self, lane: LaneKey, request: CreateRequest, queued_s: float = 0.0) -> Running:
+        socket = SocketTurn(lane, self.cache, self.sender, self.id, queued_s)
         running = await self.responses.start(request, self.tenant, socket)
         self.steering.started(running)
         self._track(running)

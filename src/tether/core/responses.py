@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from tether import tracing
@@ -140,7 +139,8 @@ class Responses:
         Over HTTP the parent resolves in the store; a `socket` turn resolves it in its
         connection's cache first, and its events carry its lane's `stream_id` (D4).
         """
-        span = tracing.response_span(over_websocket=socket is not None)  # ended by `_execute`
+        queued_s = 0.0 if socket is None else socket.queued_s
+        span = tracing.response_span(socket is not None, queued_s)  # ended by `_execute`
         with tracing.current(span):
             return await self._start(request, tenant, socket, span)
 
@@ -150,14 +150,14 @@ class Responses:
         if not self.tool_namespaces:
             request = without_namespaces(request)
         history = self.history(tenant) if socket is None else socket.cache
-        with tracing.tracer.start_as_current_span("chain"):
+        with tracing.phase("chain"):
             context = await self._context(request, tenant, history)
         response_id = ids.response_id()
         tracing.name_response(span, response_id, "http" if socket is None else "ws")
         # Rendered once for the turn; one that cannot fit is refused here.
         origin = None if socket is None else socket.connection
         generation = self._generation(request, context, response_id, tenant, origin)
-        with tracing.tracer.start_as_current_span("render"):
+        with tracing.phase("render"):
             prompt = await self._render(generation)
         parent_shape = self.shapes.get(tenant, request.previous_response_id or "")
         shape = shape_of(generation, request.input, parent_shape)
@@ -266,14 +266,11 @@ class Responses:
     async def _run_and_settle(self, running: Running, work: turn.Turn) -> None:
         prefilled = work.prefill is not None  # in the turn, before its answer
         try:
-            request = running.request
-            generation = tracing.generation_span(
-                str(request.model), running.id, request.temperature, request.top_p
-            )
-            with trace.use_span(generation, end_on_exit=True):
+            asked = running.request
+            with tracing.generation(str(asked.model), running.id, asked.temperature, asked.top_p) as span:
                 await turn.run(work)
                 used = work.usage_so_far()
-                tracing.record_usage(generation, used.input_tokens, used.cached_tokens, used.output_tokens)
+                tracing.record_usage(span, used.input_tokens, used.cached_tokens, used.output_tokens)
             if work.generate or prefilled:
                 self._measure(running, work)
         finally:
@@ -310,8 +307,7 @@ class Responses:
         record = self._record(running, sent if terminal is None else [*sent, terminal], outcome.output)
         try:
             # Under the response's span: the turn asks for it from within its generation's.
-            in_response = trace.set_span_in_context(running.span)
-            with tracing.tracer.start_as_current_span("store", in_response):
+            with tracing.phase("store", of=running.span):
                 if not begun:
                     await self.store.save(record)
                     return None

@@ -37,6 +37,7 @@ class SocketTurn:
     cache: ConnectionCache
     sender: EventSink
     connection: str  # names the connection, for the backend's metrics (`Generation.origin`)
+    queued_s: float = 0.0  # how long its create waited on the connection (behind its lane, for a slot)
 
 
 @dataclass

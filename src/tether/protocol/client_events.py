@@ -9,7 +9,7 @@ session's; the body of a create is parsed only when it starts (phase 2, `request
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -24,10 +24,12 @@ LaneKey = str | None  # a lane: its `stream_id`, or None for the default lane (D
 
 @dataclass(frozen=True)
 class Create:
-    """`response.create`: its body as sent, and the size of its frame in bytes."""
+    """`response.create`: its body as sent, the size of its frame in bytes, and when it arrived
+    (the connection's loop time, once its session has queued it: how long it waited is traced)."""
 
     body: dict[str, Any]
     size: int
+    received_at: float = field(default=0.0, compare=False)  # the same create, whenever it came
 
     @property
     def stream_id(self) -> object:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tether.config import WebSocketLimits
@@ -199,7 +199,7 @@ class Session:
         except ApiError as refusal:
             return [self.error(refusal, lane_key)]
         lane = self.lanes.setdefault(lane_key, Lane())
-        lane.queue.append(create)
+        lane.queue.append(replace(create, received_at=now))
         self.queued_bytes += create.size
         if lane.busy or lane_key in self.waiting:
             return []

@@ -159,7 +159,7 @@ class Shell:
             if isinstance(work, Due):
                 await self.connection.steered(work)
             else:
-                await self.connection.respond(lane, work.body)
+                await self.connection.respond(lane, work.body, self.loop.time() - work.received_at)
         except ApiError as error:
             await self._perform([self.session.error(error, lane)])
         except Exception:
