@@ -21,8 +21,9 @@ The spans:
   - `store`: writing a `store: true` response at its end.
 
 Every span costs the SDK some 20 µs to make and its exporter some 40 µs to encode: `chain`,
-`render` and `store` are children that are never made current, the cheapest kind
-(`docs/benchmarks.md` measures what tracing costs a server).
+`render` and `store` are children that are never made current, the cheapest kind, and a response
+that is not sampled (`OTEL_TRACES_SAMPLER`) makes no children at all (`docs/benchmarks.md`
+measures what tracing costs a server, whole and sampled).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def response_span(over_websocket: bool, queued_s: float = 0.0) -> Span:
     now = time.time_ns()
     arrived = now - int(queued_s * 1e9)
     span = tracer.start_span("response", context=Context(), links=links, start_time=arrived)
-    if queued_s >= QUEUE_SPAN_MIN_S:
+    if queued_s >= QUEUE_SPAN_MIN_S and span.is_recording():
         tracer.start_span("queue", trace.set_span_in_context(span), start_time=arrived).end(now)
     return span
 
@@ -126,7 +127,11 @@ def response_span(over_websocket: bool, queued_s: float = 0.0) -> Span:
 def phase(name: str, of: Span | None = None) -> Iterator[None]:
     """A child span of `of` (else of the current span) for what runs under it; never current,
     so what runs there makes no spans of its own."""
-    span = tracer.start_span(name, None if of is None else trace.set_span_in_context(of))
+    parent = trace.get_current_span() if of is None else of
+    if not parent.is_recording():  # not sampled (or tracing off): not even a no-op span to make
+        yield
+        return
+    span = tracer.start_span(name, trace.set_span_in_context(parent))
     try:
         yield
     except Exception as exc:
@@ -150,7 +155,11 @@ def end_response(span: Span, status: str) -> None:
 def generation(model: str, response_id: str, temperature: float, top_p: float) -> Iterator[Span]:
     """The span of a generation, current while it runs (an upstream request carries it as its
     `traceparent`), with the GenAI conventions' request attributes; `record_usage` adds the usage
-    once it is known."""
+    once it is known. A response not sampled (or tracing off) gets none: its `traceparent` says
+    so to the engine."""
+    if not trace.get_current_span().is_recording():
+        yield trace.INVALID_SPAN
+        return
     attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": model,
