@@ -77,6 +77,8 @@ bench: $(VENV)/.test-installed
 	$(VENV)/bin/tether bench overhead --turns 100 --repeats 3 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench stores --turns 200 --repeats 5 --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench throughput --workers 1,2 --upstream-replicas 1,2 --out $(BENCH_OUT)
+	$(VENV)/bin/tether bench throughput --connections 1,8,32 --upstream-replicas 1 --traced 1,0.1 \
+		--repeats 5 --name tracing --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench connections --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench warm-up --out $(BENCH_OUT)
 	$(VENV)/bin/tether bench steer --serve local --repeats 5 --out $(BENCH_OUT)
