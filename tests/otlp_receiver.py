@@ -1,6 +1,7 @@
-"""An OTLP/HTTP trace receiver for the tests: takes the exports a server sends to `/v1/traces`
-(protobuf, gzip or not), decodes them with the OpenTelemetry protocol's own classes and keeps
-their spans, which a test then reads as a tree."""
+"""An OTLP/HTTP trace receiver for the tests: the benchmark's sink (`tether.bench.otlp_sink`),
+which takes the exports a server sends to `/v1/traces` (protobuf, gzip or not), and then decodes
+them with the OpenTelemetry protocol's own classes and keeps their spans, which a test then reads
+as a tree."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tether.bench.otlp_sink import OtlpSink
 
 
 @dataclass(frozen=True)
@@ -35,42 +34,15 @@ def _value(any_value: Any) -> Any:
     return getattr(any_value, any_value.WhichOneof("value"))
 
 
-class OtlpReceiver:
+class OtlpReceiver(OtlpSink):
     def __init__(self) -> None:
+        super().__init__()
         self.spans: list[Span] = []
         self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                receiver._received(ExportTraceServiceRequest.FromString(body))
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> OtlpReceiver:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def wait_for(self, ready: Callable[[list[Span]], bool], timeout: float = 30.0) -> list[Span]:
         """The spans received, once `ready` says they are all there."""
@@ -83,7 +55,9 @@ class OtlpReceiver:
             time.sleep(0.05)
         raise AssertionError(f"spans not received in {timeout} s: {[span.name for span in spans]}")
 
-    def _received(self, request: ExportTraceServiceRequest) -> None:
+    def received(self, body: bytes, *, gzipped: bool) -> None:
+        super().received(body, gzipped=gzipped)
+        request = ExportTraceServiceRequest.FromString(gzip.decompress(body) if gzipped else body)
         spans = [
             Span(
                 name=span.name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,8 @@ def test_a_create_queued_behind_its_lane_shows_its_wait(receiver: OtlpReceiver, 
     assert queue.end_ns <= chain.start_ns
 
 
-def test_an_upstream_engine_gets_the_generation_s_traceparent(receiver: OtlpReceiver, tmp_path: Path) -> None:
+def upstream_turn(tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """One HTTP turn through an upstream Tether: its model, and the headers its engine received."""
     with (
         bench_engine(tmp_path / "engine.log") as engine,
         Recorder(engine, tmp_path) as recorder,
@@ -115,9 +117,13 @@ def test_an_upstream_engine_gets_the_generation_s_traceparent(receiver: OtlpRece
     ):
         [model] = server.client().models.list().data
         server.client().responses.create(model=model.id, input="Hi.", store=False)
-        spans = receiver.wait_for(lambda spans: bool(named(spans, f"chat {model.id}")))
-    [chat] = named(spans, f"chat {model.id}")
     [sent] = recorder.completions()
+    return model.id, sent
+
+
+def test_an_upstream_engine_gets_the_generation_s_traceparent(receiver: OtlpReceiver, tmp_path: Path) -> None:
+    model, sent = upstream_turn(tmp_path)
+    [chat] = named(receiver.wait_for(lambda spans: bool(named(spans, f"chat {model}"))), f"chat {model}")
     assert sent["traceparent"].startswith(f"00-{chat.trace_id}-{chat.span_id}-")  # then its flags
 
 
@@ -125,14 +131,7 @@ def test_a_turn_not_sampled_makes_no_spans_and_tells_the_engine_so(
     receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    with (
-        bench_engine(tmp_path / "engine.log") as engine,
-        Recorder(engine, tmp_path) as recorder,
-        TetherServer(tmp_path / "tether.db", "--upstream", recorder.base_url, model=None) as server,
-    ):
-        [model] = server.client().models.list().data
-        server.client().responses.create(model=model.id, input="Hi.", store=False)
-    [sent] = recorder.completions()
+    _, sent = upstream_turn(tmp_path)
     flags = int(sent["traceparent"].rsplit("-", 1)[1], 16)
     assert flags & 1 == 0  # not sampled: the engine need not record it either
     assert receiver.spans == []  # the server has stopped, and sent what it had
