@@ -350,3 +350,41 @@ def test_signals_reach_every_process_sharing_the_store(db: Location) -> None:
 
     heard = asyncio.run(main())
     assert (Signal.CANCEL, "r1") in heard and (Signal.CHANGED, "r2") in heard
+
+
+def test_a_family_is_the_whole_tree_of_a_chain_with_its_forks(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        for response_id, parent in [("r1", None), ("r2", "r1"), ("r3", "r1"), ("r4", "r2"), ("o1", None)]:
+            await store.save(record(response_id, parent, ["a"], "A"))
+        await store.save(record("x2", "r1", ["a"], "A", tenant="other"))  # another tenant's fork
+        return [await store.family(r, T, 100) for r in ("r4", "r1", "o1", "x2", "nope")]
+
+    from_leaf, from_root, alone, others, unknown = run(db, body)
+    tree = {(node.id, node.previous_response_id) for node in from_leaf}
+    assert tree == {("r1", None), ("r2", "r1"), ("r3", "r1"), ("r4", "r2")}
+    assert {node.id for node in from_root} == {"r1", "r2", "r3", "r4"}
+    assert [(node.id, node.status, node.created_at) for node in alone] == [("o1", "completed", 1)]
+    assert others == unknown == []
+
+
+def test_a_family_past_its_limit_keeps_the_path_to_the_response(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        await store.save(record("r0", None, ["a"], "A"))
+        for n in range(1, 30):
+            await store.save(record(f"r{n}", f"r{n - 1}", ["a"], "A"))
+            await store.save(record(f"f{n}", f"r{n - 1}", ["a"], "A"))  # a fork at every step
+        return await store.family("r29", T, 10)
+
+    ids = {node.id for node in run(db, body)}
+    assert {f"r{n}" for n in range(30)} <= ids  # the path, whole
+    assert len(ids - {f"r{n}" for n in range(30)}) < 10  # and a few of the forks nearest the root
+
+
+def test_a_family_after_a_deleted_link_starts_below_it(db: Location) -> None:
+    async def body(store: Store) -> Any:
+        for response_id, parent in [("r1", None), ("r2", "r1"), ("r3", "r2")]:
+            await store.save(record(response_id, parent, ["a"], "A"))
+        await store.delete("r2", T)
+        return await store.family("r3", T, 100)
+
+    assert [(node.id, node.previous_response_id) for node in run(db, body)] == [("r3", "r2")]

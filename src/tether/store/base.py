@@ -96,6 +96,16 @@ class Chain:
 
 
 @dataclass(frozen=True)
+class Relative:
+    """A response as a node of its chain's tree (`Store.family`)."""
+
+    id: str
+    previous_response_id: str | None
+    status: str
+    created_at: int
+
+
+@dataclass(frozen=True)
 class ItemPage:
     items: list[Json]
     has_more: bool
@@ -128,6 +138,12 @@ class Store(Protocol):
 
         None when the response or one of its ancestors is unknown or deleted.
         """
+        ...
+
+    async def family(self, response_id: str, tenant: str, limit: int) -> list[Relative]:
+        """The tree `response_id` belongs to, within `tenant`: its ancestors up to the topmost
+        stored, then that root's descendants breadth first — every fork — `limit` of them at most
+        (the path to `response_id` always included). Empty for an id unknown to `tenant`."""
         ...
 
     async def intact(self, ids: tuple[str, ...], tenant: str) -> bool:

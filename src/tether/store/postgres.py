@@ -35,6 +35,7 @@ from tether.store.base import (
     Json,
     Orphan,
     Progress,
+    Relative,
     Signal,
     SignalHandler,
     StoredResponse,
@@ -44,7 +45,7 @@ from tether.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
 _CHANNEL = "tether"  # every signal, as `kind:response_id`
 _MIGRATION_LOCK = 0x7E7E_E12  # the advisory lock every starting process takes to migrate
@@ -95,7 +96,39 @@ _MIGRATIONS = [
     """,
     # Secrets every process uses alike (the key that seals reasoning).
     "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);",
+    # A chain's tree, read down from its root (`family`).
+    "CREATE INDEX responses_by_parent ON responses(previous_response_id);",
 ]
+
+# The response's ancestors still stored, root first, walked up from it (the `ancestors` column
+# keeps those of when it was written, some perhaps deleted since). NULL for an unknown id.
+_ANCESTORS = """
+WITH RECURSIVE up(id, previous_response_id, depth) AS (
+    SELECT id, previous_response_id, 0 FROM responses WHERE id = $1 AND tenant = $2
+    UNION ALL
+    SELECT r.id, r.previous_response_id, up.depth + 1
+    FROM responses r JOIN up ON r.id = up.previous_response_id AND r.tenant = $2
+)
+SELECT CASE WHEN count(*) = 0 THEN NULL
+            ELSE coalesce(array_agg(id ORDER BY depth DESC) FILTER (WHERE depth > 0), ARRAY[]::TEXT[]) END
+FROM up
+"""
+
+# The root's descendants breadth first (each step of the recursion is one generation), at most
+# $3 (the LIMIT stops the recursion once it has that many: a huge tree costs no more), and every
+# response of the path $1, within tenant $2.
+_FAMILY = """
+WITH RECURSIVE tree(id, previous_response_id, status, created_at) AS (
+    SELECT id, previous_response_id, status, created_at FROM responses
+    WHERE id = ($1::TEXT[])[1] AND tenant = $2
+    UNION ALL
+    SELECT r.id, r.previous_response_id, r.status, r.created_at
+    FROM responses r JOIN tree ON r.previous_response_id = tree.id AND r.tenant = $2
+), kept AS (SELECT * FROM tree LIMIT $3)
+SELECT * FROM kept
+UNION
+SELECT id, previous_response_id, status, created_at FROM responses WHERE id = ANY($1::TEXT[]) AND tenant = $2
+"""
 
 # Each write of a response is one statement, so one round trip: its items and events go in as
 # arrays, unnested. (As separate statements in a transaction, a stored turn made 15 round trips
@@ -243,6 +276,17 @@ class PostgresStore:
             )
             bodies = [row["body"] for row in rows]
             return Chain(links, [_json(body) for body in bodies], sum(map(len, bodies)))
+
+        return await self._run(read)
+
+    async def family(self, response_id: str, tenant: str, limit: int) -> list[Relative]:
+        async def read(db: asyncpg.Connection) -> list[Relative]:
+            ancestors = await db.fetchval(_ANCESTORS, response_id, tenant)
+            if ancestors is None:
+                return []
+            path = [*ancestors, response_id]
+            rows = await db.fetch(_FAMILY, path, tenant, limit)
+            return [Relative(*row) for row in rows]
 
         return await self._run(read)
 

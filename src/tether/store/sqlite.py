@@ -32,6 +32,7 @@ from tether.store.base import (
     Json,
     Orphan,
     Progress,
+    Relative,
     Signal,
     SignalHandler,
     StoredResponse,
@@ -41,8 +42,9 @@ from tether.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _RUNNING = str(RUNNING)  # an SQL list: ('queued', 'in_progress')
+_BY_PARENT = "CREATE INDEX IF NOT EXISTS responses_by_parent ON responses(previous_response_id)"
 _SECRETS = "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS responses (
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS responses (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS responses_running ON responses(status) WHERE status IN {_RUNNING};
+{_BY_PARENT};
 CREATE TABLE IF NOT EXISTS items (
     response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
     is_output INTEGER NOT NULL,
@@ -78,6 +81,7 @@ _MIGRATIONS = {
     1: f"ALTER TABLE responses ADD COLUMN tenant TEXT NOT NULL DEFAULT '{DEFAULT_TENANT}'",
     2: "ALTER TABLE responses ADD COLUMN owner TEXT",  # the process that began a running response
     3: _SECRETS,
+    4: _BY_PARENT,  # a chain's tree, read down from its root (`family`)
 }
 
 # Walks from a response to its chain's root, within one tenant; `depth` orders it root-first.
@@ -90,6 +94,19 @@ WITH RECURSIVE chain(id, previous_response_id, depth) AS (
 )
 SELECT id, previous_response_id, depth FROM chain ORDER BY depth DESC
 """
+# A root's descendants, breadth first (SQLite's recursive queue is first in, first out), within
+# one tenant; the LIMIT bounds the rows the recursion ever makes, so a huge tree costs no more.
+_DESCENDANTS = """
+WITH RECURSIVE tree(id, previous_response_id, status, created_at) AS (
+    SELECT id, previous_response_id, status, created_at FROM responses WHERE id = ? AND tenant = ?
+    UNION ALL
+    SELECT r.id, r.previous_response_id, r.status, r.created_at
+    FROM responses r JOIN tree ON r.previous_response_id = tree.id AND r.tenant = ?
+    LIMIT ?
+)
+SELECT id, previous_response_id, status, created_at FROM tree
+"""
+_RELATIVE = "SELECT id, previous_response_id, status, created_at FROM responses WHERE id = ? AND tenant = ?"
 _OWNED = "SELECT 1 FROM responses WHERE id = ? AND tenant = ?"
 
 
@@ -226,6 +243,19 @@ class SqliteStore:
                 bodies.extend(body for (body,) in rows)
             ids = tuple(link_id for link_id, _, _ in links)
             return Chain(ids, [orjson.loads(body) for body in bodies], sum(map(len, bodies)))
+
+        return await self._run(read)
+
+    async def family(self, response_id: str, tenant: str, limit: int) -> list[Relative]:
+        def read() -> list[Relative]:
+            path = [link for link, _, _ in self.db.execute(_CHAIN, (response_id, tenant, tenant))]
+            if not path:
+                return []
+            tree = self.db.execute(_DESCENDANTS, (path[0], tenant, tenant, limit)).fetchall()
+            found = {row[0] for row in tree}
+            missing = [link for link in path if link not in found]
+            tree += [self.db.execute(_RELATIVE, (link, tenant)).fetchone() for link in missing]
+            return [Relative(*row) for row in tree]
 
         return await self._run(read)
 
