@@ -6,7 +6,7 @@ PIP_VERBOSE := $(PY) -m pip --disable-pip-version-check
 PIP := $(PIP_VERBOSE) -q
 ARGS ?=
 
-.PHONY: serve test test-codex bench lint unit clean cluster
+.PHONY: serve test test-codex bench lint unit clean cluster screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ $(VENV)/.nginx-installed: | $(PY)
 		{ apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; }
 	touch $@
 
+# Chromium and its driver (Debian's, installed as root): the inspector's browser tests.
+$(VENV)/.chromium-installed: | $(PY)
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { echo "Installing chromium (apt-get) ..."; \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }
+	touch $@
+
 serve: $(VENV)/.serve-installed
 	$(VENV)/bin/tether serve $(ARGS)
 
@@ -49,8 +56,12 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check src tests scripts deploy
 	$(VENV)/bin/mypy
 
-test: lint $(VENV)/.nginx-installed
+test: lint $(VENV)/.nginx-installed $(VENV)/.chromium-installed
 	$(PY) -m pytest -q
+
+# The README's pictures of the inspector, taken by its browser tests.
+screenshots: $(VENV)/.test-installed $(VENV)/.chromium-installed
+	TETHER_SCREENSHOTS=docs/inspector $(PY) -m pytest -q tests/integration/test_inspector.py
 
 # deploy/: PostgreSQL, an engine, Tether replicas and nginx on this machine (ARGS="--replicas 3").
 cluster: $(VENV)/.test-installed $(VENV)/.nginx-installed

@@ -21,6 +21,7 @@ from tether.core import sealing
 from tether.core.metrics import Metrics
 from tether.core.responses import Responses
 from tether.core.stored_contexts import StoredContexts
+from tether.inspector.pages import Inspector
 from tether.protocol.errors import ApiError
 from tether.server import http
 from tether.server.admission import Admission, AdmissionControl
@@ -62,10 +63,11 @@ async def open_store(storage: Storage) -> Store:
 def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     """The app; `runtime` is what its lifespan fills (the shutdown sequence reads it too)."""
     runtime = runtime or Runtime()
-    keys = KeyRing(settings.auth.tenant_keys)
+    keys = KeyRing(settings.auth.tenant_keys, settings.auth.admins())
     admission = Admission(settings.admission)
     api = http.HttpApi(runtime, settings.http)
     websocket = WebSocketApi(runtime, settings.websocket, admission)
+    inspector = Inspector(runtime, keys, websocket)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,7 +101,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     # §3.1: WebSocket mode shares the create path; an upgrade is a GET with Upgrade headers.
     v1 = [*api.routes(), WebSocketRoute("/responses", websocket.endpoint)]
     return Starlette(
-        routes=[*api.open_routes(), Mount("/v1", routes=v1)],
+        routes=[*api.open_routes(), *inspector.routes(), Mount("/v1", routes=v1)],
         lifespan=lifespan,
         middleware=[
             Middleware(EachRequest),

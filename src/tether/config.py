@@ -3,7 +3,7 @@
 Each section is handed whole to the one part that uses it:
 
     listening   host, port, log_level                cli.py (uvicorn)
-    auth        api_keys, api_keys_file              server/auth.py
+    auth        api_keys, api_keys_file, admin_keys  server/auth.py
     admission   rate_limit_*, ws_max_connections*    server/admission.py
     http        http_*                               server/http.py
     websocket   websocket, ws_*                      server/websocket.py, session.py, ws_protocol.py
@@ -108,6 +108,14 @@ class Auth(Section):
         "leave no keys, is refused and logged; the keys in use stay).",
         metavar="PATH",
     )
+    admin_keys: tuple[SecretStr, ...] = setting(
+        (),
+        "Keys that open the live inspector (`/inspector`) on every tenant's connections and on the "
+        "engine; a tenant's key opens it on that tenant's own. An admin key is also an API key of "
+        "the tenant `default`. With no key of any kind, the inspector is as open as the API.",
+        option="--admin-key",
+        metavar="KEY",
+    )
     reasoning_key: SecretStr | None = setting(
         None,
         "The secret (32 characters or more) that seals the thinking in reasoning items' "
@@ -128,7 +136,8 @@ class Auth(Section):
 
     def tenant_keys(self) -> dict[str, str]:
         """Every bearer key and the tenant it belongs to; raises ValueError naming a bad line."""
-        keys = dict.fromkeys((key.get_secret_value() for key in self.api_keys), DEFAULT_TENANT)
+        every = (*self.api_keys, *self.admin_keys)
+        keys = dict.fromkeys((key.get_secret_value() for key in every), DEFAULT_TENANT)
         if self.api_keys_file is None:
             return keys
         try:
@@ -148,6 +157,9 @@ class Auth(Section):
             if keys.setdefault(key, tenant) != tenant:
                 raise ValueError(f"{where}: this key already belongs to tenant {keys[key]!r}")
         return keys
+
+    def admins(self) -> frozenset[str]:
+        return frozenset(key.get_secret_value() for key in self.admin_keys)
 
 
 class AdmissionLimits(Section):

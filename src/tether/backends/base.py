@@ -145,6 +145,7 @@ class CacheStats:
     connection, or HTTP), as (found, connection, count)."""
 
     snapshot_bytes: int = 0
+    snapshot_budget_bytes: int = 0  # what snapshots may take before the oldest are evicted
     snapshots: int = 0
     evictions: int = 0
     prompt_heads: tuple[tuple[str, str, int], ...] = ()
@@ -152,6 +153,14 @@ class CacheStats:
     early_evictions: int = 0  # snapshots evicted for room within the `ttl` asked for them
     sequences_resident: int = 0  # conversations the context holds now
     threads: int = 0  # CPU threads the engine's steps run on now
+
+
+@dataclass(frozen=True)
+class EngineReach:
+    """An engine behind a backend, and whether it can serve now (the inspector shows each)."""
+
+    engine: str  # an upstream's URL, or what runs in this process
+    problem: str | None  # why it cannot serve now; None: it can
 
 
 class Cancellation:
@@ -251,6 +260,10 @@ class Backend(Protocol):
 
     async def check(self) -> None:
         """Raise `BackendUnavailable` when the model cannot serve now (for `/readyz`)."""
+        ...
+
+    async def reach(self) -> tuple[EngineReach, ...]:
+        """Each engine behind it and whether it can serve now: `check`, engine by engine."""
         ...
 
     def hold(self, response_id: str) -> None:

@@ -52,6 +52,7 @@ from typing import Any
 from tether.backends.base import (
     CacheStats,
     Cancellation,
+    EngineReach,
     Finished,
     FinishReason,
     Generation,
@@ -167,6 +168,9 @@ class ScriptedBackend:
 
     async def check(self) -> None:
         """Always ready: it is code."""
+
+    async def reach(self) -> tuple[EngineReach, ...]:
+        return (EngineReach("scripted, in this process", None),)
 
     def hold(self, response_id: str) -> None:
         """Nothing to do: a cached conversation here is one integer, and thousands are kept."""

@@ -21,6 +21,7 @@ from tether.core.event_log import EventSink
 from tether.core.responses import Responses
 from tether.core.running import Running, SocketTurn
 from tether.core.steering import Due, Steering, SteerLimits, Successor
+from tether.core.timeline import new_timeline
 from tether.protocol import steering
 from tether.protocol.client_events import LaneKey
 from tether.protocol.errors import ApiError
@@ -48,6 +49,7 @@ class Connection:
         self.working: dict[str, Running] = {}  # started here, work not over (a warm-up's prefill too)
         self.gone = False
         self.id = secrets.token_hex(8)
+        self.timeline = new_timeline()  # its latest turns, for the inspector
 
     async def respond(self, lane: LaneKey, body: dict[str, Any], queued_s: float = 0.0) -> None:
         """Run the create `body` on `lane` until its response has settled, and its successors
@@ -83,7 +85,7 @@ class Connection:
                 await self._follow(due.lane, running)
 
     async def _start(self, lane: LaneKey, request: CreateRequest, queued_s: float = 0.0) -> Running:
-        socket = SocketTurn(lane, self.cache, self.sender, self.id, queued_s)
+        socket = SocketTurn(lane, self.cache, self.sender, self.id, self.timeline, queued_s)
         running = await self.responses.start(request, self.tenant, socket)
         self.steering.started(running)
         self._track(running)

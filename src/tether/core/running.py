@@ -23,6 +23,7 @@ from tether.core.chain import Context
 from tether.core.connection_cache import ConnectionCache
 from tether.core.event_log import Event, EventLog, EventSink
 from tether.core.lifecycle import Lifecycle
+from tether.core.timeline import Timeline
 from tether.protocol.client_events import LaneKey
 from tether.protocol.events import ResponseEvents
 from tether.protocol.request import CreateRequest
@@ -37,6 +38,7 @@ class SocketTurn:
     cache: ConnectionCache
     sender: EventSink
     connection: str  # names the connection, for the backend's metrics (`Generation.origin`)
+    timeline: Timeline  # the connection's, which the turn joins once it has ended
     queued_s: float = 0.0  # how long its create waited on the connection (behind its lane, for a slot)
 
 

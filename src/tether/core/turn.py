@@ -83,6 +83,7 @@ class Turn:
     asides: deque[Callable[[], Event]] = field(default_factory=deque)
     output_deltas: int = 0  # one per streamed token: the usage of a turn that ends early
     usage: Usage | None = None
+    diagnostics: Diagnostics | None = None  # what `diagnose` said, once it has
     started: float = field(default_factory=time.monotonic)
     first_output: float | None = None  # when the first output delta was emitted
 
@@ -226,7 +227,8 @@ async def _end(turn: Turn, status: State, event: Event | None, error: ApiError |
 
 def _diagnose(turn: Turn) -> None:
     if turn.diagnose is not None and turn.usage is not None:
-        turn.events.diagnosed(turn.diagnose(turn.usage))
+        turn.diagnostics = turn.diagnose(turn.usage)
+        turn.events.diagnosed(turn.diagnostics)
 
 
 async def _say_asides(turn: Turn) -> None:

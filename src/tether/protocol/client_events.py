@@ -69,11 +69,11 @@ def decode(text: str) -> ClientEvent:
     if not isinstance(kind, str):
         raise errors.missing_event_type()
     if kind == "response.create":
-        return Create(event, _utf8_size(text))
+        return Create(event, utf8_size(text))
     if kind == "response.steer":
-        return Steer(event, _utf8_size(text))
+        return Steer(event, utf8_size(text))
     raise errors.unknown_event_type(kind)
 
 
-def _utf8_size(text: str) -> int:
+def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tether.config import AdmissionLimits
 from tether.protocol import errors
 from tether.protocol.errors import ApiError
+from tether.server.auth import PLAYGROUND
 from tether.server.loop_lag import LoopLag
 from tether.server.rejections import reject
 
@@ -105,8 +106,9 @@ class Admission:
 
 
 class AdmissionControl:
-    """ASGI middleware (after authentication): every `/v1` request and WebSocket upgrade is
-    admitted by the caller's key or refused with the limit's error."""
+    """ASGI middleware (after authentication): every `/v1` request and WebSocket upgrade (the
+    inspector's playground's too) is admitted by the caller's key or refused with the limit's
+    error."""
 
     def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
@@ -117,7 +119,7 @@ class AdmissionControl:
         if (
             caller is None
             or scope["type"] not in ("http", "websocket")
-            or not scope["path"].startswith("/v1/")
+            or not (scope["path"].startswith("/v1/") or scope["path"] == PLAYGROUND)
         ):
             await self.app(scope, receive, send)  # lifespan, and the open paths
             return

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tether.protocol import errors
@@ -17,6 +17,10 @@ from tether.store.base import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The inspector decides for itself (its login page is open; it takes its key from a cookie too).
+INSPECTOR = "/inspector"
+INSPECTOR_COOKIE = "tether-inspector"
+PLAYGROUND = f"{INSPECTOR}/playground"  # the WebSocket API, for the inspector's page
 ANONYMOUS = "anonymous"  # the key label of every caller when no keys are configured
 
 
@@ -24,9 +28,11 @@ ANONYMOUS = "anonymous"  # the key label of every caller when no keys are config
 class Caller:
     tenant: str
     key: str  # the key's label, never the key
+    admin: bool = False  # the inspector shows it every tenant
 
 
-UNAUTHENTICATED = Caller(DEFAULT_TENANT, ANONYMOUS)
+# With no keys, anyone may do anything: the inspector too shows everything.
+UNAUTHENTICATED = Caller(DEFAULT_TENANT, ANONYMOUS, admin=True)
 
 
 class KeyRing:
@@ -36,9 +42,11 @@ class KeyRing:
     a server that started with keys with none: a typo must not switch authentication off.
     """
 
-    def __init__(self, load: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(self, load: Callable[[], Mapping[str, str]], admins: frozenset[str] = frozenset()) -> None:
+        """`load`: every key and its tenant; `admins`: those of them that are admin keys."""
         self._load = load
-        self.entries = _entries(load())
+        self._admins = admins
+        self.entries = _entries(load(), admins)
 
     @property
     def enabled(self) -> bool:
@@ -46,7 +54,7 @@ class KeyRing:
 
     def reload(self) -> None:
         try:
-            entries = _entries(self._load())
+            entries = _entries(self._load(), self._admins)
         except ValueError as exc:
             log.error("keys not reloaded, the old ones stay in use: %s", exc)
             return
@@ -67,9 +75,12 @@ class KeyRing:
         return found
 
 
-def _entries(keys: Mapping[str, str]) -> list[tuple[bytes, Caller]]:
+def _entries(keys: Mapping[str, str], admins: frozenset[str]) -> list[tuple[bytes, Caller]]:
     # A key's label names it in limits and logs: its tenant and its place in the configuration.
-    return [(key.encode(), Caller(tenant, f"{tenant}#{n}")) for n, (key, tenant) in enumerate(keys.items())]
+    return [
+        (key.encode(), Caller(tenant, f"{'admin' if key in admins else tenant}#{n}", key in admins))
+        for n, (key, tenant) in enumerate(keys.items())
+    ]
 
 
 class BearerAuth:
@@ -89,22 +100,34 @@ class BearerAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        caller = self._caller(Headers(scope=scope)) if self.keys.enabled else UNAUTHENTICATED
-        if caller is not None or scope["path"] in OPEN_PATHS:
+        inspector = scope["path"].startswith(INSPECTOR)
+        caller = self._caller(Headers(scope=scope), inspector) if self.keys.enabled else UNAUTHENTICATED
+        if caller is not None or scope["path"] in OPEN_PATHS or inspector:
             scope.setdefault("state", {})["caller"] = caller
             await self.app(scope, receive, send)
             return
         await reject(scope, send, errors.invalid_api_key(), (b"www-authenticate", b"Bearer"))
 
-    def _caller(self, headers: Headers) -> Caller | None:
+    def _caller(self, headers: Headers, inspector: bool) -> Caller | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return None
+            # A browser can neither set a header on a link nor on a WebSocket: the inspector's
+            # login keeps the key in a cookie only the inspector's paths are sent.
+            cookie = cookie_parser(headers.get("cookie", "")).get(INSPECTOR_COOKIE)
+            if not inspector or not cookie:
+                return None
+            token = cookie
         return self.keys.caller(token.strip().encode())
 
 
 def caller_of(scope: Scope) -> Caller:
     caller: Caller = scope["state"]["caller"]
+    return caller
+
+
+def inspector_caller(scope: Scope) -> Caller | None:
+    """Who calls the inspector: None without a key the server knows (its pages then refuse)."""
+    caller: Caller | None = scope["state"]["caller"]
     return caller
 
 

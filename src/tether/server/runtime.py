@@ -1,27 +1,69 @@
-"""What the transports share once the app has started: the Responses resource and the open
-WebSocket connections. The app builds it empty and its lifespan fills it, because the backend
-behind `Responses` loads only then."""
+"""What the transports share once the app has started: the Responses resource, the open
+WebSocket connections and the latest closed. The app builds it empty and its lifespan fills it,
+because the backend behind `Responses` loads only then."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 from tether.core.responses import Responses
+from tether.core.timeline import TurnRecord
+
+CLOSED_KEPT = 20  # closed WebSocket connections the inspector still shows, the latest
 
 
-class Drainable(Protocol):
-    """An open WebSocket connection, as shutdown sees it (`server/lifecycle.py`)."""
+@dataclass(frozen=True)
+class LaneView:
+    stream_id: str | None  # None: the default lane
+    running: bool
+    queued: int
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """A WebSocket connection as the inspector shows it, at one moment."""
+
+    id: str
+    tenant: str
+    key: str  # the label of its key
+    peer: str
+    user_agent: str
+    state: str
+    opened_at: float  # Unix time
+    age_s: float
+    cap_left_s: float  # until it drains for its cap
+    lanes: tuple[LaneView, ...]
+    running: int
+    queued: int
+    queued_bytes: int
+    received_bytes: int
+    received_frames: int
+    sent_bytes: int
+    sent_events: int
+    send_queue: int  # events waiting for the socket
+    send_queue_max: int
+    timeline: tuple[TurnRecord, ...]  # oldest first
+    closed_at: float | None = None
+
+
+class Connected(Protocol):
+    """An open WebSocket connection, as shutdown (`server/lifecycle.py`) and the inspector see it."""
 
     def shutdown(self) -> None: ...
 
     async def grace_over(self) -> None: ...
 
+    def view(self) -> ConnectionView: ...
+
 
 class Runtime:
     def __init__(self) -> None:
         self._responses: Responses | None = None
-        self.connections: set[Drainable] = set()  # the open WebSocket connections, drained at shutdown
+        self.connections: set[Connected] = set()  # the open WebSocket connections, drained at shutdown
+        self.closed: deque[ConnectionView] = deque(maxlen=CLOSED_KEPT)  # as each was at its close
         self.started_at = 0.0
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -30,12 +31,12 @@ from tether.core.responses import Responses
 from tether.core.steering import Due, SteerLimits
 from tether.logs import CONNECTION_ID
 from tether.protocol import errors, handshake
-from tether.protocol.client_events import Create, LaneKey, Steer
+from tether.protocol.client_events import Create, LaneKey, Steer, utf8_size
 from tether.protocol.errors import ApiError
 from tether.protocol.steering import SteerRejected
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
-from tether.server.runtime import Runtime
+from tether.server.runtime import ConnectionView, LaneView, Runtime
 from tether.server.session import Action, Close, Send, Session, StartTurn, SteerResponse
 from tether.tracing import connection_span
 
@@ -57,6 +58,8 @@ class Sender:
         self.in_turn = asyncio.Lock()  # first come, first served
         self.closed = False
         self.close_with = (1000, "")
+        self.sent_events = 0
+        self.sent_bytes = 0
 
     async def emit(self, event: Event) -> None:
         if not self.closed:
@@ -76,7 +79,10 @@ class Sender:
 
     async def run(self) -> None:
         while (event := await self.queue.get()) is not _CLOSE:
-            await self.websocket.send_text(orjson.dumps(event).decode())
+            frame = orjson.dumps(event)
+            self.sent_events += 1
+            self.sent_bytes += len(frame)
+            await self.websocket.send_text(frame.decode())
         self.closed = True
         code, reason = self.close_with
         await self.websocket.close(code, reason)
@@ -98,6 +104,9 @@ class Shell:
         steers = SteerLimits(limits.max_pending_steers, limits.max_queued_bytes)
         self.connection = Connection(responses, caller.tenant, self.sender, limits.cached_responses, steers)
         self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
+        self.opened_at = time.time()
+        self.received_frames = 0
+        self.received_bytes = 0
 
     async def serve(self) -> None:
         sender = asyncio.create_task(self.sender.run(), name="ws-sender")
@@ -107,9 +116,12 @@ class Shell:
                 message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                self.received_frames += 1
                 if message.get("text") is not None:
+                    self.received_bytes += utf8_size(message["text"])
                     actions = self.session.receive_text(message["text"], self.loop.time())
                 else:
+                    self.received_bytes += len(message.get("bytes") or b"")
                     actions = self.session.receive_binary()
                 await self._perform(actions)
         except WebSocketDisconnect:
@@ -144,6 +156,22 @@ class Shell:
     def _perform_soon(self, actions: list[Action]) -> None:
         task = asyncio.create_task(self._perform(actions))
         task.add_done_callback(_log_failure)
+
+    def view(self, closed_at: float | None = None) -> ConnectionView:
+        """What the inspector shows of it now."""
+        session, caller, now = self.session, caller_of(self.websocket.scope), time.time()
+        age = now - self.opened_at
+        lanes = tuple(LaneView(key, lane.busy, len(lane.queue)) for key, lane in session.lanes.items())
+        client = self.websocket.client
+        return ConnectionView(
+            self.connection.id, caller.tenant, caller.key,
+            "" if client is None else f"{client.host}:{client.port}",
+            self.websocket.headers.get("user-agent", ""), session.state.value, self.opened_at, age,
+            max(0.0, session.limits.connection_cap_s - age), lanes, session.active,
+            sum(lane.queued for lane in lanes), session.queued_bytes, self.received_bytes,
+            self.received_frames, self.sender.sent_bytes, self.sender.sent_events,
+            self.sender.queue.qsize(), self.sender.queue.maxsize, tuple(self.connection.timeline), closed_at,
+        )  # fmt: skip
 
     # --- turns ------------------------------------------------------------------------------------
 
@@ -218,6 +246,7 @@ class WebSocketApi:
                 await shell.serve()
         finally:
             self.runtime.connections.discard(shell)
+            self.runtime.closed.append(shell.view(closed_at=time.time()))
             responses.metrics.websocket_connections.dec()
 
 

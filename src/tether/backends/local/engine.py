@@ -30,6 +30,7 @@ from tether.backends.base import (
     BackendUnavailable,
     CacheStats,
     Cancellation,
+    EngineReach,
     Finished,
     Generation,
     ModelEvent,
@@ -143,6 +144,7 @@ class LocalBackend:
         snapshots, scheduler = self.snapshots, self._scheduler
         return CacheStats(
             snapshot_bytes=snapshots.bytes,
+            snapshot_budget_bytes=snapshots.budget_bytes,
             snapshots=len(snapshots),
             evictions=snapshots.evictions,
             early_evictions=snapshots.early_evictions,
@@ -155,6 +157,10 @@ class LocalBackend:
     async def check(self) -> None:
         if self._closing.is_set():
             raise BackendUnavailable("the local model is shutting down")
+
+    async def reach(self) -> tuple[EngineReach, ...]:
+        problem = "shutting down" if self._closing.is_set() else None
+        return (EngineReach(f"llama.cpp in this process ({self.model_ids[0]})", problem),)
 
     def hold(self, response_id: str) -> None:
         self.snapshots.hold(response_id)

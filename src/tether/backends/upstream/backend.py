@@ -21,6 +21,7 @@ from tether.backends.base import (
     BackendUnavailable,
     CacheStats,
     Cancellation,
+    EngineReach,
     Generation,
     ModelEvent,
     Prompt,
@@ -144,6 +145,17 @@ class UpstreamBackend:
         """Every engine listens (a TCP connect each)."""
         for endpoint in set(self._routes.values()):
             await endpoint.probe()
+
+    async def reach(self) -> tuple[EngineReach, ...]:
+        reached = []
+        for endpoint in dict.fromkeys(self._routes.values()):
+            try:
+                await endpoint.probe()
+            except BackendUnavailable as exc:
+                reached.append(EngineReach(endpoint.base_url, str(exc)))
+            else:
+                reached.append(EngineReach(endpoint.base_url, None))
+        return tuple(reached)
 
     def hold(self, response_id: str) -> None:
         """The engine's cache is its own; what Tether does for it is the session key."""

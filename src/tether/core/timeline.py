@@ -1,0 +1,42 @@
+"""What a WebSocket connection's latest turns were, for the inspector: when each ended, how long
+it waited and took, its first output, its tokens — prefilled against cached — and, when it was
+diagnosed (asked for, or `--cache-diagnostics`), why it missed the cache. Kept with the
+connection, the latest `TIMELINE_TURNS` only."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from tether.protocol.prompt_cache import Diagnostics
+
+TIMELINE_TURNS = 32  # per connection: ~5 KB of records at most
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    response_id: str
+    previous_response_id: str | None
+    lane: str | None  # its `stream_id`
+    status: str
+    ended_at: float  # Unix time
+    queued_s: float  # waiting on the connection before it started
+    duration_s: float  # from its start to its end
+    first_output_s: float | None  # from its start; None without output (a warm-up, a failure)
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    diagnostics: Diagnostics | None
+    stored: bool
+    warm_up: bool  # `generate: false`: a prefill, no answer
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return self.input_tokens - self.cached_tokens
+
+
+Timeline = deque[TurnRecord]
+
+
+def new_timeline() -> Timeline:
+    return deque(maxlen=TIMELINE_TURNS)
