@@ -51,11 +51,22 @@ class Browser:
         """Through the login form, as a person does: the page asks for the key."""
         self.open(path)
         self.find("input[name=key]").send_keys(key)
-        self.find("form button[type=submit]").click()
+        self.click("form button[type=submit]")
         self.wait(lambda: "/login" not in self.driver.current_url)
 
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def click(self, css: str) -> None:
+        """Click `css` in the middle of the window; again if a live view moved it meanwhile."""
+
+        def clicked() -> bool:
+            element = self.find(css)
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+            element.click()
+            return True
+
+        self.wait(clicked)
 
     def find_all(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)

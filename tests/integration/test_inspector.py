@@ -21,6 +21,7 @@ from tests.conftest import LOCAL, SCRIPTED
 from tests.server_process import TetherServer
 from tests.ws_client import RawSocket
 from tether.bench.servers import bench_engine
+from tether.inspector.views import CONNECTIONS_SHOWN
 
 ADMIN, ALPHA, BETA = "sk-admin-inspector", "sk-alpha-inspector", "sk-beta-inspector"
 
@@ -123,7 +124,7 @@ def test_a_connection_s_timeline_shows_each_turn(
 ) -> None:
     alpha, _ = agents
     browser.log_in(ADMIN)
-    browser.wait(lambda: browser.find('tr[data-tenant="alpha"] a')).click()
+    browser.click('tr[data-tenant="alpha"] a')
     browser.wait(lambda: len(browser.find_all("tr[data-response]")) >= 3)
     turns = browser.find_all("tr[data-response]")
     shown = [row.get_attribute("data-response") for row in turns]
@@ -152,19 +153,26 @@ def test_the_chain_tree_matches_the_responses_created(server: TetherServer, brow
     assert forks == {left.id, right.id}
     assert "Which day?" in browser.find("section.items").text
     browser.screenshot("chain")
-    nodes[root.id].find_element("css selector", "a").click()  # each node links to its stored items
+    browser.click(f'li[data-response="{root.id}"] a')  # each node links to its stored items
     browser.wait(lambda: "Plan a <b>trip</b>." in browser.find("section.items").text)  # text, not HTML
     assert browser.find("ul.tree li[aria-current]").get_attribute("data-response") == root.id
+    browser.open("/inspector")  # the same turns, among the latest HTTP ones
+    rows = {row.get_attribute("data-response"): row for row in browser.find_all("#http tr[data-response]")}
+    assert {root.id, left.id, right.id, leaf.id} <= rows.keys()
+    assert int(rows[leaf.id].find_element("css selector", "[data-field=cached]").text) > 0
 
 
 def test_a_tenant_s_key_sees_its_own_tenant_only(
     server: TetherServer, agents: tuple[Agent, Agent], browser: Browser
 ) -> None:
     alpha, _ = agents
+    alpha_http = openai.OpenAI(base_url=server.base_url, api_key=ALPHA, max_retries=0)
+    alpha_turn = alpha_http.responses.create(model=SCRIPTED, input="Only mine.")
     browser.log_in(BETA)
     browser.wait(lambda: browser.find_all("tr[data-connection]"))
     assert {row.get_attribute("data-tenant") for row in browser.find_all("tr[data-connection]")} == {"beta"}
     assert "shown to admin keys" in browser.find("#engine").text
+    assert alpha_turn.id not in browser.find("#http").text
     alpha_connection = _connection_of(server, alpha.ids[0])
     browser.open(f"/inspector/connections/{alpha_connection}")
     assert "No such connection" in browser.find("h1").text
@@ -182,13 +190,13 @@ def test_the_playground_runs_turns_over_a_websocket(
         prompt = browser.find("#playground textarea")
         prompt.clear()
         prompt.send_keys(text)
-        browser.find("#playground button[type=submit]").click()
+        browser.click("#playground button[type=submit]")
         status = browser.wait(lambda: browser.find("#playground-status").text if "completed" in
                               browser.find("#playground-status").text else None)  # fmt: skip
         ids.append(status.split(":")[0])
     assert browser.find("#playground-output").text  # the answer, streamed into the page
     browser.screenshot("playground", "#playground")
-    browser.find("#playground-links a").click()  # its turn, in its connection's timeline
+    browser.click("#playground-links a")  # its turn, in its connection's timeline
     row = browser.wait(lambda: browser.find(f'tr[data-response="{ids[1]}"]'))
     assert row.get_attribute("data-parent") == ids[0]  # the second continued the first
     assert browser.find(f'tr[data-response="{ids[0]}"]')
@@ -221,6 +229,22 @@ def test_the_engine_view_says_when_an_upstream_engine_is_unreachable(tmp_path: P
         down = http.get("/inspector/live/engine").text
     assert f'data-engine="{engine.base_url}" class="up"' in up
     assert f'data-engine="{engine.base_url}" class="down"' in down and "unreachable" in down
+
+
+def test_a_page_shows_the_newest_connections_and_counts_the_others(
+    server: TetherServer, agents: tuple[Agent, Agent]
+) -> None:
+    sockets = [RawSocket(server, BETA) for _ in range(CONNECTIONS_SHOWN)]
+    try:
+        base = server.base_url.removesuffix("/v1")
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        page = httpx.get(f"{base}/inspector/live/connections", headers=admin).text
+    finally:
+        for socket in sockets:
+            socket.ws.close()
+    assert page.count("<tr data-connection=") == CONNECTIONS_SHOWN
+    assert 'data-tenant="alpha"' not in page  # the agents' are the oldest
+    assert "and 2 older, not shown" in page
 
 
 def _connection_of(server: TetherServer, response_id: str) -> str:

@@ -45,7 +45,7 @@ from tether.core.metrics import Metrics
 from tether.core.running import InFlight, Running, SocketTurn
 from tether.core.sealing import ReasoningSeal, readable
 from tether.core.stored_contexts import StoredContext, StoredContexts
-from tether.core.timeline import TurnRecord
+from tether.core.timeline import TurnRecord, new_http_turns
 from tether.core.warm_ups import WarmUps
 from tether.logs import RESPONSE_ID
 from tether.protocol import compaction, errors, ids, resources
@@ -101,6 +101,7 @@ class Responses:
         self.tool_namespaces = tool_namespaces
         self.running = InFlight()
         self.shapes = cache_diagnostics.Shapes()
+        self.http_turns = new_http_turns()  # the latest HTTP turns, for the inspector
         self.warm_ups = WarmUps()
         self.elsewhere = Elsewhere(store, lease_s)
         store.on_signal(self._heard)
@@ -385,12 +386,17 @@ class Responses:
         transport = "http" if running.socket is None else "ws"
         self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
         usage, first_output = work.usage_so_far(), "-" if first is None else f"{first:.3f} s"
-        if running.socket is not None:
-            running.socket.timeline.append(TurnRecord(
-                running.id, running.request.previous_response_id, running.socket.lane, status, time.time(),
-                running.socket.queued_s, now - work.started, first, usage.input_tokens, usage.cached_tokens,
-                usage.output_tokens, work.diagnostics, running.request.store, not work.generate,
-            ))  # fmt: skip
+        socket = running.socket
+        record = TurnRecord(
+            running.id, running.request.previous_response_id, None if socket is None else socket.lane, status,
+            time.time(), 0.0 if socket is None else socket.queued_s, now - work.started, first,
+            usage.input_tokens, usage.cached_tokens, usage.output_tokens, work.diagnostics,
+            running.request.store, not work.generate,
+        )  # fmt: skip
+        if socket is None:
+            self.http_turns.append((running.tenant, record))
+        else:
+            socket.timeline.append(record)
         log.info("%s %s over %s in %.3f s, first output at %s: %d input tokens (%d cached), %d output",
                  running.id, status, transport, now - work.started, first_output,
                  usage.input_tokens, usage.cached_tokens, usage.output_tokens)  # fmt: skip

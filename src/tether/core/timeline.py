@@ -1,7 +1,8 @@
-"""What a WebSocket connection's latest turns were, for the inspector: when each ended, how long
-it waited and took, its first output, its tokens — prefilled against cached — and, when it was
-diagnosed (asked for, or `--cache-diagnostics`), why it missed the cache. Kept with the
-connection, the latest `TIMELINE_TURNS` only."""
+"""What the latest turns were, for the inspector: when each ended, how long it waited and took,
+its first output, its tokens — prefilled against cached — and, when it was diagnosed (asked for,
+or `--cache-diagnostics`), why it missed the cache. A WebSocket connection keeps its own latest
+`TIMELINE_TURNS`, and dies with them; the process keeps the latest `HTTP_TURNS_KEPT` of HTTP,
+every tenant's, each with its tenant."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from tether.protocol.prompt_cache import Diagnostics
 
 TIMELINE_TURNS = 32  # per connection: ~5 KB of records at most
+HTTP_TURNS_KEPT = 256  # per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +42,8 @@ Timeline = deque[TurnRecord]
 
 def new_timeline() -> Timeline:
     return deque(maxlen=TIMELINE_TURNS)
+
+
+def new_http_turns() -> deque[tuple[str, TurnRecord]]:
+    """The latest HTTP turns, each with its tenant."""
+    return deque(maxlen=HTTP_TURNS_KEPT)

@@ -14,6 +14,7 @@ Each process shows its own state: under `--workers`, a page shows the worker tha
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.websockets import WebSocket
 
+from tether.core.timeline import TurnRecord
 from tether.inspector import views
 from tether.protocol.errors import ApiError
 from tether.protocol.shown import shown_item, shown_response
@@ -43,7 +45,9 @@ class Inspector:
         self.keys = keys
         self.websocket = websocket
         self.templates = Jinja2Templates(directory=HERE / "templates")
-        self.templates.env.filters.update(duration=_duration, size=_size, clock=_clock, short=_short)
+        self.templates.env.filters.update(
+            duration=_duration, size=_size, clock=_clock, short=_short, newest_first=_newest_first
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -56,6 +60,7 @@ class Inspector:
             Route(f"{INSPECTOR}/turns/{{response_id}}", self.turn),
             Route(f"{INSPECTOR}/live/connections", self.live_connections),
             Route(f"{INSPECTOR}/live/connections/{{connection_id}}", self.live_connection),
+            Route(f"{INSPECTOR}/live/http", self.live_http),
             Route(f"{INSPECTOR}/live/engine", self.live_engine),
             WebSocketRoute(PLAYGROUND, self.playground),
             Mount(f"{INSPECTOR}/static", StaticFiles(directory=HERE / "static")),
@@ -67,9 +72,11 @@ class Inspector:
         caller = inspector_caller(request.scope)
         if caller is None:
             return _to_login(request)
-        context = self._connections(caller) | await self._engine(caller)
         models = sorted(self.runtime.responses.served_models)
-        return self._page(request, "index.html", caller, models=models, **context)
+        return self._page(
+            request, "index.html", caller, models=models, connections=views.connections(self.runtime, caller),
+            turns=views.http_turns(self.runtime, caller), engine=await self._engine(caller),
+        )  # fmt: skip
 
     async def connection_page(self, request: Request) -> Response:
         caller = inspector_caller(request.scope)
@@ -108,13 +115,10 @@ class Inspector:
         if caller is None:
             return _to_login(request)
         response_id = request.path_params["response_id"]
-        for view in (
-            *views.open_connections(self.runtime, caller),
-            *views.closed_connections(self.runtime, caller),
-        ):
-            if any(record.response_id == response_id for record in view.timeline):
-                return RedirectResponse(f"{INSPECTOR}/connections/{view.id}#{response_id}", 303)
-        return self._page(request, "missing.html", caller, status_code=404, what="turn")
+        view = views.connection_of_turn(self.runtime, caller, response_id)
+        if view is None:
+            return self._page(request, "missing.html", caller, status_code=404, what="turn")
+        return RedirectResponse(f"{INSPECTOR}/connections/{view.id}#{response_id}", 303)
 
     # --- fragments, re-read every second ----------------------------------------------------------
 
@@ -122,7 +126,14 @@ class Inspector:
         caller = inspector_caller(request.scope)
         if caller is None:
             return _unauthorized()
-        return self._fragment(request, "live_connections.html", caller, **self._connections(caller))
+        connections = views.connections(self.runtime, caller)
+        return self._fragment(request, "live_connections.html", caller, connections=connections)
+
+    async def live_http(self, request: Request) -> Response:
+        caller = inspector_caller(request.scope)
+        if caller is None:
+            return _unauthorized()
+        return self._fragment(request, "live_http.html", caller, turns=views.http_turns(self.runtime, caller))
 
     async def live_connection(self, request: Request) -> Response:
         caller = inspector_caller(request.scope)
@@ -137,7 +148,7 @@ class Inspector:
         caller = inspector_caller(request.scope)
         if caller is None:
             return _unauthorized()
-        return self._fragment(request, "live_engine.html", caller, **await self._engine(caller))
+        return self._fragment(request, "live_engine.html", caller, engine=await self._engine(caller))
 
     # --- login ------------------------------------------------------------------------------------
 
@@ -185,14 +196,9 @@ class Inspector:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _connections(self, caller: Caller) -> dict[str, Any]:
-        return {
-            "connections": views.open_connections(self.runtime, caller),
-            "closed": views.closed_connections(self.runtime, caller),
-        }
-
-    async def _engine(self, caller: Caller) -> dict[str, Any]:
-        return {"engine": await views.engine(self.runtime) if caller.admin else None}
+    async def _engine(self, caller: Caller) -> views.EngineView | None:
+        """The engine serves every tenant: admin keys only see it."""
+        return await views.engine(self.runtime) if caller.admin else None
 
     def _page(
         self, request: Request, name: str, caller: Caller, status_code: int = 200, **context: Any
@@ -240,6 +246,11 @@ def _size(count: int) -> str:
 
 def _clock(unix: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(unix))
+
+
+def _newest_first(timeline: Iterable[TurnRecord], tenant: str) -> list[tuple[str, TurnRecord]]:
+    """A connection's timeline as the table of turns shows them (`templates/turns.html`)."""
+    return [(tenant, record) for record in reversed(list(timeline))]
 
 
 def _short(response_id: str) -> str:

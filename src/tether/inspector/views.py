@@ -4,46 +4,64 @@ response is not found, as with the API)."""
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from tether.backends.base import CacheStats, EngineReach
+from tether.core.timeline import TurnRecord
 from tether.server.auth import Caller
-from tether.server.runtime import ConnectionView, Runtime
+from tether.server.runtime import Connected, ConnectionView, Runtime
 from tether.store.base import Relative
 
 FAMILY_SHOWN = 200  # responses of a chain's tree on one page
+# Open connections on one page, the newest: a view of each is made every second, so a server
+# holding thousands makes this many (the page says how many more there are).
+CONNECTIONS_SHOWN = 100
 
 
-def _visible(caller: Caller, view: ConnectionView) -> bool:
-    return caller.admin or view.tenant == caller.tenant
+@dataclass(frozen=True)
+class Connections:
+    shown: list[ConnectionView]  # the newest first
+    more: int  # the caller's open connections not shown
+    closed: list[ConnectionView]  # among the latest closed, the last closed first
 
 
-def open_connections(runtime: Runtime, caller: Caller) -> list[ConnectionView]:
-    """The caller's open WebSocket connections, the newest first."""
-    views = (connection.view() for connection in list(runtime.connections))
-    return sorted((v for v in views if _visible(caller, v)), key=lambda v: v.opened_at, reverse=True)
-
-
-def closed_connections(runtime: Runtime, caller: Caller) -> list[ConnectionView]:
-    """The caller's connections among the latest closed, the last closed first."""
-    return [view for view in reversed(runtime.closed) if _visible(caller, view)]
+def connections(runtime: Runtime, caller: Caller) -> Connections:
+    """The caller's open WebSocket connections and its latest closed ones."""
+    mine = _open(runtime, caller)
+    newest = heapq.nlargest(CONNECTIONS_SHOWN, mine, key=lambda c: c.opened_at)
+    return Connections([c.view() for c in newest], len(mine) - len(newest), _closed(runtime, caller))
 
 
 def connection(runtime: Runtime, caller: Caller, connection_id: str) -> ConnectionView | None:
-    return next((view for view in _every(runtime, caller) if view.id == connection_id), None)
+    found = next((c for c in _open(runtime, caller) if c.id == connection_id), None)
+    if found is not None:
+        return found.view()
+    return next((view for view in _closed(runtime, caller) if view.id == connection_id), None)
 
 
 def connection_of_turn(runtime: Runtime, caller: Caller, response_id: str) -> ConnectionView | None:
     """The connection whose timeline has the turn of `response_id`."""
-    turns = ((view, record) for view in _every(runtime, caller) for record in view.timeline)
-    return next((view for view, record in turns if record.response_id == response_id), None)
+    every = [*(c.view() for c in _open(runtime, caller)), *_closed(runtime, caller)]
+    return next((view for view in every if any(r.response_id == response_id for r in view.timeline)), None)
 
 
-def _every(runtime: Runtime, caller: Caller) -> list[ConnectionView]:
-    return [*open_connections(runtime, caller), *closed_connections(runtime, caller)]
+def http_turns(runtime: Runtime, caller: Caller) -> list[tuple[str, TurnRecord]]:
+    """The latest HTTP turns the caller may see, each with its tenant, the newest first."""
+    turns = reversed(runtime.responses.http_turns)
+    return [(tenant, record) for tenant, record in turns if caller.admin or tenant == caller.tenant]
+
+
+def _open(runtime: Runtime, caller: Caller) -> list[Connected]:
+    return [c for c in list(runtime.connections) if caller.admin or c.tenant == caller.tenant]
+
+
+def _closed(runtime: Runtime, caller: Caller) -> list[ConnectionView]:
+    """Among the latest closed, the last closed first."""
+    return [view for view in reversed(runtime.closed) if caller.admin or view.tenant == caller.tenant]
 
 
 @dataclass(frozen=True)

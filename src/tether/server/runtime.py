@@ -52,6 +52,10 @@ class ConnectionView:
 class Connected(Protocol):
     """An open WebSocket connection, as shutdown (`server/lifecycle.py`) and the inspector see it."""
 
+    id: str
+    tenant: str
+    opened_at: float  # Unix time
+
     def shutdown(self) -> None: ...
 
     async def grace_over(self) -> None: ...

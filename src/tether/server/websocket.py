@@ -104,7 +104,12 @@ class Shell:
         steers = SteerLimits(limits.max_pending_steers, limits.max_queued_bytes)
         self.connection = Connection(responses, caller.tenant, self.sender, limits.cached_responses, steers)
         self.lanes: dict[LaneKey, asyncio.Task[None]] = {}  # the turn running on each lane
+        # What the inspector shows of it (`view`).
+        self.id, self.tenant, self.key = self.connection.id, caller.tenant, caller.key
         self.opened_at = time.time()
+        headers, client = websocket.headers, websocket.client
+        self.user_agent = headers.get("user-agent", "")
+        self.peer = "" if client is None else f"{client.host}:{client.port}"
         self.received_frames = 0
         self.received_bytes = 0
 
@@ -159,18 +164,14 @@ class Shell:
 
     def view(self, closed_at: float | None = None) -> ConnectionView:
         """What the inspector shows of it now."""
-        session, caller, now = self.session, caller_of(self.websocket.scope), time.time()
-        age = now - self.opened_at
+        session, sender, age = self.session, self.sender, time.time() - self.opened_at
         lanes = tuple(LaneView(key, lane.busy, len(lane.queue)) for key, lane in session.lanes.items())
-        client = self.websocket.client
         return ConnectionView(
-            self.connection.id, caller.tenant, caller.key,
-            "" if client is None else f"{client.host}:{client.port}",
-            self.websocket.headers.get("user-agent", ""), session.state.value, self.opened_at, age,
-            max(0.0, session.limits.connection_cap_s - age), lanes, session.active,
+            self.connection.id, self.tenant, self.key, self.peer, self.user_agent, session.state.value,
+            self.opened_at, age, max(0.0, session.limits.connection_cap_s - age), lanes, session.active,
             sum(lane.queued for lane in lanes), session.queued_bytes, self.received_bytes,
-            self.received_frames, self.sender.sent_bytes, self.sender.sent_events,
-            self.sender.queue.qsize(), self.sender.queue.maxsize, tuple(self.connection.timeline), closed_at,
+            self.received_frames, sender.sent_bytes, sender.sent_events, sender.queue.qsize(),
+            sender.queue.maxsize, tuple(self.connection.timeline), closed_at,
         )  # fmt: skip
 
     # --- turns ------------------------------------------------------------------------------------
