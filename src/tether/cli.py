@@ -116,6 +116,7 @@ def _announce(settings: Settings, keys: dict[str, str], port: int) -> None:
     console.print(f"  model: {model}\n  store: {kind} {masked(where)}\n  auth: {auth}")
     if workers > 1:
         console.print(f"  workers: {workers}")
+    console.print(f"  inspector: [cyan]{url.removesuffix('/v1')}/inspector[/cyan]")
 
 
 def main() -> None:
