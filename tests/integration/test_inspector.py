@@ -58,11 +58,10 @@ class Agent:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TetherServer]:
-    """Two tenants and an admin; 16-token answers at 30 ms a token, every turn diagnosed."""
+    """Two tenants and an admin; 16-token answers at 30 ms a token."""
     tmp = tmp_path_factory.mktemp("inspector")
     (tmp / "keys").write_text(f"alpha {ALPHA}\nbeta {BETA}\n")
-    args = ("--api-keys-file", str(tmp / "keys"), "--admin-key", ADMIN, "--scripted-decode-us", "30000",
-            "--cache-diagnostics")  # fmt: skip
+    args = ("--api-keys-file", str(tmp / "keys"), "--admin-key", ADMIN, "--scripted-decode-us", "30000")
     with TetherServer(tmp / "tether.db", *args) as server:
         yield server
 
@@ -156,10 +155,15 @@ def test_the_chain_tree_matches_the_responses_created(server: TetherServer, brow
     browser.click(f'li[data-response="{root.id}"] a')  # each node links to its stored items
     browser.wait(lambda: "Plan a <b>trip</b>." in browser.find("section.items").text)  # text, not HTML
     assert browser.find("ul.tree li[aria-current]").get_attribute("data-response") == root.id
+    other = client.responses.create(
+        model=SCRIPTED, input="Which day?", previous_response_id=right.id, instructions="Be brief."
+    )
     browser.open("/inspector")  # the same turns, among the latest HTTP ones
     rows = {row.get_attribute("data-response"): row for row in browser.find_all("#http tr[data-response]")}
     assert {root.id, left.id, right.id, leaf.id} <= rows.keys()
     assert int(rows[leaf.id].find_element("css selector", "[data-field=cached]").text) > 0
+    assert "hit" in rows[leaf.id].text
+    assert "miss: input_changed" in rows[other.id].text  # its instructions differ from its parent's
 
 
 def test_a_tenant_s_key_sees_its_own_tenant_only(

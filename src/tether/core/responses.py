@@ -173,7 +173,7 @@ class Responses:
         seal = functools.partial(self.seal.seal, tenant=tenant) if request.include_reasoning_blobs else None
         events = ResponseEvents(response, None if socket is None else socket.lane, seal)
         running = Running(response_id, request, tenant, context, events, log, sink, Cancellation(), socket,
-                          created_at, shape, span)  # fmt: skip
+                          created_at, shape, parent_shape, span)  # fmt: skip
         created = events.created()
         self.running.add(running)
         begins = request.store and _announced_early(request)
@@ -387,10 +387,15 @@ class Responses:
         self.metrics.turn_finished(transport, status, work.usage, now - work.started, first)
         usage, first_output = work.usage_so_far(), "-" if first is None else f"{first:.3f} s"
         socket = running.socket
+        # A continuation's record says why it missed its parent's cache, asked for or not (what
+        # the client was sent, and `/metrics`, stay as it asked).
+        diagnostics = work.diagnostics
+        if diagnostics is None and running.parent_shape is not None:
+            diagnostics = cache_diagnostics.diagnose(running.shape, running.parent_shape, usage)
         record = TurnRecord(
             running.id, running.request.previous_response_id, None if socket is None else socket.lane, status,
             time.time(), 0.0 if socket is None else socket.queued_s, now - work.started, first,
-            usage.input_tokens, usage.cached_tokens, usage.output_tokens, work.diagnostics,
+            usage.input_tokens, usage.cached_tokens, usage.output_tokens, diagnostics,
             running.request.store, not work.generate,
         )  # fmt: skip
         if socket is None:

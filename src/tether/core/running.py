@@ -57,6 +57,7 @@ class Running:
     socket: SocketTurn | None
     created_at: int
     shape: Shape  # what its prompt is made of, for cache diagnostics
+    parent_shape: Shape | None  # the shape of the response it continues, when known here
     span: Span  # its trace span (`tracing.py`), ended once it has settled
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # A steer's replies while it runs, said by its turn between its own events (`turn.Turn`).

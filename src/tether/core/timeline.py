@@ -1,8 +1,9 @@
 """What the latest turns were, for the inspector: when each ended, how long it waited and took,
-its first output, its tokens — prefilled against cached — and, when it was diagnosed (asked for,
-or `--cache-diagnostics`), why it missed the cache. A WebSocket connection keeps its own latest
-`TIMELINE_TURNS`, and dies with them; the process keeps the latest `HTTP_TURNS_KEPT` of HTTP,
-every tenant's, each with its tenant."""
+its first output, its tokens — prefilled against cached — and, for a continuation of a response
+this process shaped, whether it found that response's cache and why not (as
+`prompt_cache_diagnostics` would say, whether the client asked for them or not). A WebSocket
+connection keeps its own latest `TIMELINE_TURNS`, and dies with them; the process keeps the
+latest `HTTP_TURNS_KEPT` of HTTP, every tenant's, each with its tenant."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class TurnRecord:
     input_tokens: int
     cached_tokens: int
     output_tokens: int
-    diagnostics: Diagnostics | None
+    diagnostics: Diagnostics | None  # against the response it continues; None: not compared
     stored: bool
     warm_up: bool  # `generate: false`: a prefill, no answer
 
