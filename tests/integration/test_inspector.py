@@ -6,6 +6,7 @@ without a key the inspector is refused. The screenshots in the README come from 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,8 @@ def test_a_connection_s_timeline_shows_each_turn(
         assert int(row.find_element("css selector", "[data-field=cached]").text) > 0
         assert "hit" in row.text
         assert row.find_element("css selector", "[data-field=ttft]").text.endswith("ms")
+    running = browser.wait(lambda: browser.find("[data-running]").get_attribute("data-running"))
+    browser.wait(lambda: browser.find_all(f'tr[data-response="{running}"]'))  # ended: in the timeline
     browser.screenshot("timeline")
 
 
@@ -249,6 +252,20 @@ def test_a_page_shows_the_newest_connections_and_counts_the_others(
     assert page.count("<tr data-connection=") == CONNECTIONS_SHOWN
     assert 'data-tenant="alpha"' not in page  # the agents' are the oldest
     assert "and 2 older, not shown" in page
+
+
+def test_a_lane_says_how_long_its_oldest_queued_create_has_waited(server: TetherServer) -> None:
+    waiting = re.compile(r'class="lane busy">default \+2 <small>\(\d+ ms\)</small>')
+    base = server.base_url.removesuffix("/v1")
+    with RawSocket(server, ALPHA) as socket, httpx.Client(base_url=base) as http:
+        for _ in range(3):  # one runs (~0.5 s), two wait behind it on the default lane
+            socket.create(input="Queue up.", store=False)
+        pages = (http.get("/inspector/live/connections", headers={"Authorization": f"Bearer {ALPHA}"}).text
+                 for _ in range(50))  # fmt: skip
+        seen = next((page for page in pages if waiting.search(page)), None)
+        for _ in range(3):
+            socket.until_done()
+    assert seen is not None  # before the first ended, the page showed the two waiting
 
 
 def _connection_of(server: TetherServer, response_id: str) -> str:

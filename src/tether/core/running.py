@@ -10,6 +10,7 @@ that has just ended is waited for until it is settled.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Running:
     parent_shape: Shape | None  # the shape of the response it continues, when known here
     span: Span  # its trace span (`tracing.py`), ended once it has settled
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    began: float = field(default_factory=time.time)  # Unix time, exactly (`created_at` is whole seconds)
     # A steer's replies while it runs, said by its turn between its own events (`turn.Turn`).
     asides: deque[Callable[[], Event]] = field(default_factory=deque)
     # Its work, which ends after it settles for a warm-up (whose prefill follows its answer).

@@ -20,6 +20,16 @@ class LaneView:
     stream_id: str | None  # None: the default lane
     running: bool
     queued: int
+    waited_s: float | None  # how long the oldest create queued on it has waited; None: none waits
+
+
+@dataclass(frozen=True)
+class RunningView:
+    """A response the connection started whose work is not over (a warm-up's prefill too)."""
+
+    response_id: str
+    stream_id: str | None
+    age_s: float
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,7 @@ class ConnectionView:
     age_s: float
     cap_left_s: float  # until it drains for its cap
     lanes: tuple[LaneView, ...]
+    responses: tuple[RunningView, ...]  # the oldest first
     running: int
     queued: int
     queued_bytes: int

@@ -36,7 +36,7 @@ from tether.protocol.errors import ApiError
 from tether.protocol.steering import SteerRejected
 from tether.server.admission import Admission
 from tether.server.auth import caller_of
-from tether.server.runtime import ConnectionView, LaneView, Runtime
+from tether.server.runtime import ConnectionView, LaneView, RunningView, Runtime
 from tether.server.session import Action, Close, Send, Session, StartTurn, SteerResponse
 from tether.tracing import connection_span
 
@@ -164,15 +164,29 @@ class Shell:
 
     def view(self, closed_at: float | None = None) -> ConnectionView:
         """What the inspector shows of it now."""
-        session, sender, age = self.session, self.sender, time.time() - self.opened_at
-        lanes = tuple(LaneView(key, lane.busy, len(lane.queue)) for key, lane in session.lanes.items())
+        session, sender, now = self.session, self.sender, time.time()
+        age, lanes = now - self.opened_at, tuple(self._lane_view(key) for key in session.lanes)
         return ConnectionView(
             self.connection.id, self.tenant, self.key, self.peer, self.user_agent, session.state.value,
-            self.opened_at, age, max(0.0, session.limits.connection_cap_s - age), lanes, session.active,
-            sum(lane.queued for lane in lanes), session.queued_bytes, self.received_bytes,
-            self.received_frames, sender.sent_bytes, sender.sent_events, sender.queue.qsize(),
-            sender.queue.maxsize, tuple(self.connection.timeline), closed_at,
+            self.opened_at, age, max(0.0, session.limits.connection_cap_s - age), lanes,
+            self._running_views(now), session.active, sum(lane.queued for lane in lanes),
+            session.queued_bytes, self.received_bytes, self.received_frames, sender.sent_bytes,
+            sender.sent_events, sender.queue.qsize(), sender.queue.maxsize, tuple(self.connection.timeline),
+            closed_at,
         )  # fmt: skip
+
+    def _running_views(self, now: float) -> tuple[RunningView, ...]:
+        views = []
+        for running in sorted(self.connection.working.values(), key=lambda running: running.began):
+            lane = None if running.socket is None else running.socket.lane
+            views.append(RunningView(running.id, lane, now - running.began))
+        return tuple(views)
+
+    def _lane_view(self, key: LaneKey) -> LaneView:
+        lane = self.session.lanes[key]
+        oldest = next((work for work in lane.queue if isinstance(work, Create)), None)
+        waited = None if oldest is None else self.loop.time() - oldest.received_at
+        return LaneView(key, lane.busy, len(lane.queue), waited)
 
     # --- turns ------------------------------------------------------------------------------------
 
