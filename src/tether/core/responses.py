@@ -514,9 +514,12 @@ class Responses:
         """What is wrong with the store and with the model now (None: nothing). Only that a part
         failed is said; the log says why."""
         return Readiness(
-            store=await _problem("store", self.store.check()),
-            backend=await _problem("backend", self.backend.check()),
+            store=await self.store_problem(), backend=await _problem("backend", self.backend.check())
         )
+
+    async def store_problem(self) -> str | None:
+        """What is wrong with the store now (None: nothing): `readiness`'s first half."""
+        return await _problem("store", self.store.check())
 
     def interrupt_all(self) -> None:
         """End everything still running as `incomplete` / `interrupted` (each reader of a stream

@@ -13,13 +13,14 @@ Each process shows its own state: under `--workers`, a page shows the worker tha
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -50,47 +51,40 @@ class Inspector:
         )
 
     def routes(self) -> list[BaseRoute]:
+        page = functools.partial(_keyed, refuse=_to_login)
+        live = functools.partial(_keyed, refuse=_unauthorized)
         return [
-            Route(INSPECTOR, self.index),
+            Route(INSPECTOR, page(self.index)),
             Route(f"{INSPECTOR}/login", self.login_page, methods=["GET"]),
             Route(f"{INSPECTOR}/login", self.login, methods=["POST"]),
             Route(f"{INSPECTOR}/logout", self.logout, methods=["POST"]),
-            Route(f"{INSPECTOR}/connections/{{connection_id}}", self.connection_page),
-            Route(f"{INSPECTOR}/responses/{{response_id}}", self.response_page),
-            Route(f"{INSPECTOR}/turns/{{response_id}}", self.turn),
-            Route(f"{INSPECTOR}/live/connections", self.live_connections),
-            Route(f"{INSPECTOR}/live/connections/{{connection_id}}", self.live_connection),
-            Route(f"{INSPECTOR}/live/http", self.live_http),
-            Route(f"{INSPECTOR}/live/engine", self.live_engine),
+            Route(f"{INSPECTOR}/connections/{{connection_id}}", page(self.connection_page)),
+            Route(f"{INSPECTOR}/responses/{{response_id}}", page(self.response_page)),
+            Route(f"{INSPECTOR}/turns/{{response_id}}", page(self.turn)),
+            Route(f"{INSPECTOR}/live/connections", live(self.live_connections)),
+            Route(f"{INSPECTOR}/live/connections/{{connection_id}}", live(self.live_connection)),
+            Route(f"{INSPECTOR}/live/http", live(self.live_http)),
+            Route(f"{INSPECTOR}/live/engine", live(self.live_engine)),
             WebSocketRoute(PLAYGROUND, self.playground),
             Mount(f"{INSPECTOR}/static", StaticFiles(directory=HERE / "static")),
         ]
 
     # --- pages ------------------------------------------------------------------------------------
 
-    async def index(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _to_login(request)
+    async def index(self, request: Request, caller: Caller) -> Response:
         models = sorted(self.runtime.responses.served_models)
         return self._page(
             request, "index.html", caller, models=models, connections=views.connections(self.runtime, caller),
             turns=views.http_turns(self.runtime, caller), engine=await self._engine(caller),
         )  # fmt: skip
 
-    async def connection_page(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _to_login(request)
+    async def connection_page(self, request: Request, caller: Caller) -> Response:
         view = views.connection(self.runtime, caller, request.path_params["connection_id"])
         if view is None:
             return self._page(request, "missing.html", caller, status_code=404, what="connection")
         return self._page(request, "connection.html", caller, connection=view)
 
-    async def response_page(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _to_login(request)
+    async def response_page(self, request: Request, caller: Caller) -> Response:
         response_id = request.path_params["response_id"]
         # An admin reads any tenant's, named by the link it followed; a tenant only its own.
         tenant = request.query_params.get("tenant", caller.tenant) if caller.admin else caller.tenant
@@ -109,11 +103,8 @@ class Inspector:
             tree=views.tree_rows(family, response_id), tree_full=len(family) < views.FAMILY_SHOWN,
         )  # fmt: skip
 
-    async def turn(self, request: Request) -> Response:
+    async def turn(self, request: Request, caller: Caller) -> Response:
         """Where a response of a WebSocket turn is: its connection's timeline."""
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _to_login(request)
         response_id = request.path_params["response_id"]
         view = views.connection_of_turn(self.runtime, caller, response_id)
         if view is None:
@@ -122,32 +113,20 @@ class Inspector:
 
     # --- fragments, re-read every second ----------------------------------------------------------
 
-    async def live_connections(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _unauthorized()
+    async def live_connections(self, request: Request, caller: Caller) -> Response:
         connections = views.connections(self.runtime, caller)
         return self._fragment(request, "live_connections.html", caller, connections=connections)
 
-    async def live_http(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _unauthorized()
+    async def live_http(self, request: Request, caller: Caller) -> Response:
         return self._fragment(request, "live_http.html", caller, turns=views.http_turns(self.runtime, caller))
 
-    async def live_connection(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _unauthorized()
+    async def live_connection(self, request: Request, caller: Caller) -> Response:
         view = views.connection(self.runtime, caller, request.path_params["connection_id"])
         if view is None:
             return PlainTextResponse("no such connection", 404)
         return self._fragment(request, "live_connection.html", caller, connection=view)
 
-    async def live_engine(self, request: Request) -> Response:
-        caller = inspector_caller(request.scope)
-        if caller is None:
-            return _unauthorized()
+    async def live_engine(self, request: Request, caller: Caller) -> Response:
         return self._fragment(request, "live_engine.html", caller, engine=await self._engine(caller))
 
     # --- login ------------------------------------------------------------------------------------
@@ -190,7 +169,7 @@ class Inspector:
         origin = websocket.headers.get("origin", "")
         same_site = origin.split("://", 1)[-1] == websocket.headers.get("host")
         if inspector_caller(websocket.scope) is None or not same_site:
-            await websocket.send_denial_response(_unauthorized())
+            await websocket.send_denial_response(_unauthorized(websocket))
             return
         await self.websocket.endpoint(websocket)
 
@@ -212,11 +191,25 @@ class Inspector:
         return response
 
 
+def _keyed(
+    endpoint: Callable[[Request, Caller], Awaitable[Response]], refuse: Callable[[Request], Response]
+) -> Callable[[Request], Awaitable[Response]]:
+    """`endpoint` for a caller with a key the server knows; anyone else is `refuse`d."""
+
+    async def keyed(request: Request) -> Response:
+        caller = inspector_caller(request.scope)
+        return refuse(request) if caller is None else await endpoint(request, caller)
+
+    return keyed
+
+
 def _to_login(request: Request) -> Response:
+    """A page's refusal: the login page, which comes back here."""
     return RedirectResponse(f"{INSPECTOR}/login?next={quote(request.url.path)}", 303)
 
 
-def _unauthorized() -> Response:
+def _unauthorized(_: HTTPConnection) -> Response:
+    """A fragment's refusal (the page that reads it goes to the login), and the playground's."""
     return PlainTextResponse("The inspector needs a key: log in at /inspector/login.", 401)
 
 

@@ -82,7 +82,7 @@ async def engine(runtime: Runtime) -> EngineView:
         models=tuple(sorted(responses.served_models)),
         engines=await responses.backend.reach(),
         cache=responses.backend.cache_stats(),
-        store=(await responses.readiness()).store,
+        store=await responses.store_problem(),  # the engines are probed by `reach`, once
         running=len(responses.running),
         connections=len(runtime.connections),
         uptime_s=time.time() - runtime.started_at,

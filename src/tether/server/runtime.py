@@ -47,8 +47,7 @@ class ConnectionView:
     cap_left_s: float  # until it drains for its cap
     lanes: tuple[LaneView, ...]
     responses: tuple[RunningView, ...]  # the oldest first
-    running: int
-    queued: int
+    running: int  # of its active slots, taken
     queued_bytes: int
     received_bytes: int
     received_frames: int
@@ -58,6 +57,10 @@ class ConnectionView:
     send_queue_max: int
     timeline: tuple[TurnRecord, ...]  # oldest first
     closed_at: float | None = None
+
+    @property
+    def queued(self) -> int:
+        return sum(lane.queued for lane in self.lanes)
 
 
 class Connected(Protocol):

@@ -167,12 +167,11 @@ class Shell:
         session, sender, now = self.session, self.sender, time.time()
         age, lanes = now - self.opened_at, tuple(self._lane_view(key) for key in session.lanes)
         return ConnectionView(
-            self.connection.id, self.tenant, self.key, self.peer, self.user_agent, session.state.value,
+            self.id, self.tenant, self.key, self.peer, self.user_agent, session.state.value,
             self.opened_at, age, max(0.0, session.limits.connection_cap_s - age), lanes,
-            self._running_views(now), session.active, sum(lane.queued for lane in lanes),
-            session.queued_bytes, self.received_bytes, self.received_frames, sender.sent_bytes,
-            sender.sent_events, sender.queue.qsize(), sender.queue.maxsize, tuple(self.connection.timeline),
-            closed_at,
+            self._running_views(now), session.active, session.queued_bytes, self.received_bytes,
+            self.received_frames, sender.sent_bytes, sender.sent_events, sender.queue.qsize(),
+            sender.queue.maxsize, tuple(self.connection.timeline), closed_at,
         )  # fmt: skip
 
     def _running_views(self, now: float) -> tuple[RunningView, ...]:
